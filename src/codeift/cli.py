@@ -1,0 +1,148 @@
+"""`python -m codeift <stage>`: one entry point per kind of Snakemake job.
+
+Every stage takes its slice of the config as a JSON string (the rule's params), so a rule body is
+one line and the package is usable without Snakemake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from codeift.io import write_json, write_parquet
+
+
+def _json(text: str) -> Any:
+    return json.loads(text)
+
+
+def cmd_prepare_backbone(args: argparse.Namespace) -> None:
+    from codeift.backbones import prepare_backbone
+
+    print(json.dumps(prepare_backbone(args.name, _json(args.spec), args.out)))
+
+
+def cmd_build_pool(args: argparse.Namespace) -> None:
+    from codeift.ift import build_pool, label_pool
+
+    pool, report = build_pool(_json(args.sources), args.seed)
+    labelled = label_pool(pool)
+    report["labels"] = dict(sorted(labelled.group_by("label").len().iter_rows()))
+    write_parquet(labelled, args.out)
+    write_json(report, args.report)
+    print(json.dumps(report))
+
+
+def cmd_build_mix(args: argparse.Namespace) -> None:
+    from codeift.ift import build_mix, mix_card, read_report
+
+    pool = pl.read_parquet(args.pool)
+    mix = build_mix(pool, args.proportion, args.total, args.seed)
+    write_parquet(mix, args.out)
+    card = mix_card(mix, args.proportion, read_report(args.pool_report))
+    write_json(card, args.card)
+    print(json.dumps({k: card[k] for k in ("proportion", "examples", "labels", "content_hash")}))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from codeift.train import describe, train
+
+    record = train(args.model, args.mix, args.out, args.checkpoints, _json(args.settings))
+    print(describe(record))
+
+
+def cmd_build_task(args: argparse.Namespace) -> None:
+    from codeift.tasks import build_task_frame
+
+    frame = build_task_frame(args.name, _json(args.entry), args.seed)
+    write_parquet(frame, args.out)
+    print(f"{args.name}: {frame.height} examples")
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from codeift.generate import generate_task
+
+    summary = generate_task(args.model, args.task_file, args.out, _json(args.backbone),
+                            args.variant, _json(args.settings))
+    print(json.dumps(summary))
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from codeift.scoring import score_frame
+
+    scored = score_frame(pl.read_parquet(args.generations))
+    write_parquet(scored, args.out)
+    missing = scored["missing_reason"].drop_nulls().value_counts(sort=True).rows()
+    print(json.dumps({"examples": scored.height, "correct": int(scored["correct"].sum()),
+                      "missing": dict(missing)}))
+
+
+def cmd_aggregate(args: argparse.Namespace) -> None:
+    from codeift.analysis import run_analysis
+
+    paths = [line for line in Path(args.score_list).read_text().splitlines() if line] \
+        if args.score_list else args.scores
+    run_analysis(paths, Path(args.outdir), Path(args.figdir))
+
+
+def cmd_engines(args: argparse.Namespace) -> None:
+    from codeift.engine_server import live_engines, stop_engines
+
+    if args.action == "list":
+        for info in live_engines():
+            print(json.dumps(info))
+    else:
+        print(f"stopped {stop_engines(keep=0)} engine(s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codeift", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler: Callable[[argparse.Namespace], None], *options: str,
+            ints: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name)
+        for option in options:
+            sub.add_argument(f"--{option}", required=True)
+        for option in ints:
+            sub.add_argument(f"--{option}", required=True, type=int)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    add("prepare-backbone", cmd_prepare_backbone, "name", "spec", "out")
+    add("build-pool", cmd_build_pool, "sources", "out", "report", ints=("seed",))
+    add("build-mix", cmd_build_mix, "pool", "pool-report", "out", "card",
+        ints=("proportion", "total", "seed"))
+    add("train", cmd_train, "model", "mix", "out", "checkpoints", "settings")
+    add("build-task", cmd_build_task, "name", "entry", "out", ints=("seed",))
+    add("generate", cmd_generate, "model", "task-file", "out", "backbone", "variant", "settings")
+    add("score", cmd_score, "generations", "out")
+    aggregate = commands.add_parser("aggregate")
+    aggregate.add_argument("--scores", nargs="*", default=[])
+    aggregate.add_argument("--score-list", help="file with one score path per line")
+    aggregate.add_argument("--outdir", required=True)
+    aggregate.add_argument("--figdir", required=True)
+    aggregate.set_defaults(handler=cmd_aggregate)
+    engines = commands.add_parser("engines", help="list or stop this machine's shared engines")
+    engines.add_argument("action", choices=["list", "stop"])
+    engines.set_defaults(handler=cmd_engines)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.time()
+    args.handler(args)
+    print(f"[codeift] {args.command} done in {time.time() - started:.1f}s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""A shared engine per model, so a sweep pays vLLM's start-up once per model, not once per job.
+
+Each generation job (one backbone x variant x task: the unit of caching) asks for the engine of
+its model. The first job of a model starts a daemon that loads the engine and listens on a Unix
+socket; later jobs of that model on the same machine reuse it; it exits after
+`engine_idle_seconds` without a request. At most `max_engines` daemons live at once: starting
+another first asks the least recently used idle one to exit. Requests are served one at a time,
+so a job's batch is exactly its task's prompts, as if it had run alone (same greedy outputs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from codeift.io import stable_hash
+
+START_TIMEOUT_SECONDS = 1800
+
+
+class EngineError(RuntimeError):
+    """The shared engine could not start or answer; the message points at its log."""
+
+
+def engine_dir() -> Path:
+    """Where sockets, pid files and engine logs live (short path: socket names are limited)."""
+    root = Path(os.environ.get("CODEIFT_ENGINE_DIR", f"/tmp/codeift-engines-{os.getuid()}"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def engine_key(model_fingerprint: str, settings: dict[str, Any]) -> str:
+    return stable_hash({"model": model_fingerprint, "settings": settings}, length=20)
+
+
+def idle_seconds() -> float:
+    """Set by the Snakefile from `engines.idle_seconds`; 0 means no shared engines."""
+    return float(os.environ.get("CODEIFT_ENGINE_IDLE_SECONDS", "120"))
+
+
+def max_alive() -> int:
+    return int(os.environ.get("CODEIFT_MAX_ENGINES", "2"))
+
+
+# --------------------------------------------------------------------------- wire format
+
+
+def send_message(conn: socket.socket, payload: dict[str, Any]) -> None:
+    data = json.dumps(payload).encode("utf-8")
+    conn.sendall(struct.pack("!Q", len(data)) + data)
+
+
+def _recv_exact(conn: socket.socket, size: int) -> bytes:
+    chunks, remaining = [], size
+    while remaining:
+        chunk = conn.recv(min(remaining, 1 << 20))
+        if not chunk:
+            raise ConnectionError("engine closed the connection")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def receive_message(conn: socket.socket) -> dict[str, Any]:
+    (size,) = struct.unpack("!Q", _recv_exact(conn, 8))
+    return json.loads(_recv_exact(conn, size).decode("utf-8"))
+
+
+def request(socket_path: Path, payload: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(timeout)
+        conn.connect(str(socket_path))
+        send_message(conn, payload)
+        return receive_message(conn)
+
+
+# --------------------------------------------------------------------------- daemon side
+
+
+def serve(model_dir: str, settings: dict[str, Any], key: str, idle_limit: float) -> None:
+    """Load the engine, then answer requests until idle for `engine_idle_seconds`."""
+    from codeift.engines import load_engine
+
+    root = engine_dir()
+    socket_path = root / f"{key}.sock"
+    started = time.time()
+    engine = load_engine(model_dir, settings)
+    load_seconds = round(time.time() - started, 2)
+    print(f"[engine] {engine.name} {engine.version} loaded {model_dir} in {load_seconds}s", flush=True)
+    socket_path.unlink(missing_ok=True)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(socket_path))
+    server.listen(16)
+    server.settimeout(1.0)
+    last_used = time.time()
+    (root / f"{key}.json").write_text(json.dumps({"pid": os.getpid(), "model": model_dir}))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while time.time() - last_used < idle_limit:
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                message = receive_message(conn)
+                op = message.get("op")
+                if op == "chat":
+                    try:
+                        results = engine.chat(message["conversations"], int(message["max_new_tokens"]))
+                        send_message(conn, {"ok": True, "results": results})
+                    except Exception as error:  # report to the client, keep serving
+                        send_message(conn, {"ok": False, "error": f"{type(error).__name__}: {error}"})
+                    last_used = time.time()
+                elif op == "info":
+                    send_message(conn, {"ok": True, "engine": engine.name, "version": engine.version,
+                                        "model": model_dir, "last_used": last_used,
+                                        "load_seconds": load_seconds, "pid": os.getpid()})
+                elif op == "stop":
+                    send_message(conn, {"ok": True})
+                    break
+                else:
+                    send_message(conn, {"ok": False, "error": f"unknown op {op!r}"})
+    finally:
+        server.close()
+        socket_path.unlink(missing_ok=True)
+        (root / f"{key}.json").unlink(missing_ok=True)
+        print("[engine] exiting", flush=True)
+
+
+# --------------------------------------------------------------------------- client side
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def live_engines() -> list[dict[str, Any]]:
+    """Every daemon on this machine that answers, with its last use time."""
+    engines = []
+    for socket_path in sorted(engine_dir().glob("*.sock")):
+        try:
+            info = request(socket_path, {"op": "info"}, timeout=2.0)
+        except OSError:
+            continue
+        engines.append({**info, "socket": str(socket_path)})
+    return engines
+
+
+def stop_engines(keep: int = 0) -> int:
+    """Ask idle daemons to exit, least recently used first, until at most `keep` remain."""
+    engines = sorted(live_engines(), key=lambda e: e["last_used"])
+    stopped = 0
+    for info in engines[: max(len(engines) - keep, 0)]:
+        try:
+            request(Path(info["socket"]), {"op": "stop"}, timeout=2.0)
+            stopped += 1
+        except OSError:
+            continue
+    return stopped
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _start_daemon(model_dir: str, settings: dict[str, Any], key: str) -> None:
+    root = engine_dir()
+    socket_path = root / f"{key}.sock"
+    log_path = root / f"{key}.log"
+    stop_engines(keep=max_alive() - 1)
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "codeift.engine_server", "--model", model_dir,
+             "--settings", json.dumps(settings), "--key", key, "--idle", str(idle_seconds())],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    print(f"[codeift] started engine pid {process.pid} for {model_dir} (log {log_path})", flush=True)
+    deadline = time.time() + START_TIMEOUT_SECONDS
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise EngineError(f"engine for {model_dir} exited with code {process.returncode} while "
+                              f"starting; log {log_path}:\n{_tail(log_path)}")
+        if socket_path.exists():
+            try:
+                request(socket_path, {"op": "info"}, timeout=5.0)
+                return
+            except OSError:
+                pass
+        time.sleep(0.5)
+    process.kill()
+    raise EngineError(f"engine for {model_dir} did not start in {START_TIMEOUT_SECONDS}s; log {log_path}")
+
+
+def shared_chat(model_dir: str, fingerprint: str, settings: dict[str, Any],
+                conversations: list[list[dict[str, str]]], max_new_tokens: int) -> tuple[list[dict], dict]:
+    """Generate through the model's shared engine, starting it if no live one answers.
+
+    A daemon can exit between our check and our request (idle timeout, or evicted by another
+    job starting its own engine): a refused connection is retried with a fresh start.
+    """
+    key = engine_key(fingerprint, settings)
+    root = engine_dir()
+    socket_path = root / f"{key}.sock"
+    log_path = root / f"{key}.log"
+    for attempt in range(3):
+        with _lock(root / f"{key}.lock"):
+            try:
+                info = request(socket_path, {"op": "info"}, timeout=5.0)
+            except OSError:
+                _start_daemon(model_dir, settings, key)
+                info = request(socket_path, {"op": "info"}, timeout=5.0)
+        print(f"[codeift] using engine pid {info['pid']} ({info['engine']} {info['version']}, "
+              f"loaded in {info['load_seconds']}s)", flush=True)
+        payload = {"op": "chat", "conversations": conversations, "max_new_tokens": max_new_tokens}
+        try:
+            reply = request(socket_path, payload, timeout=None)
+        except (ConnectionRefusedError, FileNotFoundError):
+            print(f"[codeift] engine went away before the request (attempt {attempt + 1})", flush=True)
+            continue
+        except OSError as error:
+            raise EngineError(f"engine for {model_dir} failed mid-request ({error}); "
+                              f"log {log_path}:\n{_tail(log_path)}") from error
+        if not reply.get("ok"):
+            raise EngineError(f"engine for {model_dir}: {reply.get('error')}")
+        return reply["results"], info
+    raise EngineError(f"engine for {model_dir} kept going away; log {log_path}:\n{_tail(log_path)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="codeift shared engine daemon")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--settings", required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--idle", type=float, required=True)
+    args = parser.parse_args(argv)
+    serve(args.model, json.loads(args.settings), args.key, args.idle)
+
+
+if __name__ == "__main__":
+    main()

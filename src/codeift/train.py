@@ -1,0 +1,140 @@
+"""Supervised fine-tuning of one backbone on one mix with TRL's SFTTrainer.
+
+Loss is on assistant tokens only (the chat template marks them with {% generation %}).
+Checkpoints go to a folder Snakemake does not own, so a killed job resumes from its last
+checkpoint; the final model is written to a temporary folder and renamed into place, so nothing
+downstream ever sees a partial model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from codeift.io import atomic_path, write_json
+
+
+class TrainError(RuntimeError):
+    """Training cannot start; the message names the backbone folder or mix."""
+
+
+def last_checkpoint(checkpoint_dir: Path) -> str | None:
+    """The newest complete `checkpoint-N` folder, or None."""
+    if not checkpoint_dir.is_dir():
+        return None
+    candidates = [
+        path for path in checkpoint_dir.glob("checkpoint-*")
+        if path.name.split("-")[-1].isdigit() and (path / "trainer_state.json").exists()
+    ]
+    if not candidates:
+        return None
+    return str(max(candidates, key=lambda path: int(path.name.split("-")[-1])))
+
+
+def load_mix_dataset(mix_path: str | Path) -> Any:
+    """The mix as a `datasets.Dataset` with a conversational `messages` column."""
+    from datasets import Dataset
+
+    frame = pl.read_parquet(mix_path, columns=["id", "messages"])
+    if frame.height == 0:
+        raise TrainError(f"mix {mix_path}: no examples")
+    return Dataset.from_list(frame.to_dicts())
+
+
+def sft_config(settings: dict[str, Any], checkpoint_dir: Path, use_cpu: bool) -> Any:
+    from trl import SFTConfig
+
+    bf16 = settings["dtype"] == "bfloat16" and not use_cpu
+    fp16 = settings["dtype"] == "float16" and not use_cpu
+    return SFTConfig(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=settings["epochs"],
+        max_steps=settings["max_steps"],
+        learning_rate=settings["learning_rate"],
+        lr_scheduler_type=settings["lr_scheduler"],
+        warmup_steps=float(settings["warmup_ratio"]),  # a float < 1 is a ratio
+        weight_decay=settings["weight_decay"],
+        per_device_train_batch_size=settings["per_device_batch_size"],
+        gradient_accumulation_steps=settings["gradient_accumulation_steps"],
+        max_length=settings["max_length"],
+        packing=settings["packing"],
+        assistant_only_loss=True,
+        gradient_checkpointing=settings["gradient_checkpointing"],
+        bf16=bf16,
+        fp16=fp16,
+        use_cpu=use_cpu,
+        save_strategy="steps",
+        save_steps=settings["save_steps"],
+        save_total_limit=2,
+        logging_steps=settings["logging_steps"],
+        seed=settings["seed"],
+        data_seed=settings["seed"],
+        report_to="none",
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+
+
+def train(model_dir: str | Path, mix_path: str | Path, out_dir: str | Path,
+          checkpoint_dir: str | Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """Fine-tune `model_dir` on the mix; write the tuned model and its training record."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTTrainer
+
+    model_path = Path(model_dir)
+    if not (model_path / "config.json").exists():
+        raise TrainError(f"base model {model_path} is missing (run the prepare job first)")
+    use_cpu = not torch.cuda.is_available()
+    if use_cpu:
+        torch.set_num_threads(settings["threads"])
+    checkpoints = Path(checkpoint_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if not tokenizer.chat_template:
+        raise TrainError(f"{model_path}: tokenizer has no chat template (prepare assigns one)")
+    dtype = torch.float32 if use_cpu else getattr(torch, settings["dtype"])
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+    dataset = load_mix_dataset(mix_path)
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(settings, checkpoints, use_cpu),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
+    resume = last_checkpoint(checkpoints)
+    if resume:
+        print(f"[codeift] resuming from {resume}", flush=True)
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=resume)
+    record = {
+        "base_model": str(model_path),
+        "mix": str(mix_path),
+        "examples": len(dataset),
+        "resumed_from": resume,
+        "global_step": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "loss_history": [e["loss"] for e in trainer.state.log_history if "loss" in e],
+        "seconds": round(time.time() - started, 2),
+        "device": "cpu" if use_cpu else torch.cuda.get_device_name(0),
+        "settings": settings,
+    }
+    with atomic_path(out_dir, directory=True) as tmp:
+        trainer.save_model(str(tmp))
+        tokenizer.save_pretrained(tmp)
+        write_json(record, tmp / "codeift_training.json")
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return record
+
+
+def describe(record: dict[str, Any]) -> str:
+    return json.dumps({k: record[k] for k in ("global_step", "train_loss", "seconds")})
+
+
+def training_threads() -> int:
+    return int(os.environ.get("SNAKEMAKE_THREADS", "1"))

@@ -1,0 +1,57 @@
+"""The shared engine: reused across jobs of one model, identical to an in-process engine."""
+
+from __future__ import annotations
+
+import pytest
+
+from codeift.backbones import build_tiny, model_fingerprint
+from codeift.config import DEFAULT_INFERENCE
+from codeift.engine_server import EngineError, live_engines, shared_chat, stop_engines
+from codeift.engines import load_engine
+
+SETTINGS = {**DEFAULT_INFERENCE, "engine": "hf", "dtype": "float32", "threads": 1}
+PROMPTS = [[{"role": "user", "content": f"Reverse the list {i}, {i + 1}"}] for i in range(5)]
+
+
+@pytest.fixture
+def engine_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("CODEIFT_ENGINE_DIR", str(tmp_path / "engines"))
+    monkeypatch.setenv("CODEIFT_ENGINE_IDLE_SECONDS", "30")
+    monkeypatch.setenv("CODEIFT_MAX_ENGINES", "1")
+    yield tmp_path
+    stop_engines(keep=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    for name, seed in (("a", 0), ("b", 1)):
+        build_tiny({"architecture": "llama", "corpus_examples": 200, "seed": seed}, root / name)
+    return root
+
+
+def test_jobs_of_one_model_share_one_engine_with_in_process_answers(engine_env, tiny_models):
+    model = str(tiny_models / "a")
+    first, info_first = shared_chat(model, model_fingerprint(model), SETTINGS, PROMPTS, 8)
+    second, info_second = shared_chat(model, model_fingerprint(model), SETTINGS, PROMPTS[:2], 8)
+    assert info_first["pid"] == info_second["pid"]
+    assert [r["response"] for r in second] == [r["response"] for r in first[:2]]
+    local = load_engine(model, SETTINGS).chat(PROMPTS, 8)
+    assert [r["response"] for r in first] == [r["response"] for r in local]
+    assert len(live_engines()) == 1
+
+
+def test_starting_a_second_model_evicts_the_idle_one_beyond_max_alive(engine_env, tiny_models):
+    model_a, model_b = str(tiny_models / "a"), str(tiny_models / "b")
+    _, info_a = shared_chat(model_a, model_fingerprint(model_a), SETTINGS, PROMPTS, 4)
+    _, info_b = shared_chat(model_b, model_fingerprint(model_b), SETTINGS, PROMPTS, 4)
+    assert info_a["pid"] != info_b["pid"]
+    assert [e["model"] for e in live_engines()] == [model_b]
+
+
+def test_an_engine_that_cannot_start_reports_its_log(engine_env, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    with pytest.raises(EngineError, match="exited with code .* while starting; log"):
+        shared_chat(str(broken), model_fingerprint(broken), SETTINGS, PROMPTS, 4)

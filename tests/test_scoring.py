@@ -1,0 +1,264 @@
+"""Tests for codeift.scoring: extraction from realistic responses, matching, score_frame."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from codeift.scoring import (
+    ANSWER_TYPES,
+    Extraction,
+    ScoringError,
+    answers_match,
+    canonical_number,
+    extract_answer,
+    score_frame,
+)
+from codeift.tasks import build_task_frame, load_catalog
+
+GSM8K_FILE = Path(__file__).resolve().parents[1].parent / "shared/data/gsm8k_test.jsonl"
+
+
+@pytest.mark.parametrize(
+    ("response", "answer_type", "value", "method"),
+    [
+        # numbers
+        ("The answer is 18.", "number", "18", "answer_is"),
+        ("the ANSWER IS 7 apples", "number", "7", "answer_is"),
+        ("Answer: 42", "number", "42", "answer_is"),
+        ("Final answer: $1,234.50", "number", "1234.5", "answer_is"),
+        ("She pays $1,234.50 dollars", "number", "1234.5", "last_number"),
+        ("3 + 4 = 7, then 7 * 2 = 14 cookies", "number", "14", "last_number"),
+        ("The answer is 12. Check: 12 - 5 = 7.", "number", "12", "answer_is"),
+        ("The answer is 5. Wait, recount: the answer is 6.", "number", "6", "answer_is"),
+        ("So we get \\boxed{72} in total, i.e. 3 boxes.", "number", "72", "boxed"),
+        ("\\boxed{\\frac{1}{2}} no, \\boxed{0.50}", "number", "0.5", "boxed"),
+        ("The answer is:\n\n  -15", "number", "-15", "answer_is"),
+        ("The answer is −3 degrees.", "number", "-3", "answer_is"),
+        ("That is 3/4 of the cake.", "number", "0.75", "last_number"),
+        ("The answer is eight.", "number", "8", "answer_is"),
+        ("**Answer:** 2,000", "number", "2000", "answer_is"),
+        ("The answer is 18.00", "number", "18", "answer_is"),
+        # yes/no
+        ("Yes.", "yesno", "yes", "yesno_word"),
+        ("yes, the coin is still heads up", "yesno", "yes", "yesno_word"),
+        ("No, it is not.", "yesno", "no", "yesno_word"),
+        ("True", "yesno", "yes", "yesno_word"),
+        ("Two flips cancel out, so the coin is heads up. YES", "yesno", "yes", "yesno_word"),
+        ("Alice flips it once. The answer is no.", "yesno", "no", "answer_is"),
+        ("The answer is \\boxed{\\text{No}}", "yesno", "no", "boxed"),
+        # true/false
+        ("False.", "truefalse", "False", "truefalse_word"),
+        ("The answer is True.", "truefalse", "True", "answer_is"),
+        ("Answer: false", "truefalse", "False", "answer_is"),
+        ("yes", "truefalse", "True", "truefalse_word"),
+        # lists
+        ("lamp, door, cup", "list", "lamp, door, cup", "last_line"),
+        ("[lamp, door, cup]", "list", "lamp, door, cup", "list_brackets"),
+        ("['lamp','door','cup']", "list", "lamp, door, cup", "list_brackets"),
+        ('Reversed: ["lamp", "door", "cup"].', "list", "lamp, door, cup", "list_brackets"),
+        ("lamp door cup", "list", "lamp, door, cup", "last_line"),
+        ("lamp -> door -> cup", "list", "lamp, door, cup", "list_arrow"),
+        ("The answer is lamp, door, and cup.", "list", "lamp, door, cup", "answer_is"),
+        (
+            "First I reverse it.\nReversed list: lamp, door, cup",
+            "list",
+            "lamp, door, cup",
+            "last_line",
+        ),
+        # text
+        ("The answer is nephew.", "text", "nephew", "answer_is"),
+        ("**Answer:** Son-in-law", "text", "Son-in-law", "answer_is"),
+        ('The answer is "wolf".', "text", "wolf", "answer_is"),
+        ("The answer is a wolf.", "text", "wolf", "answer_is"),
+        ("Aunt.", "text", "Aunt", "first_line"),
+        ("green\nBecause Lily is a green swan.", "text", "green", "first_line"),
+        ("The answer is yajo", "text", "yajo", "answer_is"),
+    ],
+)
+def test_extraction_handles_real_response_shapes(response, answer_type, value, method):
+    assert extract_answer(response, answer_type) == Extraction(value, method, None)
+
+
+@pytest.mark.parametrize("answer_type", ANSWER_TYPES)
+@pytest.mark.parametrize("response", [None, "", "   \n\t "])
+def test_empty_responses_are_missing_not_errors(response, answer_type):
+    assert extract_answer(response, answer_type) == Extraction(None, "none", "empty_response")
+
+
+@pytest.mark.parametrize(
+    ("response", "answer_type"),
+    [
+        ("I cannot solve this.", "number"),
+        ("The coin may or may not be heads up.", "yesno"),
+        ("It depends on the rules.", "truefalse"),
+    ],
+)
+def test_responses_without_an_answer_are_missing(response, answer_type):
+    assert extract_answer(response, answer_type) == Extraction(None, "none", "no_answer")
+
+
+@pytest.mark.parametrize("answer_type", ANSWER_TYPES)
+@pytest.mark.parametrize(
+    "response",
+    ["\\boxed{", "}}}{{{", "Answer:", "the answer is", "[", "]", "->", "1/0", "9" * 400,
+     "\x00\x01", "£€$", "[[]]", ", , ,", "The answer is [", "…", "\\boxed{\\boxed{}}"],
+)  # fmt: skip
+def test_extraction_never_raises_on_odd_text(response, answer_type):
+    extraction = extract_answer(response, answer_type)
+    assert (extraction.value is None) == (extraction.missing_reason is not None)
+
+
+def test_unknown_answer_type_is_a_scoring_error():
+    with pytest.raises(ScoringError, match="'float'"):
+        extract_answer("The answer is 3.", "float")
+    with pytest.raises(ScoringError, match="'float'"):
+        answers_match("3", "3", "float")
+
+
+@pytest.mark.parametrize(
+    ("extracted", "gold", "answer_type", "expected"),
+    [
+        ("1234.5", "1,234.50", "number", True),
+        ("18", "18.0", "number", True),
+        ("0.3333333", "0.33333333", "number", True),
+        ("0.333", "0.334", "number", False),
+        ("18", "81", "number", False),
+        ("eighteen", "18", "number", False),
+        ("yes", "yes", "yesno", True),
+        ("no", "yes", "yesno", False),
+        ("True", "True", "truefalse", True),
+        ("False", "True", "truefalse", False),
+        ("lamp, door, cup", "lamp, door, cup", "list", True),
+        ("['Lamp', 'door', 'cup.']", "lamp, door, cup", "list", True),
+        ("lamp, cup, door", "lamp, door, cup", "list", False),
+        ("lamp, door", "lamp, door, cup", "list", False),
+        ("Son in law", "son-in-law", "text", True),
+        ("NEPHEW!", "nephew", "text", True),
+        ("niece", "nephew", "text", False),
+        ("wolves", "wolf", "text", True),
+        ("mice", "mouse", "text", True),
+        ("tans", "tan", "text", False),  # plural tolerance is only for the bAbI animal names
+        ("yajos", "yajo", "text", False),
+        (None, "18", "number", False),
+    ],
+)
+def test_answers_match(extracted, gold, answer_type, expected):
+    assert answers_match(extracted, gold, answer_type) is expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [("5.0", "5"), (5.0, "5"), (7, "7"), ("1,234", "1234"), ("$1,234.50", "1234.5"),
+     ("-0.50", "-0.5"), ("3/4", "0.75"), ("twelve", None), ("1 2", None), (True, None)],
+)  # fmt: skip
+def test_canonical_number(raw, canonical):
+    assert canonical_number(raw) == canonical
+
+
+def _generations() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "id": ["t-0", "t-1", "t-2", "t-3", "t-4"],
+            "task": ["gsm8k", "coin_flip", "list_reversal", "clutrr", "gsm8k"],
+            "answer_type": ["number", "yesno", "list", "text", "number"],
+            "answer": ["18", "no", "c, b, a", "uncle", "5"],
+            "response": ["So the answer is 18.", "Yes.", "[c, b, a]", None, "It is 6."],
+            "model": ["m1"] * 5,
+        },
+        schema_overrides={"response": pl.Utf8},
+    )
+
+
+def test_score_frame_adds_columns_and_keeps_rows_and_inputs():
+    generations = _generations()
+    scored = score_frame(generations)
+    assert scored.columns == [
+        *generations.columns,
+        "extracted",
+        "method",
+        "missing_reason",
+        "correct",
+    ]
+    assert scored.select(generations.columns).equals(generations)
+    assert scored.schema["extracted"] == pl.Utf8 and scored.schema["method"] == pl.Utf8
+    assert scored.schema["missing_reason"] == pl.Utf8
+    assert scored.schema["correct"] == pl.Boolean
+    assert scored["correct"].to_list() == [True, False, True, False, False]
+    assert scored["extracted"].to_list() == ["18", "yes", "c, b, a", None, "6"]
+    assert scored["missing_reason"].to_list() == [None, None, None, "empty_response", None]
+    reversed_rows = score_frame(generations.reverse())
+    assert reversed_rows["id"].to_list() == generations["id"].to_list()[::-1]
+    assert reversed_rows["correct"].to_list() == [False, False, True, False, True]
+
+
+def test_score_frame_needs_its_columns_and_known_types():
+    with pytest.raises(ScoringError, match="response"):
+        score_frame(_generations().drop("response"))
+    bad = _generations().with_columns(pl.lit("decimal").alias("answer_type"))
+    with pytest.raises(ScoringError, match="row t-0.*'decimal'"):
+        score_frame(bad)
+
+
+def test_score_frame_on_an_empty_frame():
+    scored = score_frame(_generations().head(0))
+    assert scored.height == 0 and scored.schema["correct"] == pl.Boolean
+
+
+@pytest.mark.parametrize("task", sorted(load_catalog()))
+def test_every_task_gold_restated_scores_correct_and_a_wrong_one_does_not(task):
+    """The canonical golds of the tasks module are what the scorer reads back."""
+    frame = build_task_frame(task, {"domain": load_catalog()[task]["domain"], "size": 40}, 0)
+    golds = frame["answer"].to_list()
+    restated = frame.with_columns(
+        pl.Series("response", [f"Let me think.\nThe answer is {gold}." for gold in golds])
+    )
+    assert score_frame(restated)["correct"].all()
+    shifted = golds[1:] + golds[:1]
+    wrong = frame.with_columns(pl.Series("response", [f"The answer is {g}." for g in shifted]))
+    differs = [a != b for a, b in zip(golds, shifted, strict=True)]
+    scored = score_frame(wrong)["correct"].to_list()
+    assert not any(c for c, d in zip(scored, differs, strict=True) if d)
+
+
+def _model_style(solution: str) -> str:
+    """A GSM8K worked solution as a model would write it: no <<calc>> notes, a closing line."""
+    without_notes = re.sub(r"<<[^>]*>>", "", solution)
+    return re.sub(r"####\s*(\S+)\s*$", r"So the answer is \1.", without_notes.strip())
+
+
+@pytest.mark.skipif(not GSM8K_FILE.exists(), reason=f"real GSM8K sample not found at {GSM8K_FILE}")
+def test_real_gsm8k_restated_solutions_score_correct_and_shuffled_ones_do_not():
+    raw = [json.loads(line) for line in GSM8K_FILE.read_text(encoding="utf-8").splitlines()]
+    assert len(raw) == 1319
+    golds = [canonical_number(row["answer"].rsplit("####", 1)[1]) for row in raw]
+    responses = [_model_style(row["answer"]) for row in raw]
+    assert not any("####" in response or "<<" in response for response in responses)
+    frame = pl.DataFrame(
+        {
+            "id": [f"gsm8k-{i:04d}" for i in range(len(raw))],
+            "answer_type": ["number"] * len(raw),
+            "answer": golds,
+            "response": responses,
+        }
+    )
+    scored = score_frame(frame)
+    assert scored["correct"].all()
+    assert set(scored["method"]) == {"answer_is"}
+    shuffled = responses[:]
+    random.Random(1234).shuffle(shuffled)
+    wrong = score_frame(frame.with_columns(pl.Series("response", shuffled)))
+    assert wrong["correct"].mean() < 0.05
+
+
+@pytest.mark.parametrize("answer_type", ["number", "yesno", "truefalse", "list", "text"])
+@pytest.mark.parametrize("response", ["```\n```\n```\n", "**\n\n**", "`", "\n\n\n"])
+def test_markup_only_responses_are_missing_not_crashes(answer_type, response):
+    extraction = extract_answer(response, answer_type)
+    assert extraction.value is None
+    assert extraction.missing_reason in {"no_answer", "empty_response"}

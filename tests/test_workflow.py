@@ -1,0 +1,241 @@
+"""End to end: Snakemake for real on reduced embedded configs (real TRL, real vLLM).
+
+The incremental tests assert the exact job list a dry run plans after adding a backbone, a task
+or a proportion, that running it touches nothing that existed, and that a finished run reruns
+nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+def reduced_config(results: Path, engine: str) -> dict:
+    """One tiny backbone, two proportions, two small tasks, a few SFT steps."""
+    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config = copy.deepcopy(base)
+    config["results"] = str(results)
+    config["proportions"] = [0, 100]
+    config["backbones"] = {"tiny-llama": base["backbones"]["tiny-llama"]}
+    config["backbones"]["tiny-llama"]["source"]["tiny"]["corpus_examples"] = 400
+    config["tasks"] = {"list_reversal": {"domain": "symbolic", "size": 6},
+                       "gsm8k": {"domain": "arithmetic", "size": 6}}
+    config["ift"] = {"total": 24, "seed": 0,
+                     "sources": [{"kind": "generator", "name": "embedded", "n_general": 60, "n_code": 60}]}
+    config["train"].update({"max_steps": 3, "save_steps": 2, "logging_steps": 1})
+    config["inference"].update({"engine": engine, "max_new_tokens": 12})
+    config["engines"] = {"idle_seconds": 60, "max_alive": 2}
+    return config
+
+
+def snakemake(workdir: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    config_path = workdir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+           "CODEIFT_ENGINE_DIR": str(workdir / "engines")}
+    command = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+               "--configfile", str(config_path), "--cores", "2", *args]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+JOB = re.compile(r"^rule (\w+):\n(?:\s+.*\n)*?\s+output: (.+)$", re.MULTILINE)
+
+
+def planned_jobs(workdir: Path, config: dict) -> set[tuple[str, str]]:
+    """(rule, first output relative to results) of every job a dry run plans."""
+    result = snakemake(workdir, config, "-n")
+    text = result.stdout + result.stderr
+    root = config["results"].rstrip("/") + "/"
+    return {(rule, outputs.split(",")[0].strip().replace(root, "")) for rule, outputs in JOB.findall(text)}
+
+
+def output_mtimes(results: Path) -> dict[str, int]:
+    return {str(p.relative_to(results)): p.stat().st_mtime_ns
+            for p in results.rglob("*") if p.is_file() and "logs" not in p.parts}
+
+
+def nothing_to_do(workdir: Path, config: dict) -> bool:
+    result = snakemake(workdir, config, "-n")
+    return "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def vllm_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("vllm")
+    config = reduced_config(workdir / "results", engine="vllm")
+    snakemake(workdir, config)
+    return workdir, config
+
+
+def test_full_run_writes_tables_figures_and_provenance(vllm_run):
+    workdir, config = vllm_run
+    results = Path(config["results"])
+    task = pl.read_csv(results / "summary" / "task.csv")
+    assert task.height == 1 * 3 * 2  # backbone x variant (base, code0, code100) x task
+    assert set(task["variant"]) == {"base", "code0", "code100"}
+    for view in ("overall", "domain", "task"):
+        assert (results / "figures" / f"{view}.png").stat().st_size > 5000
+        assert (results / "summary" / f"{view}.md").exists()
+    generations = pl.read_parquet(results / "generations" / "tiny-llama" / "code100" / "gsm8k.parquet")
+    assert generations.height == 6
+    assert set(generations["engine"]) == {"vllm"}
+    assert generations["model_path"][0].endswith("models/tiny-llama/code100")
+    training = (results / "models" / "tiny-llama" / "code100" / "codeift_training.json").read_text()
+    assert '"global_step": 3' in training
+    assert not (results / "checkpoints" / "tiny-llama" / "code100").exists()
+
+
+def test_second_run_does_nothing(vllm_run):
+    workdir, config = vllm_run
+    assert nothing_to_do(workdir, config)
+    before = output_mtimes(Path(config["results"]))
+    snakemake(workdir, config)
+    assert output_mtimes(Path(config["results"])) == before
+
+
+def test_generations_are_reproducible_in_process(vllm_run, tmp_path):
+    """The shared engine gives the same greedy answers as an engine loaded by the job itself."""
+    workdir, config = vllm_run
+    results = Path(config["results"])
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+           "CODEIFT_ENGINE_IDLE_SECONDS": "0"}
+    from codeift.config import backbone_inference
+
+    settings = backbone_inference(config, "tiny-llama")
+    import json
+
+    out = tmp_path / "again.parquet"
+    subprocess.run(
+        [sys.executable, "-m", "codeift", "generate", "--model", str(results / "models/tiny-llama/code0"),
+         "--task-file", str(results / "tasks/list_reversal.parquet"), "--out", str(out),
+         "--backbone", json.dumps({"name": "tiny-llama", "family": "llama", "size": "0.6M"}),
+         "--variant", "code0", "--settings", json.dumps(settings)],
+        check=True, env=env, capture_output=True, timeout=900)
+    shared = pl.read_parquet(results / "generations/tiny-llama/code0/list_reversal.parquet")
+    assert pl.read_parquet(out)["response"].to_list() == shared["response"].to_list()
+
+
+@pytest.fixture(scope="module")
+def incremental(tmp_path_factory):
+    """A finished run with the transformers engine (the DAG logic does not depend on it)."""
+    workdir = tmp_path_factory.mktemp("incremental")
+    config = reduced_config(workdir / "results", engine="hf")
+    snakemake(workdir, config)
+    return workdir, config
+
+
+def _run_and_check_untouched(workdir: Path, config: dict, expected: set[tuple[str, str]]) -> None:
+    assert planned_jobs(workdir, config) == expected
+    results = Path(config["results"])
+    before = output_mtimes(results)
+    snakemake(workdir, config)
+    after = output_mtimes(results)
+    changed = {path for path, stamp in before.items() if after.get(path) != stamp}
+    assert changed <= {p for p in before if p.startswith(("summary/", "figures/"))}, changed
+    assert nothing_to_do(workdir, config)
+
+
+AGGREGATE = ("aggregate", "summary/overall.csv")
+
+
+def test_adding_a_backbone_runs_only_its_jobs(incremental):
+    workdir, config = incremental
+    config["backbones"]["tiny-qwen2"] = {
+        "source": {"tiny": {"architecture": "qwen2", "seed": 1, "corpus_examples": 400}},
+        "family": "qwen2", "size": "0.6M"}
+    expected = {("prepare_backbone", "models/tiny-qwen2/base"), AGGREGATE}
+    expected |= {("sft", f"models/tiny-qwen2/code{p}") for p in (0, 100)}
+    for variant in ("base", "code0", "code100"):
+        for task in ("gsm8k", "list_reversal"):
+            expected.add(("generate", f"generations/tiny-qwen2/{variant}/{task}.parquet"))
+            expected.add(("score", f"scores/tiny-qwen2/{variant}/{task}.parquet"))
+    _run_and_check_untouched(workdir, config, expected)
+
+
+def test_adding_a_task_runs_only_its_jobs(incremental):
+    workdir, config = incremental
+    config["tasks"]["coin_flip"] = {"domain": "symbolic", "size": 6}
+    expected = {("build_task", "tasks/coin_flip.parquet"), AGGREGATE}
+    for backbone in config["backbones"]:
+        for variant in ("base", "code0", "code100"):
+            expected.add(("generate", f"generations/{backbone}/{variant}/coin_flip.parquet"))
+            expected.add(("score", f"scores/{backbone}/{variant}/coin_flip.parquet"))
+    _run_and_check_untouched(workdir, config, expected)
+
+
+def test_adding_a_proportion_runs_only_its_jobs(incremental):
+    workdir, config = incremental
+    config["proportions"] = [0, 50, 100]
+    expected = {("build_mix", "ift/mixes/code50.parquet"), AGGREGATE}
+    for backbone in config["backbones"]:
+        expected.add(("sft", f"models/{backbone}/code50"))
+        for task in config["tasks"]:
+            expected.add(("generate", f"generations/{backbone}/code50/{task}.parquet"))
+            expected.add(("score", f"scores/{backbone}/code50/{task}.parquet"))
+    _run_and_check_untouched(workdir, config, expected)
+    task = pl.read_csv(Path(config["results"]) / "summary" / "task.csv")
+    assert task.height == len(config["backbones"]) * 4 * len(config["tasks"])
+
+
+BAD_CONFIGS = {
+    "unknown key": (lambda c: c.update(learning_rate=1), "unknown key(s) ['learning_rate']"),
+    "proportion out of range": (lambda c: c.update(proportions=[0, 120]), "config key 'proportions[1]'"),
+    "unknown domain": (lambda c: c["tasks"]["gsm8k"].update(domain="algebra"),
+                       "config key 'tasks.gsm8k.domain'"),
+    "backbone without source": (lambda c: c["backbones"]["tiny-llama"].pop("source"),
+                                "'source' is a required property"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CONFIGS))
+def test_bad_config_stops_before_any_job(tmp_path, name):
+    mutate, message = BAD_CONFIGS[name]
+    config = reduced_config(tmp_path / "results", engine="hf")
+    mutate(config)
+    result = snakemake(tmp_path, config, "-n", check=False)
+    assert result.returncode != 0
+    assert message in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_empty_ift_pool_fails_in_its_job_with_the_source_named(tmp_path):
+    config = reduced_config(tmp_path / "results", engine="hf")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    config["ift"]["sources"] = [{"kind": "alpaca", "name": "mine", "path": str(empty)}]
+    result = snakemake(tmp_path, config, str(tmp_path / "results/ift/pool.parquet"), check=False)
+    assert result.returncode != 0
+    log = (tmp_path / "results/logs/build_pool.log").read_text()
+    assert "IFT source 'mine'" in log and "no valid records" in log
+    assert not (tmp_path / "results/ift/pool.parquet").exists()
+
+
+def test_paper_config_dry_run_builds_the_whole_graph_offline(tmp_path):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "-n", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+         "--configfile", str(REPO / "config" / "paper.yaml"), "--cores", "8"],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = result.stdout + result.stderr
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", text, re.MULTILINE))
+    assert counts["prepare_backbone"] == "6" and counts["sft"] == "18"
+    assert counts["generate"] == str(6 * 4 * 12) and counts["score"] == str(6 * 4 * 12)
+    assert counts["build_task"] == "12" and counts["build_mix"] == "3" and counts["aggregate"] == "1"

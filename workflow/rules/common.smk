@@ -1,0 +1,85 @@
+# Config validation and the small helpers that turn the config into targets and per-job params.
+# A job's params come only from its own wildcards' slice of the config (see codeift.config).
+
+import json
+import os
+
+from codeift.config import (
+    backbone_inference,
+    backbone_train,
+    validate_config,
+    variants,
+    with_defaults,
+)
+
+validate_config(config)
+config = with_defaults(config)
+R = config["results"]
+
+# Engine-pool knobs change speed, never outputs: they travel as environment, not params.
+os.environ["CODEIFT_ENGINE_IDLE_SECONDS"] = str(config["engines"]["idle_seconds"])
+os.environ["CODEIFT_MAX_ENGINES"] = str(config["engines"]["max_alive"])
+
+
+wildcard_constraints:
+    backbone="|".join(sorted(config["backbones"])) or "^$",
+    task="|".join(sorted(config["tasks"])) or "^$",
+    variant=r"base|code\d+",
+    proportion=r"\d+",
+
+
+def as_json(obj):
+    return json.dumps(obj, sort_keys=True)
+
+
+def backbone_source_json(wildcards):
+    spec = config["backbones"][wildcards.backbone]
+    return as_json({"source": spec["source"], "chat_template": spec.get("chat_template", "codeift")})
+
+
+def backbone_identity_json(wildcards):
+    spec = config["backbones"][wildcards.backbone]
+    return as_json({"name": wildcards.backbone, "family": spec["family"], "size": spec["size"]})
+
+
+def train_settings_json(wildcards):
+    return as_json(backbone_train(config, wildcards.backbone))
+
+
+def train_threads(wildcards):
+    return backbone_train(config, wildcards.backbone)["threads"]
+
+
+def inference_settings_json(wildcards):
+    return as_json(backbone_inference(config, wildcards.backbone))
+
+
+def inference_threads(wildcards):
+    return backbone_inference(config, wildcards.backbone)["threads"]
+
+
+def task_entry_json(wildcards):
+    return as_json(config["tasks"][wildcards.task])
+
+
+def task_seed(wildcards):
+    return config["tasks"][wildcards.task].get("seed", config["seed"])
+
+
+def model_dir(wildcards):
+    return f"{R}/models/{wildcards.backbone}/{wildcards.variant}"
+
+
+def score_targets():
+    return expand(
+        f"{R}/scores/{{backbone}}/{{variant}}/{{task}}.parquet",
+        backbone=sorted(config["backbones"]),
+        variant=variants(config),
+        task=sorted(config["tasks"]),
+    )
+
+
+def summary_targets():
+    tables = expand(f"{R}/summary/{{view}}.{{ext}}", view=["overall", "domain", "task"], ext=["csv", "md"])
+    figures = expand(f"{R}/figures/{{view}}.png", view=["overall", "domain", "task"])
+    return tables + figures + [f"{R}/summary/summary.md"]

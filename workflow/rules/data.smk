@@ -1,0 +1,52 @@
+# IFT pool -> labelled pool -> one mix per proportion; one test set per task.
+
+
+rule build_pool:
+    output:
+        pool=f"{R}/ift/pool.parquet",
+        report=f"{R}/ift/pool.report.json",
+    params:
+        sources=as_json(config["ift"]["sources"]),
+        seed=config["ift"]["seed"],
+    log:
+        f"{R}/logs/build_pool.log",
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m codeift build-pool --sources {params.sources:q} --seed {params.seed}"
+        " --out {output.pool} --report {output.report} > {log} 2>&1"
+
+
+rule build_mix:
+    input:
+        pool=rules.build_pool.output.pool,
+        report=rules.build_pool.output.report,
+    output:
+        mix=f"{R}/ift/mixes/code{{proportion}}.parquet",
+        card=f"{R}/ift/mixes/code{{proportion}}.card.json",
+    params:
+        total=config["ift"]["total"],
+        seed=config["ift"]["seed"],
+    log:
+        f"{R}/logs/build_mix/code{{proportion}}.log",
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m codeift build-mix --pool {input.pool} --pool-report {input.report}"
+        " --proportion {wildcards.proportion} --total {params.total} --seed {params.seed}"
+        " --out {output.mix} --card {output.card} > {log} 2>&1"
+
+
+rule build_task:
+    output:
+        f"{R}/tasks/{{task}}.parquet",
+    params:
+        entry=task_entry_json,
+        seed=task_seed,
+    log:
+        f"{R}/logs/build_task/{{task}}.log",
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m codeift build-task --name {wildcards.task} --entry {params.entry:q}"
+        " --seed {params.seed} --out {output} > {log} 2>&1"

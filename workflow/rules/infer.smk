@@ -1,0 +1,21 @@
+# Zero-shot generation per backbone x variant x task (vLLM offline, greedy; hf as a fallback).
+
+
+rule generate:
+    input:
+        model=model_dir,
+        task=f"{R}/tasks/{{task}}.parquet",
+    output:
+        f"{R}/generations/{{backbone}}/{{variant}}/{{task}}.parquet",
+    params:
+        backbone=backbone_identity_json,
+        settings=inference_settings_json,
+    threads: inference_threads
+    log:
+        f"{R}/logs/generate/{{backbone}}/{{variant}}/{{task}}.log",
+    conda:
+        "../envs/infer.yaml"
+    shell:
+        "python -m codeift generate --model {input.model} --task-file {input.task}"
+        " --out {output} --backbone {params.backbone:q} --variant {wildcards.variant}"
+        " --settings {params.settings:q} 2>&1 | tee {log}"

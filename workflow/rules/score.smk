@@ -1,0 +1,14 @@
+# Answer extraction and scoring per backbone x variant x task.
+
+
+rule score:
+    input:
+        f"{R}/generations/{{backbone}}/{{variant}}/{{task}}.parquet",
+    output:
+        f"{R}/scores/{{backbone}}/{{variant}}/{{task}}.parquet",
+    log:
+        f"{R}/logs/score/{{backbone}}/{{variant}}/{{task}}.log",
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m codeift score --generations {input} --out {output} > {log} 2>&1"
