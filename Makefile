@@ -27,7 +27,7 @@ test: setup
 lint: setup
 	ruff check src tests
 	ruff format --check src tests
-	snakefmt --check Snakefile workflow/rules || true
+	snakefmt --check Snakefile workflow/rules
 
 dag: setup
 	snakemake --rulegraph | dot -Tpng > rulegraph.png

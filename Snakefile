@@ -21,9 +21,9 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         summary_targets(),
-    default_target: True
 
 
 onsuccess:

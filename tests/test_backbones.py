@@ -16,8 +16,11 @@ def test_tiny_backbone_builds_with_template_and_assistant_mask(tmp_path, archite
     messages = [{"role": "user", "content": "Reverse 1 2"}, {"role": "assistant", "content": "2 1"}]
     rendered = tokenizer.apply_chat_template(messages, tokenize=False)
     assert rendered == "<s><|user|>\nReverse 1 2\n<|assistant|>\n2 1</s>\n"
-    encoded = tokenizer.apply_chat_template(messages, return_dict=True, return_assistant_tokens_mask=True)
-    answer = [t for t, m in zip(encoded["input_ids"], encoded["assistant_masks"]) if m]
+    encoded = tokenizer.apply_chat_template(
+        messages, return_dict=True, return_assistant_tokens_mask=True
+    )
+    pairs = zip(encoded["input_ids"], encoded["assistant_masks"], strict=True)
+    answer = [token for token, mask in pairs if mask]
     assert tokenizer.decode(answer) == "2 1</s>"
 
 
@@ -28,7 +31,9 @@ def test_tiny_backbone_is_byte_identical_for_the_same_seed(tmp_path):
     for name in ("model.safetensors", "tokenizer.json"):
         assert file_hash(tmp_path / "a" / name) == file_hash(tmp_path / "b" / name)
     build_tiny({**spec, "seed": 4}, tmp_path / "c")
-    assert file_hash(tmp_path / "a" / "model.safetensors") != file_hash(tmp_path / "c" / "model.safetensors")
+    assert file_hash(tmp_path / "a" / "model.safetensors") != file_hash(
+        tmp_path / "c" / "model.safetensors"
+    )
 
 
 def test_local_path_backbone_links_weights_and_assigns_template(tmp_path):

@@ -40,7 +40,9 @@ def test_every_coding_answer_is_python_that_prints_what_it_claims():
         match = FENCE.search(record["messages"][1]["content"])
         assert match, record
         code, claimed = match.groups()
-        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+        run = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=30
+        )
         assert run.returncode == 0, run.stderr
         assert run.stdout.strip() == claimed.strip()
 
@@ -50,10 +52,14 @@ def test_classifier_separates_the_generators_kinds(labelled_pool):
 
 
 def test_classifier_on_unfenced_code_and_prose():
-    code = [{"role": "user", "content": "Write a function"},
-            {"role": "assistant", "content": "def f(x):\n    return x + 1\nprint(f(2))"}]
-    prose = [{"role": "user", "content": "Tell me about rivers"},
-             {"role": "assistant", "content": "Rivers carry water to the sea.\nThey shape valleys."}]
+    code = [
+        {"role": "user", "content": "Write a function"},
+        {"role": "assistant", "content": "def f(x):\n    return x + 1\nprint(f(2))"},
+    ]
+    prose = [
+        {"role": "user", "content": "Tell me about rivers"},
+        {"role": "assistant", "content": "Rivers carry water to the sea.\nThey shape valleys."},
+    ]
     assert classify_code(code)[0] == "code"
     assert classify_code(prose)[0] == "general"
 
@@ -99,9 +105,15 @@ def test_mix_card_counts(labelled_pool):
 def test_file_sources_count_every_skip(tmp_path):
     sharegpt = tmp_path / "sharegpt.jsonl"
     lines = [
-        {"id": "a", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]},
+        {
+            "id": "a",
+            "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}],
+        },
         {"id": "b", "conversations": [{"from": "human", "value": "only a question"}]},
-        {"id": "c", "conversations": [{"from": "gpt", "value": "x"}, {"from": "human", "value": "y"}]},
+        {
+            "id": "c",
+            "conversations": [{"from": "gpt", "value": "x"}, {"from": "human", "value": "y"}],
+        },
         {"id": "d"},
     ]
     text = "\n".join(json.dumps(line) for line in lines) + "\n{not json\n"
@@ -109,7 +121,11 @@ def test_file_sources_count_every_skip(tmp_path):
     pool, report = build_pool([{"kind": "sharegpt", "path": str(sharegpt), "name": "sg"}], seed=0)
     assert pool["id"].to_list() == ["sg-a"]
     assert report["sources"]["sg"]["skipped"] == {
-        "malformed_json": 1, "missing_fields": 1, "no_assistant_turn": 1, "starts_with_assistant": 1}
+        "malformed_json": 1,
+        "missing_fields": 1,
+        "no_assistant_turn": 1,
+        "starts_with_assistant": 1,
+    }
 
 
 def test_source_with_zero_valid_records_stops(tmp_path):
@@ -129,6 +145,10 @@ def test_invalid_utf8_is_reported(tmp_path):
 def test_real_code_alpaca_builds_a_pool_of_code():
     path = shared_file("code_alpaca_2k.json")
     pool, report = build_pool([{"kind": "alpaca", "path": str(path), "name": "ca"}], seed=0)
-    assert report["sources"]["ca"]["kept"] + report["duplicates_removed"] + sum(
-        report["sources"]["ca"]["skipped"].values()) == 2017
+    assert (
+        report["sources"]["ca"]["kept"]
+        + report["duplicates_removed"]
+        + sum(report["sources"]["ca"]["skipped"].values())
+        == 2017
+    )
     assert pool.height > 1900

@@ -32,26 +32,48 @@ def reduced_config(results: Path, engine: str) -> dict:
     config["proportions"] = [0, 100]
     config["backbones"] = {"tiny-llama": base["backbones"]["tiny-llama"]}
     config["backbones"]["tiny-llama"]["source"]["tiny"]["corpus_examples"] = 400
-    config["tasks"] = {"list_reversal": {"domain": "symbolic", "size": 6},
-                       "gsm8k": {"domain": "arithmetic", "size": 6}}
-    config["ift"] = {"total": 24, "seed": 0,
-                     "sources": [{"kind": "generator", "name": "embedded", "n_general": 60, "n_code": 60}]}
+    config["tasks"] = {
+        "list_reversal": {"domain": "symbolic", "size": 6},
+        "gsm8k": {"domain": "arithmetic", "size": 6},
+    }
+    config["ift"] = {
+        "total": 24,
+        "seed": 0,
+        "sources": [{"kind": "generator", "name": "embedded", "n_general": 60, "n_code": 60}],
+    }
     config["train"].update({"max_steps": 3, "save_steps": 2, "logging_steps": 1})
     config["inference"].update({"engine": engine, "max_new_tokens": 12})
     config["engines"] = {"idle_seconds": 60, "max_alive": 2}
     return config
 
 
-def snakemake(workdir: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, config: dict, *args: str, check: bool = True
+) -> subprocess.CompletedProcess:
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "CODEIFT_ENGINE_DIR": str(workdir / "engines")}
-    command = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-               "--configfile", str(config_path), "--cores", "2", *args]
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "CODEIFT_ENGINE_DIR": str(workdir / "engines"),
+    }
+    command = [
+        str(BIN / "snakemake"),
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(config_path),
+        "--cores",
+        "2",
+        *args,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
     if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+        )
     return result
 
 
@@ -63,12 +85,18 @@ def planned_jobs(workdir: Path, config: dict) -> set[tuple[str, str]]:
     result = snakemake(workdir, config, "-n")
     text = result.stdout + result.stderr
     root = config["results"].rstrip("/") + "/"
-    return {(rule, outputs.split(",")[0].strip().replace(root, "")) for rule, outputs in JOB.findall(text)}
+    return {
+        (rule, outputs.split(",")[0].strip().replace(root, ""))
+        for rule, outputs in JOB.findall(text)
+    }
 
 
 def output_mtimes(results: Path) -> dict[str, int]:
-    return {str(p.relative_to(results)): p.stat().st_mtime_ns
-            for p in results.rglob("*") if p.is_file() and "logs" not in p.parts}
+    return {
+        str(p.relative_to(results)): p.stat().st_mtime_ns
+        for p in results.rglob("*")
+        if p.is_file() and "logs" not in p.parts
+    }
 
 
 def nothing_to_do(workdir: Path, config: dict) -> bool:
@@ -93,7 +121,9 @@ def test_full_run_writes_tables_figures_and_provenance(vllm_run):
     for view in ("overall", "domain", "task"):
         assert (results / "figures" / f"{view}.png").stat().st_size > 5000
         assert (results / "summary" / f"{view}.md").exists()
-    generations = pl.read_parquet(results / "generations" / "tiny-llama" / "code100" / "gsm8k.parquet")
+    generations = pl.read_parquet(
+        results / "generations" / "tiny-llama" / "code100" / "gsm8k.parquet"
+    )
     assert generations.height == 6
     assert set(generations["engine"]) == {"vllm"}
     assert generations["model_path"][0].endswith("models/tiny-llama/code100")
@@ -114,8 +144,11 @@ def test_generations_are_reproducible_in_process(vllm_run, tmp_path):
     """The shared engine gives the same greedy answers as an engine loaded by the job itself."""
     workdir, config = vllm_run
     results = Path(config["results"])
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "CODEIFT_ENGINE_IDLE_SECONDS": "0"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "CODEIFT_ENGINE_IDLE_SECONDS": "0",
+    }
     from codeift.config import backbone_inference
 
     settings = backbone_inference(config, "tiny-llama")
@@ -123,11 +156,29 @@ def test_generations_are_reproducible_in_process(vllm_run, tmp_path):
 
     out = tmp_path / "again.parquet"
     subprocess.run(
-        [sys.executable, "-m", "codeift", "generate", "--model", str(results / "models/tiny-llama/code0"),
-         "--task-file", str(results / "tasks/list_reversal.parquet"), "--out", str(out),
-         "--backbone", json.dumps({"name": "tiny-llama", "family": "llama", "size": "0.6M"}),
-         "--variant", "code0", "--settings", json.dumps(settings)],
-        check=True, env=env, capture_output=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "codeift",
+            "generate",
+            "--model",
+            str(results / "models/tiny-llama/code0"),
+            "--task-file",
+            str(results / "tasks/list_reversal.parquet"),
+            "--out",
+            str(out),
+            "--backbone",
+            json.dumps({"name": "tiny-llama", "family": "llama", "size": "0.6M"}),
+            "--variant",
+            "code0",
+            "--settings",
+            json.dumps(settings),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=900,
+    )
     shared = pl.read_parquet(results / "generations/tiny-llama/code0/list_reversal.parquet")
     assert pl.read_parquet(out)["response"].to_list() == shared["response"].to_list()
 
@@ -159,7 +210,9 @@ def test_adding_a_backbone_runs_only_its_jobs(incremental):
     workdir, config = incremental
     config["backbones"]["tiny-qwen2"] = {
         "source": {"tiny": {"architecture": "qwen2", "seed": 1, "corpus_examples": 400}},
-        "family": "qwen2", "size": "0.6M"}
+        "family": "qwen2",
+        "size": "0.6M",
+    }
     expected = {("prepare_backbone", "models/tiny-qwen2/base"), AGGREGATE}
     expected |= {("sft", f"models/tiny-qwen2/code{p}") for p in (0, 100)}
     for variant in ("base", "code0", "code100"):
@@ -196,11 +249,18 @@ def test_adding_a_proportion_runs_only_its_jobs(incremental):
 
 BAD_CONFIGS = {
     "unknown key": (lambda c: c.update(learning_rate=1), "unknown key(s) ['learning_rate']"),
-    "proportion out of range": (lambda c: c.update(proportions=[0, 120]), "config key 'proportions[1]'"),
-    "unknown domain": (lambda c: c["tasks"]["gsm8k"].update(domain="algebra"),
-                       "config key 'tasks.gsm8k.domain'"),
-    "backbone without source": (lambda c: c["backbones"]["tiny-llama"].pop("source"),
-                                "'source' is a required property"),
+    "proportion out of range": (
+        lambda c: c.update(proportions=[0, 120]),
+        "config key 'proportions[1]'",
+    ),
+    "unknown domain": (
+        lambda c: c["tasks"]["gsm8k"].update(domain="algebra"),
+        "config key 'tasks.gsm8k.domain'",
+    ),
+    "backbone without source": (
+        lambda c: c["backbones"]["tiny-llama"].pop("source"),
+        "'source' is a required property",
+    ),
 }
 
 
@@ -230,12 +290,28 @@ def test_empty_ift_pool_fails_in_its_job_with_the_source_named(tmp_path):
 def test_paper_config_dry_run_builds_the_whole_graph_offline(tmp_path):
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
-        [str(BIN / "snakemake"), "-n", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-         "--configfile", str(REPO / "config" / "paper.yaml"), "--cores", "8"],
-        capture_output=True, text=True, env=env, timeout=600)
+        [
+            str(BIN / "snakemake"),
+            "-n",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(tmp_path),
+            "--configfile",
+            str(REPO / "config" / "paper.yaml"),
+            "--cores",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     text = result.stdout + result.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", text, re.MULTILINE))
     assert counts["prepare_backbone"] == "6" and counts["sft"] == "18"
     assert counts["generate"] == str(6 * 4 * 12) and counts["score"] == str(6 * 4 * 12)
-    assert counts["build_task"] == "12" and counts["build_mix"] == "3" and counts["aggregate"] == "1"
+    assert (
+        counts["build_task"] == "12" and counts["build_mix"] == "3" and counts["aggregate"] == "1"
+    )

@@ -132,7 +132,10 @@ def build_tiny(spec: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     with atomic_path(out_dir, directory=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        write_json({"source": {"tiny": knobs}, "parameters": model.num_parameters()}, tmp / "codeift_backbone.json")
+        write_json(
+            {"source": {"tiny": knobs}, "parameters": model.num_parameters()},
+            tmp / "codeift_backbone.json",
+        )
     return {"parameters": model.num_parameters(), "vocab": len(tokenizer)}
 
 
@@ -143,7 +146,9 @@ def _link_files(source_dir: Path, out_dir: Path) -> None:
             os.symlink(item.resolve(), out_dir / item.name)
 
 
-def prepare_existing(source_dir: str | Path, out_dir: str | Path, chat_template: str, record: dict) -> None:
+def prepare_existing(
+    source_dir: str | Path, out_dir: str | Path, chat_template: str, record: dict
+) -> None:
     """Make a backbone folder from a downloaded or local model: linked weights, our template."""
     from transformers import AutoTokenizer
 

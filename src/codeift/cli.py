@@ -69,8 +69,14 @@ def cmd_build_task(args: argparse.Namespace) -> None:
 def cmd_generate(args: argparse.Namespace) -> None:
     from codeift.generate import generate_task
 
-    summary = generate_task(args.model, args.task_file, args.out, _json(args.backbone),
-                            args.variant, _json(args.settings))
+    summary = generate_task(
+        args.model,
+        args.task_file,
+        args.out,
+        _json(args.backbone),
+        args.variant,
+        _json(args.settings),
+    )
     print(json.dumps(summary))
 
 
@@ -80,15 +86,25 @@ def cmd_score(args: argparse.Namespace) -> None:
     scored = score_frame(pl.read_parquet(args.generations))
     write_parquet(scored, args.out)
     missing = scored["missing_reason"].drop_nulls().value_counts(sort=True).rows()
-    print(json.dumps({"examples": scored.height, "correct": int(scored["correct"].sum()),
-                      "missing": dict(missing)}))
+    print(
+        json.dumps(
+            {
+                "examples": scored.height,
+                "correct": int(scored["correct"].sum()),
+                "missing": dict(missing),
+            }
+        )
+    )
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
     from codeift.analysis import run_analysis
 
-    paths = [line for line in Path(args.score_list).read_text().splitlines() if line] \
-        if args.score_list else args.scores
+    paths = (
+        [line for line in Path(args.score_list).read_text().splitlines() if line]
+        if args.score_list
+        else args.scores
+    )
     run_analysis(paths, Path(args.outdir), Path(args.figdir))
 
 
@@ -106,8 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codeift", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, handler: Callable[[argparse.Namespace], None], *options: str,
-            ints: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+    def add(
+        name: str,
+        handler: Callable[[argparse.Namespace], None],
+        *options: str,
+        ints: tuple[str, ...] = (),
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name)
         for option in options:
             sub.add_argument(f"--{option}", required=True)
@@ -118,8 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("prepare-backbone", cmd_prepare_backbone, "name", "spec", "out")
     add("build-pool", cmd_build_pool, "sources", "out", "report", ints=("seed",))
-    add("build-mix", cmd_build_mix, "pool", "pool-report", "out", "card",
-        ints=("proportion", "total", "seed"))
+    add(
+        "build-mix",
+        cmd_build_mix,
+        "pool",
+        "pool-report",
+        "out",
+        "card",
+        ints=("proportion", "total", "seed"),
+    )
     add("train", cmd_train, "model", "mix", "out", "checkpoints", "settings")
     add("build-task", cmd_build_task, "name", "entry", "out", ints=("seed",))
     add("generate", cmd_generate, "model", "task-file", "out", "backbone", "variant", "settings")

@@ -82,7 +82,8 @@ def _describe_error(error: Any) -> str:
         options = ", ".join(schema.get("properties", {}))
         return f"config key '{where}': give exactly one of {options}"
     if error.validator == "enum":
-        return f"config key '{where}': {error.instance!r} is not allowed (allowed: {error.validator_value})"
+        allowed = error.validator_value
+        return f"config key '{where}': {error.instance!r} is not allowed (allowed: {allowed})"
     if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         low, high = schema.get("minimum"), schema.get("maximum")
         span = f"{low}..{high}" if low is not None and high is not None else error.message
@@ -98,7 +99,9 @@ def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PAT
 
     schema = load_yaml(schema_path)
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.path)))
+    errors = sorted(
+        validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.path))
+    )
     if errors:
         lines = [_describe_error(error) for error in errors[:5]]
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))

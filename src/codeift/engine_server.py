@@ -98,7 +98,9 @@ def serve(model_dir: str, settings: dict[str, Any], key: str, idle_limit: float)
     started = time.time()
     engine = load_engine(model_dir, settings)
     load_seconds = round(time.time() - started, 2)
-    print(f"[engine] {engine.name} {engine.version} loaded {model_dir} in {load_seconds}s", flush=True)
+    print(
+        f"[engine] {engine.name} {engine.version} loaded {model_dir} in {load_seconds}s", flush=True
+    )
     socket_path.unlink(missing_ok=True)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(socket_path))
@@ -118,15 +120,28 @@ def serve(model_dir: str, settings: dict[str, Any], key: str, idle_limit: float)
                 op = message.get("op")
                 if op == "chat":
                     try:
-                        results = engine.chat(message["conversations"], int(message["max_new_tokens"]))
+                        results = engine.chat(
+                            message["conversations"], int(message["max_new_tokens"])
+                        )
                         send_message(conn, {"ok": True, "results": results})
                     except Exception as error:  # report to the client, keep serving
-                        send_message(conn, {"ok": False, "error": f"{type(error).__name__}: {error}"})
+                        send_message(
+                            conn, {"ok": False, "error": f"{type(error).__name__}: {error}"}
+                        )
                     last_used = time.time()
                 elif op == "info":
-                    send_message(conn, {"ok": True, "engine": engine.name, "version": engine.version,
-                                        "model": model_dir, "last_used": last_used,
-                                        "load_seconds": load_seconds, "pid": os.getpid()})
+                    send_message(
+                        conn,
+                        {
+                            "ok": True,
+                            "engine": engine.name,
+                            "version": engine.version,
+                            "model": model_dir,
+                            "last_used": last_used,
+                            "load_seconds": load_seconds,
+                            "pid": os.getpid(),
+                        },
+                    )
                 elif op == "stop":
                     send_message(conn, {"ok": True})
                     break
@@ -190,17 +205,34 @@ def _start_daemon(model_dir: str, settings: dict[str, Any], key: str) -> None:
     stop_engines(keep=max_alive() - 1)
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "codeift.engine_server", "--model", model_dir,
-             "--settings", json.dumps(settings), "--key", key, "--idle", str(idle_seconds())],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "codeift.engine_server",
+                "--model",
+                model_dir,
+                "--settings",
+                json.dumps(settings),
+                "--key",
+                key,
+                "--idle",
+                str(idle_seconds()),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    print(f"[codeift] started engine pid {process.pid} for {model_dir} (log {log_path})", flush=True)
+    print(
+        f"[codeift] started engine pid {process.pid} for {model_dir} (log {log_path})", flush=True
+    )
     deadline = time.time() + START_TIMEOUT_SECONDS
     while time.time() < deadline:
         if process.poll() is not None:
-            raise EngineError(f"engine for {model_dir} exited with code {process.returncode} while "
-                              f"starting; log {log_path}:\n{_tail(log_path)}")
+            raise EngineError(
+                f"engine for {model_dir} exited with code {process.returncode} while "
+                f"starting; log {log_path}:\n{_tail(log_path)}"
+            )
         if socket_path.exists():
             try:
                 request(socket_path, {"op": "info"}, timeout=5.0)
@@ -209,11 +241,18 @@ def _start_daemon(model_dir: str, settings: dict[str, Any], key: str) -> None:
                 pass
         time.sleep(0.5)
     process.kill()
-    raise EngineError(f"engine for {model_dir} did not start in {START_TIMEOUT_SECONDS}s; log {log_path}")
+    raise EngineError(
+        f"engine for {model_dir} did not start in {START_TIMEOUT_SECONDS}s; log {log_path}"
+    )
 
 
-def shared_chat(model_dir: str, fingerprint: str, settings: dict[str, Any],
-                conversations: list[list[dict[str, str]]], max_new_tokens: int) -> tuple[list[dict], dict]:
+def shared_chat(
+    model_dir: str,
+    fingerprint: str,
+    settings: dict[str, Any],
+    conversations: list[list[dict[str, str]]],
+    max_new_tokens: int,
+) -> tuple[list[dict], dict]:
     """Generate through the model's shared engine, starting it if no live one answers.
 
     A daemon can exit between our check and our request (idle timeout, or evicted by another
@@ -230,17 +269,24 @@ def shared_chat(model_dir: str, fingerprint: str, settings: dict[str, Any],
             except OSError:
                 _start_daemon(model_dir, settings, key)
                 info = request(socket_path, {"op": "info"}, timeout=5.0)
-        print(f"[codeift] using engine pid {info['pid']} ({info['engine']} {info['version']}, "
-              f"loaded in {info['load_seconds']}s)", flush=True)
+        print(
+            f"[codeift] using engine pid {info['pid']} ({info['engine']} {info['version']}, "
+            f"loaded in {info['load_seconds']}s)",
+            flush=True,
+        )
         payload = {"op": "chat", "conversations": conversations, "max_new_tokens": max_new_tokens}
         try:
             reply = request(socket_path, payload, timeout=None)
         except (ConnectionRefusedError, FileNotFoundError):
-            print(f"[codeift] engine went away before the request (attempt {attempt + 1})", flush=True)
+            print(
+                f"[codeift] engine went away before the request (attempt {attempt + 1})", flush=True
+            )
             continue
         except OSError as error:
-            raise EngineError(f"engine for {model_dir} failed mid-request ({error}); "
-                              f"log {log_path}:\n{_tail(log_path)}") from error
+            raise EngineError(
+                f"engine for {model_dir} failed mid-request ({error}); "
+                f"log {log_path}:\n{_tail(log_path)}"
+            ) from error
         if not reply.get("ok"):
             raise EngineError(f"engine for {model_dir}: {reply.get('error')}")
         return reply["results"], info

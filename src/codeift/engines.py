@@ -56,7 +56,9 @@ class VllmEngine:
             **executor,
         )
 
-    def chat(self, conversations: list[list[dict[str, str]]], max_new_tokens: int) -> list[GenerationResult]:
+    def chat(
+        self, conversations: list[list[dict[str, str]]], max_new_tokens: int
+    ) -> list[GenerationResult]:
         params = self._vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens, seed=0)
         outputs = self.llm.chat(conversations, params, use_tqdm=True, add_generation_prompt=True)
         return [
@@ -86,44 +88,59 @@ class HfEngine:
         if self.device == "cpu":
             torch.set_num_threads(int(settings.get("threads", 1)))
         dtype = settings["dtype"]
-        torch_dtype = torch.float32 if dtype == "auto" and self.device == "cpu" else (
-            "auto" if dtype == "auto" else getattr(torch, dtype))
+        torch_dtype = (
+            torch.float32
+            if dtype == "auto" and self.device == "cpu"
+            else ("auto" if dtype == "auto" else getattr(torch, dtype))
+        )
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(self.device)
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(
+            self.device
+        )
         self.model.eval()
         self.batch_size = int(settings["batch_size"])
 
-    def chat(self, conversations: list[list[dict[str, str]]], max_new_tokens: int) -> list[GenerationResult]:
+    def chat(
+        self, conversations: list[list[dict[str, str]]], max_new_tokens: int
+    ) -> list[GenerationResult]:
         from tqdm import tqdm
 
         results: list[GenerationResult] = []
         for start in tqdm(range(0, len(conversations), self.batch_size), desc="generate (hf)"):
-            batch = conversations[start:start + self.batch_size]
-            texts = [self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
-                     for c in batch]
-            encoded = self.tokenizer(texts, return_tensors="pt", padding=True,
-                                     add_special_tokens=False).to(self.device)
+            batch = conversations[start : start + self.batch_size]
+            texts = [
+                self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+                for c in batch
+            ]
+            encoded = self.tokenizer(
+                texts, return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(self.device)
             with self.torch.no_grad():
-                generated = self.model.generate(**encoded, max_new_tokens=max_new_tokens,
-                                                do_sample=False,
-                                                pad_token_id=self.tokenizer.pad_token_id)
+                generated = self.model.generate(
+                    **encoded,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
             prompt_width = encoded["input_ids"].shape[1]
-            for row, mask in zip(generated, encoded["attention_mask"]):
+            for row, mask in zip(generated, encoded["attention_mask"], strict=False):
                 new_tokens = row[prompt_width:].tolist()
                 eos = self.tokenizer.eos_token_id
                 finished = eos in new_tokens
                 if finished:
-                    new_tokens = new_tokens[:new_tokens.index(eos)]
+                    new_tokens = new_tokens[: new_tokens.index(eos)]
                 while new_tokens and new_tokens[-1] == self.tokenizer.pad_token_id:
                     new_tokens.pop()
-                results.append({
-                    "response": self.tokenizer.decode(new_tokens, skip_special_tokens=True),
-                    "n_prompt_tokens": int(mask.sum()),
-                    "n_response_tokens": len(new_tokens),
-                    "finish_reason": "stop" if finished else "length",
-                })
+                results.append(
+                    {
+                        "response": self.tokenizer.decode(new_tokens, skip_special_tokens=True),
+                        "n_prompt_tokens": int(mask.sum()),
+                        "n_response_tokens": len(new_tokens),
+                        "finish_reason": "stop" if finished else "length",
+                    }
+                )
         return results
 
 

@@ -50,8 +50,9 @@ def conversations_for(frame: pl.DataFrame) -> list[list[dict[str, str]]]:
     return [[{"role": "user", "content": prompt}] for prompt in frame["prompt"].to_list()]
 
 
-def run_engine(model_dir: str, settings: dict[str, Any], conversations: list, max_new_tokens: int
-               ) -> tuple[list[dict[str, Any]], str, str]:
+def run_engine(
+    model_dir: str, settings: dict[str, Any], conversations: list, max_new_tokens: int
+) -> tuple[list[dict[str, Any]], str, str]:
     """(results, engine name, engine version), shared daemon or in-process."""
     fingerprint = model_fingerprint(model_dir)
     from codeift.engine_server import idle_seconds, shared_chat
@@ -65,8 +66,14 @@ def run_engine(model_dir: str, settings: dict[str, Any], conversations: list, ma
     return engine.chat(conversations, max_new_tokens), engine.name, engine.version
 
 
-def generate_task(model_dir: str | Path, task_path: str | Path, out_path: str | Path,
-                  backbone: dict[str, Any], variant: str, settings: dict[str, Any]) -> dict[str, Any]:
+def generate_task(
+    model_dir: str | Path,
+    task_path: str | Path,
+    out_path: str | Path,
+    backbone: dict[str, Any],
+    variant: str,
+    settings: dict[str, Any],
+) -> dict[str, Any]:
     """Generate greedy answers to every prompt of one task; write them with provenance."""
     model = Path(model_dir)
     if not (model / "config.json").exists():
@@ -74,7 +81,8 @@ def generate_task(model_dir: str | Path, task_path: str | Path, out_path: str | 
     frame = read_task(task_path)
     started = time.time()
     results, engine, version = run_engine(
-        str(model.resolve()), settings, conversations_for(frame), int(settings["max_new_tokens"]))
+        str(model.resolve()), settings, conversations_for(frame), int(settings["max_new_tokens"])
+    )
     if len(results) != frame.height:
         raise GenerationError(f"engine returned {len(results)} answers for {frame.height} prompts")
     out = frame.with_columns(

@@ -24,8 +24,16 @@ from typing import Any
 import polars as pl
 
 MESSAGE_DTYPE = pl.List(pl.Struct({"role": pl.Utf8, "content": pl.Utf8}))
-ROLE_MAP = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-            "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "system": "system"}
+ROLE_MAP = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
+    "system": "system",
+}
 
 
 class IFTError(ValueError):
@@ -34,17 +42,71 @@ class IFTError(ValueError):
 
 # --------------------------------------------------------------------------- offline generator
 
-SUBJECTS = ["the ocean", "a library", "autumn", "a mountain village", "the night sky", "a market",
-            "friendship", "a rainy day", "the desert", "an old bridge", "a garden", "the city"]
+SUBJECTS = [
+    "the ocean",
+    "a library",
+    "autumn",
+    "a mountain village",
+    "the night sky",
+    "a market",
+    "friendship",
+    "a rainy day",
+    "the desert",
+    "an old bridge",
+    "a garden",
+    "the city",
+]
 ADJECTIVES = ["quiet", "bright", "ancient", "busy", "gentle", "vast", "small", "warm", "cold"]
-COUNTRIES = {"France": "Paris", "Japan": "Tokyo", "Kenya": "Nairobi", "Peru": "Lima",
-             "Canada": "Ottawa", "Egypt": "Cairo", "Norway": "Oslo", "India": "New Delhi"}
-SYNONYMS = {"happy": "glad", "big": "large", "fast": "quick", "smart": "clever",
-            "begin": "start", "end": "finish", "tired": "weary", "angry": "upset"}
-TIPS = ["sleep enough", "drink water", "take short breaks", "plan the day", "walk outside",
-        "read a little every day", "write things down", "ask for help early"]
-WORDS = ["apple", "river", "stone", "cloud", "tiger", "lemon", "paper", "glass", "music",
-         "horse", "candle", "forest", "window", "silver", "garden", "pencil", "rocket", "ocean"]
+COUNTRIES = {
+    "France": "Paris",
+    "Japan": "Tokyo",
+    "Kenya": "Nairobi",
+    "Peru": "Lima",
+    "Canada": "Ottawa",
+    "Egypt": "Cairo",
+    "Norway": "Oslo",
+    "India": "New Delhi",
+}
+SYNONYMS = {
+    "happy": "glad",
+    "big": "large",
+    "fast": "quick",
+    "smart": "clever",
+    "begin": "start",
+    "end": "finish",
+    "tired": "weary",
+    "angry": "upset",
+}
+TIPS = [
+    "sleep enough",
+    "drink water",
+    "take short breaks",
+    "plan the day",
+    "walk outside",
+    "read a little every day",
+    "write things down",
+    "ask for help early",
+]
+WORDS = [
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "tiger",
+    "lemon",
+    "paper",
+    "glass",
+    "music",
+    "horse",
+    "candle",
+    "forest",
+    "window",
+    "silver",
+    "garden",
+    "pencil",
+    "rocket",
+    "ocean",
+]
 
 
 def _general_conversation(rng: random.Random) -> list[dict[str, str]]:
@@ -52,19 +114,29 @@ def _general_conversation(rng: random.Random) -> list[dict[str, str]]:
     if kind == 0:
         subject, adjective = rng.choice(SUBJECTS), rng.choice(ADJECTIVES)
         count = rng.choice(["two", "three"])
-        user = f"Write {count} sentences describing {subject} on a {rng.choice(ADJECTIVES)} morning."
-        reply = (f"{subject.capitalize()} feels {adjective} and full of small details. "
-                 f"Anyone who spends time there notices how {adjective} it can be.")
+        user = (
+            f"Write {count} sentences describing {subject} on a {rng.choice(ADJECTIVES)} morning."
+        )
+        reply = (
+            f"{subject.capitalize()} feels {adjective} and full of small details. "
+            f"Anyone who spends time there notices how {adjective} it can be."
+        )
     elif kind == 1:
         country = rng.choice(sorted(COUNTRIES))
-        user = rng.choice(["What is the capital of {}?", "Which city is the capital of {}?",
-                           "Tell me the capital city of {}."]).format(country)
+        user = rng.choice(
+            [
+                "What is the capital of {}?",
+                "Which city is the capital of {}?",
+                "Tell me the capital city of {}.",
+            ]
+        ).format(country)
         reply = f"The capital of {country} is {COUNTRIES[country]}."
     elif kind == 2:
         word = rng.choice(sorted(SYNONYMS))
         user = f"Give me a synonym for the word '{word}' and use it in a sentence."
         other = rng.choice(WORDS)
-        reply = f"A common synonym for '{word}' is '{SYNONYMS[word]}'. The {other} made me feel {SYNONYMS[word]}."
+        synonym = SYNONYMS[word]
+        reply = f"A common synonym for '{word}' is '{synonym}'. The {other} made me feel {synonym}."
     elif kind == 3:
         tips = rng.sample(TIPS, 3)
         user = f"Give me three tips for a productive {rng.choice(['day', 'week', 'morning'])}."
@@ -72,12 +144,15 @@ def _general_conversation(rng: random.Random) -> list[dict[str, str]]:
     elif kind == 4:
         picked = rng.sample(WORDS, 4)
         user = "Write a short sentence that uses these words: " + ", ".join(picked) + "."
-        reply = (f"The {picked[0]} rested near the {picked[1]} while a {picked[2]} "
-                 f"and a {picked[3]} completed the scene.")
+        reply = (
+            f"The {picked[0]} rested near the {picked[1]} while a {picked[2]} "
+            f"and a {picked[3]} completed the scene."
+        )
     else:
         picked = rng.sample(WORDS, 3)
         adjective = rng.choice(ADJECTIVES)
-        user = f"Summarise this in a few words: the {adjective} {picked[0]} and the {picked[1]} met by the {picked[2]}."
+        scene = f"the {adjective} {picked[0]} and the {picked[1]} met by the {picked[2]}"
+        user = f"Summarise this in a few words: {scene}."
         reply = f"A {adjective} meeting of a {picked[0]} and a {picked[1]}."
     return [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
 
@@ -88,25 +163,37 @@ def _code_program(rng: random.Random) -> tuple[str, str]:
     numbers = [rng.randint(1, 50) for _ in range(rng.randint(3, 6))]
     words = rng.sample(WORDS, rng.randint(3, 5))
     if kind == 0:
-        return (f"Write a Python program that reverses the list {numbers}.",
-                f"items = {numbers}\nreversed_items = items[::-1]\nprint(reversed_items)")
+        return (
+            f"Write a Python program that reverses the list {numbers}.",
+            f"items = {numbers}\nreversed_items = items[::-1]\nprint(reversed_items)",
+        )
     if kind == 1:
-        return (f"Write a Python function that returns the sum of the numbers {numbers}.",
-                f"def total(values):\n    return sum(values)\n\nprint(total({numbers}))")
+        return (
+            f"Write a Python function that returns the sum of the numbers {numbers}.",
+            f"def total(values):\n    return sum(values)\n\nprint(total({numbers}))",
+        )
     if kind == 2:
-        return (f"Write Python code that joins the first letters of the words {words}.",
-                f"words = {words}\nprint(''.join(word[0] for word in words))")
+        return (
+            f"Write Python code that joins the first letters of the words {words}.",
+            f"words = {words}\nprint(''.join(word[0] for word in words))",
+        )
     if kind == 3:
         limit = rng.randint(5, 15)
-        return (f"Write a Python loop that prints the even numbers below {limit}.",
-                f"for n in range({limit}):\n    if n % 2 == 0:\n        print(n)")
+        return (
+            f"Write a Python loop that prints the even numbers below {limit}.",
+            f"for n in range({limit}):\n    if n % 2 == 0:\n        print(n)",
+        )
     if kind == 4:
-        return (f"Write a Python function that counts the vowels in the word '{words[0]}'.",
-                "def count_vowels(text):\n    return sum(ch in 'aeiou' for ch in text)\n\n"
-                f"print(count_vowels('{words[0]}'))")
-    return (f"Write a Python function that returns the largest number in {numbers}.",
-            "def largest(values):\n    best = values[0]\n    for v in values[1:]:\n"
-            f"        if v > best:\n            best = v\n    return best\n\nprint(largest({numbers}))")
+        return (
+            f"Write a Python function that counts the vowels in the word '{words[0]}'.",
+            "def count_vowels(text):\n    return sum(ch in 'aeiou' for ch in text)\n\n"
+            f"print(count_vowels('{words[0]}'))",
+        )
+    return (
+        f"Write a Python function that returns the largest number in {numbers}.",
+        "def largest(values):\n    best = values[0]\n    for v in values[1:]:\n"
+        f"        if v > best:\n            best = v\n    return best\n\nprint(largest({numbers}))",
+    )
 
 
 def run_program(code: str) -> str:
@@ -129,11 +216,17 @@ def generate_conversations(n_general: int, n_code: int, seed: int) -> list[dict[
     rng = random.Random(seed)
     records = []
     for index in range(n_general):
-        records.append({"id": f"gen-general-{index:06d}", "messages": _general_conversation(rng),
-                        "origin": "general"})
+        records.append(
+            {
+                "id": f"gen-general-{index:06d}",
+                "messages": _general_conversation(rng),
+                "origin": "general",
+            }
+        )
     for index in range(n_code):
-        records.append({"id": f"gen-code-{index:06d}", "messages": _code_conversation(rng),
-                        "origin": "code"})
+        records.append(
+            {"id": f"gen-code-{index:06d}", "messages": _code_conversation(rng), "origin": "code"}
+        )
     return records
 
 
@@ -163,7 +256,7 @@ def _check_conversation(messages: list[dict[str, str]]) -> str | None:
         return "no_assistant_turn"
     if body[0]["role"] != "user":
         return "starts_with_assistant"
-    for previous, current in zip(body, body[1:]):
+    for previous, current in zip(body, body[1:], strict=False):
         if previous["role"] == current["role"]:
             return "broken_alternation"
     return None
@@ -177,8 +270,7 @@ def _iter_json_records(path: Path) -> Iterator[tuple[int, Any]]:
             head = handle.read(1)
         handle.seek(0)
         if head == "[":
-            for index, record in enumerate(json.load(handle)):
-                yield index, record
+            yield from enumerate(json.load(handle))
             return
         for number, line in enumerate(handle, start=1):
             if line.strip():
@@ -192,7 +284,9 @@ def _resolve_source_file(source: dict[str, Any]) -> Path:
     if source.get("path"):
         path = Path(source["path"]).expanduser()
         if not path.exists():
-            raise IFTError(f"IFT source {source.get('name', source['kind'])!r}: no file {str(path)!r}")
+            raise IFTError(
+                f"IFT source {source.get('name', source['kind'])!r}: no file {str(path)!r}"
+            )
         return path
     from huggingface_hub import hf_hub_download
 
@@ -209,7 +303,10 @@ def _record_messages(kind: str, record: dict[str, Any]) -> list[dict[str, str]]:
         if "instruction" not in record or "output" not in record:
             raise ValueError("missing 'instruction' or 'output'")
         prompt = record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
-        return [{"role": "user", "content": prompt}, {"role": "assistant", "content": record["output"]}]
+        return [
+            {"role": "user", "content": prompt},
+            {"role": "assistant", "content": record["output"]},
+        ]
     return _normalise_turns(record.get("messages"), "role", "content")
 
 
@@ -238,12 +335,15 @@ def read_source(source: dict[str, Any], seed: int) -> tuple[list[dict[str, Any]]
                 skipped[reason] += 1
                 continue
             record_id = str(raw.get("id", position))
-            records.append({"id": f"{name}-{record_id}", "messages": messages,
-                            "origin": None, "source": name})
+            records.append(
+                {"id": f"{name}-{record_id}", "messages": messages, "origin": None, "source": name}
+            )
             if source.get("limit") and len(records) >= source["limit"]:
                 break
     except UnicodeDecodeError as error:
-        raise IFTError(f"IFT source {name!r} ({path}): invalid UTF-8 at byte {error.start}") from error
+        raise IFTError(
+            f"IFT source {name!r} ({path}): invalid UTF-8 at byte {error.start}"
+        ) from error
     if not records:
         raise IFTError(f"IFT source {name!r} ({path}): no valid records (skipped: {dict(skipped)})")
     return records, skipped
@@ -258,9 +358,13 @@ def build_pool(sources: list[dict[str, Any]], seed: int) -> tuple[pl.DataFrame, 
     for source in sources:
         records, skipped = read_source(source, seed)
         report["sources"][source.get("name", source["kind"])] = {
-            "kept": 0, "skipped": dict(sorted(skipped.items()))}
+            "kept": 0,
+            "skipped": dict(sorted(skipped.items())),
+        }
         for record in records:
-            text_key = hashlib.sha256(json.dumps(record["messages"], sort_keys=True).encode()).hexdigest()
+            text_key = hashlib.sha256(
+                json.dumps(record["messages"], sort_keys=True).encode()
+            ).hexdigest()
             if text_key in seen:
                 duplicates += 1
                 continue
@@ -271,8 +375,10 @@ def build_pool(sources: list[dict[str, Any]], seed: int) -> tuple[pl.DataFrame, 
         raise IFTError("IFT pool is empty: every source gave zero records (see ift.sources)")
     report["duplicates_removed"] = duplicates
     report["size"] = len(rows)
-    frame = pl.DataFrame(rows, schema={"id": pl.Utf8, "messages": MESSAGE_DTYPE,
-                                       "origin": pl.Utf8, "source": pl.Utf8})
+    frame = pl.DataFrame(
+        rows,
+        schema={"id": pl.Utf8, "messages": MESSAGE_DTYPE, "origin": pl.Utf8, "source": pl.Utf8},
+    )
     return frame, report
 
 
@@ -282,8 +388,11 @@ CODE_LINE = re.compile(
     r"^\s*(def |class |import |from \S+ import |return\b|for .+ in .+:|while .+:|if .+:|print\(|"
     r"#include|public |private |function |const |let |var |SELECT |CREATE TABLE|\}|\{|</?\w+>)"
 )
-CODE_HINTS = re.compile(r"\b(python|javascript|java|c\+\+|sql|function|code|script|program|"
-                        r"regex|compile|bug|api|html|css)\b", re.IGNORECASE)
+CODE_HINTS = re.compile(
+    r"\b(python|javascript|java|c\+\+|sql|function|code|script|program|"
+    r"regex|compile|bug|api|html|css)\b",
+    re.IGNORECASE,
+)
 
 
 def classify_code(messages: list[dict[str, str]]) -> tuple[str, float]:
@@ -330,7 +439,8 @@ def build_mix(pool: pl.DataFrame, proportion: int, total: int, seed: int) -> pl.
         if wanted > candidates.height:
             raise IFTError(
                 f"mix code{proportion}: needs {wanted} {label} examples (of {total}), the labelled "
-                f"pool has {candidates.height}; raise the pool (ift.sources) or lower ift.total")
+                f"pool has {candidates.height}; raise the pool (ift.sources) or lower ift.total"
+            )
         order = _seeded_order(candidates["id"].to_list(), seed)[:wanted]
         parts.append(candidates[order])
     mix = pl.concat(parts)
@@ -341,13 +451,18 @@ def build_mix(pool: pl.DataFrame, proportion: int, total: int, seed: int) -> pl.
 def mix_card(mix: pl.DataFrame, proportion: int, pool_report: dict[str, Any]) -> dict[str, Any]:
     """What the analysis needs to trust a mix: counts, lengths and a content hash."""
     lengths = [sum(len(m["content"]) for m in messages) for messages in mix["messages"].to_list()]
-    digest = hashlib.sha256(json.dumps(mix.select("id", "messages").to_dicts(), sort_keys=True).encode())
+    digest = hashlib.sha256(
+        json.dumps(mix.select("id", "messages").to_dicts(), sort_keys=True).encode()
+    )
     labels = Counter(mix["label"].to_list())
     return {
         "proportion": proportion,
         "examples": mix.height,
         "labels": dict(sorted(labels.items())),
-        "characters": {"total": sum(lengths), "mean": round(sum(lengths) / max(len(lengths), 1), 2)},
+        "characters": {
+            "total": sum(lengths),
+            "mean": round(sum(lengths) / max(len(lengths), 1), 2),
+        },
         "content_hash": digest.hexdigest()[:16],
         "pool": pool_report,
     }

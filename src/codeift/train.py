@@ -29,7 +29,8 @@ def last_checkpoint(checkpoint_dir: Path) -> str | None:
     if not checkpoint_dir.is_dir():
         return None
     candidates = [
-        path for path in checkpoint_dir.glob("checkpoint-*")
+        path
+        for path in checkpoint_dir.glob("checkpoint-*")
         if path.name.split("-")[-1].isdigit() and (path / "trainer_state.json").exists()
     ]
     if not candidates:
@@ -81,8 +82,13 @@ def sft_config(settings: dict[str, Any], checkpoint_dir: Path, use_cpu: bool) ->
     )
 
 
-def train(model_dir: str | Path, mix_path: str | Path, out_dir: str | Path,
-          checkpoint_dir: str | Path, settings: dict[str, Any]) -> dict[str, Any]:
+def train(
+    model_dir: str | Path,
+    mix_path: str | Path,
+    out_dir: str | Path,
+    checkpoint_dir: str | Path,
+    settings: dict[str, Any],
+) -> dict[str, Any]:
     """Fine-tune `model_dir` on the mix; write the tuned model and its training record."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

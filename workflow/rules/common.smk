@@ -34,12 +34,19 @@ def as_json(obj):
 
 def backbone_source_json(wildcards):
     spec = config["backbones"][wildcards.backbone]
-    return as_json({"source": spec["source"], "chat_template": spec.get("chat_template", "codeift")})
+    return as_json(
+        {
+            "source": spec["source"],
+            "chat_template": spec.get("chat_template", "codeift"),
+        }
+    )
 
 
 def backbone_identity_json(wildcards):
     spec = config["backbones"][wildcards.backbone]
-    return as_json({"name": wildcards.backbone, "family": spec["family"], "size": spec["size"]})
+    return as_json(
+        {"name": wildcards.backbone, "family": spec["family"], "size": spec["size"]}
+    )
 
 
 def train_settings_json(wildcards):
@@ -80,6 +87,10 @@ def score_targets():
 
 
 def summary_targets():
-    tables = expand(f"{R}/summary/{{view}}.{{ext}}", view=["overall", "domain", "task"], ext=["csv", "md"])
+    tables = expand(
+        f"{R}/summary/{{view}}.{{ext}}",
+        view=["overall", "domain", "task"],
+        ext=["csv", "md"],
+    )
     figures = expand(f"{R}/figures/{{view}}.png", view=["overall", "domain", "task"])
     return tables + figures + [f"{R}/summary/summary.md"]

@@ -5,13 +5,13 @@ rule build_pool:
     output:
         pool=f"{R}/ift/pool.parquet",
         report=f"{R}/ift/pool.report.json",
-    params:
-        sources=as_json(config["ift"]["sources"]),
-        seed=config["ift"]["seed"],
     log:
         f"{R}/logs/build_pool.log",
     conda:
         "../envs/data.yaml"
+    params:
+        sources=as_json(config["ift"]["sources"]),
+        seed=config["ift"]["seed"],
     shell:
         "python -m codeift build-pool --sources {params.sources:q} --seed {params.seed}"
         " --out {output.pool} --report {output.report} > {log} 2>&1"
@@ -24,13 +24,13 @@ rule build_mix:
     output:
         mix=f"{R}/ift/mixes/code{{proportion}}.parquet",
         card=f"{R}/ift/mixes/code{{proportion}}.card.json",
-    params:
-        total=config["ift"]["total"],
-        seed=config["ift"]["seed"],
     log:
         f"{R}/logs/build_mix/code{{proportion}}.log",
     conda:
         "../envs/data.yaml"
+    params:
+        total=config["ift"]["total"],
+        seed=config["ift"]["seed"],
     shell:
         "python -m codeift build-mix --pool {input.pool} --pool-report {input.report}"
         " --proportion {wildcards.proportion} --total {params.total} --seed {params.seed}"
@@ -40,13 +40,13 @@ rule build_mix:
 rule build_task:
     output:
         f"{R}/tasks/{{task}}.parquet",
-    params:
-        entry=task_entry_json,
-        seed=task_seed,
     log:
         f"{R}/logs/build_task/{{task}}.log",
     conda:
         "../envs/data.yaml"
+    params:
+        entry=task_entry_json,
+        seed=task_seed,
     shell:
         "python -m codeift build-task --name {wildcards.task} --entry {params.entry:q}"
         " --seed {params.seed} --out {output} > {log} 2>&1"

@@ -7,14 +7,14 @@ rule generate:
         task=f"{R}/tasks/{{task}}.parquet",
     output:
         f"{R}/generations/{{backbone}}/{{variant}}/{{task}}.parquet",
-    params:
-        backbone=backbone_identity_json,
-        settings=inference_settings_json,
-    threads: inference_threads
     log:
         f"{R}/logs/generate/{{backbone}}/{{variant}}/{{task}}.log",
     conda:
         "../envs/infer.yaml"
+    threads: inference_threads
+    params:
+        backbone=backbone_identity_json,
+        settings=inference_settings_json,
     shell:
         "python -m codeift generate --model {input.model} --task-file {input.task}"
         " --out {output} --backbone {params.backbone:q} --variant {wildcards.variant}"

@@ -4,12 +4,12 @@
 rule prepare_backbone:
     output:
         directory(f"{R}/models/{{backbone}}/base"),
-    params:
-        spec=backbone_source_json,
     log:
         f"{R}/logs/prepare_backbone/{{backbone}}.log",
     conda:
         "../envs/train.yaml"
+    params:
+        spec=backbone_source_json,
     shell:
         "python -m codeift prepare-backbone --name {wildcards.backbone} --spec {params.spec:q}"
         " --out {output} > {log} 2>&1"
@@ -21,15 +21,15 @@ rule sft:
         mix=f"{R}/ift/mixes/code{{proportion}}.parquet",
     output:
         directory(f"{R}/models/{{backbone}}/code{{proportion}}"),
-    params:
-        settings=train_settings_json,
-        # Not an output: it survives a killed job so the rerun resumes from the last checkpoint.
-        checkpoints=f"{R}/checkpoints/{{backbone}}/code{{proportion}}",
-    threads: train_threads
     log:
         f"{R}/logs/sft/{{backbone}}/code{{proportion}}.log",
     conda:
         "../envs/train.yaml"
+    threads: train_threads
+    params:
+        settings=train_settings_json,
+        # Not an output: it survives a killed job so the rerun resumes from the last checkpoint.
+        checkpoints=f"{R}/checkpoints/{{backbone}}/code{{proportion}}",
     shell:
         "python -m codeift train --model {input.model} --mix {input.mix} --out {output}"
         " --checkpoints {params.checkpoints} --settings {params.settings:q} 2>&1 | tee {log}"
