@@ -7,10 +7,8 @@ training and evaluation (base variant included) then render prompts identically.
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -215,11 +213,3 @@ def model_fingerprint(model_dir: str | Path) -> str:
         if item.is_file() and item.suffix in {".json", ".safetensors", ".bin"}
     }
     return stable_hash({"path": str(root.resolve()), "stamps": stamps})
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def copy_tree(source: Path, target: Path) -> None:
-    shutil.copytree(source, target, symlinks=True)

@@ -17,8 +17,7 @@ import polars as pl
 from codeift.backbones import model_fingerprint
 from codeift.config import variant_proportion
 from codeift.io import file_hash, write_parquet
-
-TASK_COLUMNS = ["id", "task", "domain", "answer_type", "question", "answer", "prompt", "source"]
+from codeift.tasks import TASK_COLUMNS
 
 
 class GenerationError(RuntimeError):

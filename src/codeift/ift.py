@@ -468,9 +468,5 @@ def mix_card(mix: pl.DataFrame, proportion: int, pool_report: dict[str, Any]) ->
     }
 
 
-def messages_from_frame(frame: pl.DataFrame) -> list[list[dict[str, str]]]:
-    return frame["messages"].to_list()
-
-
 def read_report(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -9,7 +9,6 @@ downstream ever sees a partial model.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -140,7 +139,3 @@ def train(
 
 def describe(record: dict[str, Any]) -> str:
     return json.dumps({k: record[k] for k in ("global_step", "train_loss", "seconds")})
-
-
-def training_threads() -> int:
-    return int(os.environ.get("SNAKEMAKE_THREADS", "1"))

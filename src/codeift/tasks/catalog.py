@@ -125,6 +125,21 @@ def _check_prompt(task: str, resolved: Mapping[str, Any]) -> None:
     template_fields(task, resolved["prompt"], "prompt")
 
 
+def _with_difficulty(
+    task: str, params: Mapping[str, Any], difficulty: Mapping[str, Any], where: str
+) -> dict:
+    """A source's default knobs overridden by the config's `difficulty`; unknown knobs fail."""
+    unknown = sorted(set(difficulty) - set(params))
+    if unknown:
+        raise task_error(
+            task,
+            f"unknown difficulty knob(s) {', '.join(unknown)}{where}; allowed: "
+            f"{', '.join(sorted(params)) or '(none)'}",
+            field="difficulty",
+        )
+    return {**params, **difficulty}
+
+
 def _resolve_generator(task: str, generator: Any, difficulty: Mapping[str, Any]) -> dict:
     generator = _mapping(task, generator, "generator")
     _check_keys(task, generator, ("name", "size", "params"), "generator")
@@ -132,15 +147,7 @@ def _resolve_generator(task: str, generator: Any, difficulty: Mapping[str, Any])
         raise task_error(task, "generator needs a 'name'", field="generator.name")
     get_generator(task, generator["name"])
     params = _mapping(task, generator.get("params"), "generator.params")
-    unknown = sorted(set(difficulty) - set(params))
-    if unknown:
-        raise task_error(
-            task,
-            f"unknown difficulty knob(s) {', '.join(unknown)}; allowed: "
-            f"{', '.join(sorted(params)) or '(none)'}",
-            field="difficulty",
-        )
-    params = check_params(task, generator["name"], {**params, **difficulty})
+    params = check_params(task, generator["name"], _with_difficulty(task, params, difficulty, ""))
     size = generator.get("size", 200)
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise task_error(
@@ -199,15 +206,7 @@ def _resolve_hub(task: str, hub: Any, difficulty: Mapping[str, Any]) -> dict:
     hub["fields"] = _mapping(task, hub["fields"], "hub.fields")
     _check_hub_mapping(task, hub)
     params = _mapping(task, hub.get("params"), "hub.params")
-    unknown = sorted(set(difficulty) - set(params))
-    if unknown:
-        raise task_error(
-            task,
-            f"unknown difficulty knob(s) {', '.join(unknown)} for the hub source; allowed: "
-            f"{', '.join(sorted(params)) or '(none)'}",
-            field="difficulty",
-        )
-    return {**hub, "params": {**params, **difficulty}}
+    return {**hub, "params": _with_difficulty(task, params, difficulty, " for the hub source")}
 
 
 def resolve_task(name: str, entry: dict) -> dict:

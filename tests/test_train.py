@@ -1,0 +1,81 @@
+"""SFT: a killed job leaves no model behind and its rerun resumes from the last checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from codeift.backbones import build_tiny
+from codeift.config import DEFAULT_TRAIN
+from codeift.ift import build_mix, build_pool, label_pool
+from codeift.io import write_parquet
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sft")
+    build_tiny({"architecture": "llama", "corpus_examples": 200}, root / "base")
+    pool, _ = build_pool([{"kind": "generator", "n_general": 80, "n_code": 80}], seed=0)
+    write_parquet(build_mix(label_pool(pool), 50, total=40, seed=0), root / "mix.parquet")
+    return root
+
+
+def _train_command(root, settings):
+    return [
+        sys.executable,
+        "-m",
+        "codeift",
+        "train",
+        "--model",
+        str(root / "base"),
+        "--mix",
+        str(root / "mix.parquet"),
+        "--out",
+        str(root / "tuned"),
+        "--checkpoints",
+        str(root / "ckpt"),
+        "--settings",
+        json.dumps(settings),
+    ]
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(inputs):
+    settings = {
+        **DEFAULT_TRAIN,
+        "max_steps": 400,
+        "save_steps": 5,
+        "per_device_batch_size": 4,
+        "max_length": 128,
+        "dtype": "float32",
+        "learning_rate": 1e-3,
+        "threads": 1,
+    }
+    process = subprocess.Popen(
+        _train_command(inputs, settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    while not list((inputs / "ckpt").glob("checkpoint-10/trainer_state.json")):
+        assert process.poll() is None and time.time() < deadline, "training ended early"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (inputs / "tuned").exists()  # nothing downstream can see a partial model
+    settings["max_steps"] = 20
+    subprocess.run(_train_command(inputs, settings), check=True, capture_output=True, timeout=600)
+    record = json.loads((inputs / "tuned" / "codeift_training.json").read_text())
+    assert record["resumed_from"] is not None
+    assert int(record["resumed_from"].rsplit("-", 1)[1]) >= 10
+    assert record["global_step"] == 20
+    assert (inputs / "tuned" / "model.safetensors").exists()
+    assert not (inputs / "ckpt").exists()
