@@ -184,7 +184,16 @@ def test_score_frame_adds_columns_and_keeps_rows_and_inputs():
         "method",
         "missing_reason",
         "correct",
+        "program_status",
+        "program_output",
+        "program_detail",
+        "program_extracted",
+        "program_method",
+        "program_correct",
+        "correct_any",
     ]
+    assert scored["program_status"].null_count() == scored.height  # no response holds a program
+    assert scored["correct_any"].to_list() == scored["correct"].to_list()
     assert scored.select(generations.columns).equals(generations)
     assert scored.schema["extracted"] == pl.Utf8 and scored.schema["method"] == pl.Utf8
     assert scored.schema["missing_reason"] == pl.Utf8

@@ -17,6 +17,9 @@ from decimal import Decimal, InvalidOperation
 
 import polars as pl
 
+from codeift import sandbox
+from codeift.sandbox import ProgramRun, SandboxLimits, extract_program
+
 ANSWER_TYPES: tuple[str, ...] = ("number", "yesno", "truefalse", "list", "text")
 
 # Singular -> plural of the nouns that tasks ask for by name (the bAbI animals). A model that
@@ -364,8 +367,18 @@ def answers_match(extracted: str | None, gold: str, answer_type: str) -> bool:
 _SCORE_INPUTS = ("response", "answer", "answer_type")
 
 
-def score_frame(generations: pl.DataFrame) -> pl.DataFrame:
-    """Add extracted/method/missing_reason/correct to every generation, keeping row order."""
+def score_frame(
+    generations: pl.DataFrame,
+    run_programs: bool = True,
+    limits: SandboxLimits | None = None,
+    workers: int = 2,
+) -> pl.DataFrame:
+    """Score every generation from its text and, where it holds a program, from what that prints.
+
+    Adds extracted/method/missing_reason/correct (the text answer), then the program_* columns
+    (null where a response has no program, or `run_programs` is False) and `correct_any`, so an
+    analysis can credit a code-tuned model that answers with a program. Row order is kept.
+    """
     absent = [column for column in _SCORE_INPUTS if column not in generations.columns]
     if absent:
         raise ScoringError(f"generations frame lacks column(s) {', '.join(absent)}")
@@ -374,7 +387,7 @@ def score_frame(generations: pl.DataFrame) -> pl.DataFrame:
     methods: list[str] = []
     reasons: list[str | None] = []
     correct: list[bool] = []
-    rows = generations.select(_SCORE_INPUTS).iter_rows()
+    rows = list(generations.select(_SCORE_INPUTS).iter_rows())
     for index, (response, gold, answer_type) in enumerate(rows):
         if answer_type not in ANSWER_TYPES:
             row = ids[index] if ids is not None else index
@@ -384,9 +397,53 @@ def score_frame(generations: pl.DataFrame) -> pl.DataFrame:
         methods.append(extraction.method)
         reasons.append(extraction.missing_reason)
         correct.append(answers_match(extraction.value, gold, answer_type))
-    return generations.with_columns(
+    scored = generations.with_columns(
         pl.Series("extracted", extracted, dtype=pl.Utf8),
         pl.Series("method", methods, dtype=pl.Utf8),
         pl.Series("missing_reason", reasons, dtype=pl.Utf8),
         pl.Series("correct", correct, dtype=pl.Boolean),
+    )
+    programs = [extract_program(response) if run_programs else None for response, _, _ in rows]
+    runs = sandbox.run_programs(programs, limits, workers)
+    return _add_program_columns(scored, rows, runs)
+
+
+def _program_score(
+    run: ProgramRun | None, gold: str, answer_type: str
+) -> tuple[str | None, str | None, bool | None]:
+    """(extracted, method, correct) of a program's output; only a run that ended ok can score."""
+    if run is None:
+        return None, None, None
+    if run.status != "ok":
+        return None, "none", False
+    extraction = extract_answer(run.stdout, answer_type)
+    return extraction.value, extraction.method, answers_match(extraction.value, gold, answer_type)
+
+
+PROGRAM_COLUMNS: tuple[str, ...] = (
+    "program_status",
+    "program_output",
+    "program_detail",
+    "program_extracted",
+    "program_method",
+    "program_correct",
+)
+
+
+def _add_program_columns(
+    scored: pl.DataFrame, rows: list[tuple], runs: list[ProgramRun | None]
+) -> pl.DataFrame:
+    scores = [
+        _program_score(run, gold, answer_type)
+        for run, (_, gold, answer_type) in zip(runs, rows, strict=True)
+    ]
+    return scored.with_columns(
+        pl.Series("program_status", [run and run.status for run in runs], dtype=pl.Utf8),
+        pl.Series("program_output", [run and run.stdout for run in runs], dtype=pl.Utf8),
+        pl.Series("program_detail", [run and run.detail for run in runs], dtype=pl.Utf8),
+        pl.Series("program_extracted", [score[0] for score in scores], dtype=pl.Utf8),
+        pl.Series("program_method", [score[1] for score in scores], dtype=pl.Utf8),
+        pl.Series("program_correct", [score[2] for score in scores], dtype=pl.Boolean),
+    ).with_columns(
+        (pl.col("correct") | pl.col("program_correct").fill_null(False)).alias("correct_any")
     )

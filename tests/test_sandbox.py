@@ -1,0 +1,225 @@
+"""Tests for codeift.sandbox: hostile and careless programs end classified, and nothing leaks."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from codeift.sandbox import (
+    STATUSES,
+    ProgramRun,
+    SandboxLimits,
+    classify,
+    extract_program,
+    run_program,
+    run_programs,
+)
+from codeift.scoring import score_frame
+
+FAST = SandboxLimits(wall_seconds=2.0, cpu_seconds=2)
+
+HOSTILE: dict[str, tuple[str, str]] = {
+    "infinite_loop": ("while True:\n    pass", "timeout"),
+    "fork_bomb": ("import os\nwhile True:\n    os.fork()", "blocked"),
+    "fork_swallowed": ("import os\ntry:\n    os.fork()\nexcept Exception:\n    pass", "blocked"),
+    "multiprocessing": ("import multiprocessing as m\nm.Pool(2).map(abs, [1])", "blocked"),
+    "raw_fork_exec": ("import _posixsubprocess\n_posixsubprocess.fork_exec()", "blocked"),
+    "subprocess": ('import subprocess\nsubprocess.run(["ls"])', "blocked"),
+    "os_system": ('import os\nos.system("ls")', "blocked"),
+    "socket": ('import socket\nsocket.socket().connect(("127.0.0.1", 9))', "blocked"),
+    "urlopen": ('import urllib.request\nurllib.request.urlopen("http://example.com")', "blocked"),
+    "ctypes": ("import ctypes", "blocked"),
+    "kill": ("import os\nos.kill(1, 0)", "blocked"),
+    "raise_limits": (
+        "import resource\nresource.setrlimit(resource.RLIMIT_CPU, (100, 100))",
+        "blocked",
+    ),
+}
+
+
+def _run(source: str) -> ProgramRun:
+    started = time.monotonic()
+    run = run_program(source, FAST)
+    assert time.monotonic() - started < 5.0, "a sandbox run must end within seconds"
+    assert run.status in STATUSES
+    return run
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_programs_are_stopped(name):
+    source, status = HOSTILE[name]
+    run = _run(source)
+    assert run.status == status, run
+    assert run.detail
+
+
+def test_fork_bomb_leaves_the_machine_usable():
+    run = _run("import os\nwhile True:\n    os.fork()")
+    assert run.status == "blocked" and "os.fork" in run.detail
+    assert _run("print(6 * 7)") == ProgramRun("ok", "42", None)
+
+
+@pytest.mark.parametrize(
+    "source", ["x = bytearray(10**10)", "x = []\nwhile True:\n    x.append(' ' * 10**6)"]
+)
+def test_memory_hogs_hit_the_memory_limit(source):
+    run = _run(source)
+    assert run.status == "memory" or (run.status == "crashed" and "MemoryError" in run.detail)
+
+
+@pytest.mark.parametrize("target", ["/tmp/codeift_escape.txt", "/root/x", "../../codeift_up.txt"])
+def test_writing_outside_the_temp_folder_is_blocked(target):
+    escape = Path(target) if target.startswith("/") else None
+    if escape is not None and escape.exists():
+        escape.unlink()
+    run = _run(f"open({target!r}, 'w').write('escaped')\nprint('wrote')")
+    assert run.status == "blocked" and "outside the sandbox folder" in run.detail
+    assert run.stdout == ""
+    if escape is not None:
+        assert not escape.exists()
+
+
+def test_changing_files_outside_is_blocked():
+    run = _run("import os\nos.remove('/etc/hostname')")
+    assert run.status == "blocked" and "os.remove" in run.detail
+    assert Path("/etc/hostname").exists()
+    assert _run("import shutil\nshutil.rmtree('/tmp')").status == "blocked"
+    assert _run("import os\nos.symlink('/etc', 'etc')").status == "blocked"
+
+
+def test_a_normal_program_prints_its_answer():
+    assert _run("print(42)") == ProgramRun("ok", "42", None)
+    main = "def main():\n    print(sum(range(10)))\n\nif __name__ == '__main__':\n    main()"
+    assert _run(main).stdout == "45"
+
+
+def test_writing_inside_its_own_folder_is_allowed_and_removed_afterwards():
+    source = (
+        "import os, tempfile\n"
+        "open('notes.txt', 'w').write('kept')\n"
+        "tempfile.NamedTemporaryFile().write(b'x')\n"
+        "print(open('notes.txt').read(), os.getcwd())"
+    )
+    run = _run(source)
+    assert run.status == "ok", run
+    text, folder = run.stdout.split()
+    assert text == "kept" and not Path(folder).exists()
+
+
+def test_environment_is_empty_and_stdin_closed():
+    run = _run("import os\nprint(sorted(os.environ))")
+    assert run.stdout == "['HOME', 'LANG', 'PATH', 'TMPDIR']"
+    assert _run("input()").detail.startswith("EOFError")
+
+
+def test_failures_are_classified_with_a_detail():
+    assert _run("1/0") == ProgramRun("crashed", "", "ZeroDivisionError: division by zero")
+    assert _run("print(").status == "crashed"
+    assert _run("x = 1").status == "no_output"
+    assert _run("print('partial')\nraise SystemExit(3)") == ProgramRun(
+        "crashed", "partial", "exit status 3"
+    )
+
+
+def test_huge_output_is_capped_keeping_the_end():
+    run = run_program("for i in range(10**6):\n    print(i)", SandboxLimits(output_chars=200))
+    assert run.status == "ok" and len(run.stdout) <= 240
+    assert run.stdout.startswith("0\n1\n") and run.stdout.endswith("999999")
+
+
+def test_classify_maps_signals():
+    assert classify(-9, False, "", "").status == "memory"
+    assert classify(-24, False, "", "").status == "timeout"
+    assert classify(-11, False, "", "").detail == "killed by SIGSEGV"
+    assert classify(0, True, "1", "").status == "timeout"
+
+
+def test_run_programs_keeps_order_and_skips_missing():
+    runs = run_programs(["print(1)", None, "print(2)", "print(3)"], FAST, workers=2)
+    assert [run and run.stdout for run in runs] == ["1", None, "2", "3"]
+
+
+def _leftover_processes() -> int:
+    """Processes whose command line names the sandbox runner (none should outlive a run)."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                count += b"sandbox_runner.py" in (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+    return count
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
+def test_scorer_goes_on_after_every_hostile_program():
+    names = sorted(HOSTILE)
+    responses = [f"Here is my program:\n```python\n{HOSTILE[name][0]}\n```" for name in names]
+    responses += ["```python\nx = bytearray(10**10)\n```", "```py\nprint(42)\n```", "No code."]
+    frame = pl.DataFrame(
+        {
+            "id": [f"r-{index}" for index in range(len(responses))],
+            "answer_type": ["number"] * len(responses),
+            "answer": ["42"] * len(responses),
+            "response": responses,
+        }
+    )
+    scored = score_frame(frame, limits=FAST)
+    assert scored["id"].to_list() == frame["id"].to_list()
+    statuses = scored["program_status"].to_list()
+    assert statuses[:-1] == [HOSTILE[name][1] for name in names] + ["memory", "ok"]
+    assert statuses[-1] is None and scored["program_correct"][-1] is None
+    assert scored["program_correct"].to_list()[-2] is True
+    assert _leftover_processes() == 0
+    assert os.getpid() > 0 and _run("print(1)").status == "ok"
+
+
+@pytest.mark.parametrize(
+    ("response", "program"),
+    [
+        ("```python\nprint(1)\n```", "print(1)"),
+        ("```py\nx = 2\nprint(x)\n```\nOutput:\n```\n2\n```", "x = 2\nprint(x)"),
+        ("```python\nprint(1)\n```\nbetter:\n```python3\nprint(2)\n```", "print(2)"),
+        ("Code:\n```\nfor i in range(3):\n    print(i)\n```", "for i in range(3):\n    print(i)"),
+        ("```\n42\n```", None),
+        ("```\n[c, b, a]\n```", None),
+        ("```bash\nls -la\n```", None),
+        ('```json\n{"a": 1}\n```', None),
+        ("```python\n\n```", None),
+        ("```python\nprint(3)\n```\n```python\n   \n```", "print(3)"),
+        ("Cut off:\n```python\nprint(5)\n", "print(5)"),
+        ("The answer is 42.", None),
+        ("", None),
+        (None, None),
+        ("1. run:\n   ```python\n   if True:\n       print(1)\n   ```", "if True:\n    print(1)"),
+    ],
+)
+def test_extract_program(response, program):
+    assert extract_program(response) == program
+
+
+def test_score_frame_credits_a_program_whose_prose_is_wrong():
+    response = "The answer is 41.\n```python\nprint(6 * 7)\n```"
+    frame = pl.DataFrame(
+        {"id": ["a"], "answer_type": ["number"], "answer": ["42"], "response": [response]}
+    )
+    scored = score_frame(frame, limits=FAST).row(0, named=True)
+    assert scored["correct"] is False and scored["program_correct"] is True
+    assert scored["correct_any"] is True and scored["program_extracted"] == "42"
+    assert scored["program_status"] == "ok" and scored["program_output"] == "42"
+    skipped = score_frame(frame, run_programs=False).row(0, named=True)
+    assert skipped["program_status"] is None and skipped["correct_any"] is False
+
+
+def test_a_failing_program_is_not_correct_even_if_it_printed_the_answer():
+    response = "```python\nprint(42)\n1/0\n```"
+    frame = pl.DataFrame(
+        {"id": ["a"], "answer_type": ["number"], "answer": ["42"], "response": [response]}
+    )
+    scored = score_frame(frame, limits=FAST).row(0, named=True)
+    assert scored["program_status"] == "crashed" and scored["program_output"] == "42"
+    assert scored["program_correct"] is False and scored["program_detail"].startswith("ZeroDiv")
