@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,17 @@ import pytest
 from codeift.config import load_yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def _shared_data() -> Path:
+    """The real public data: $CODEIFT_SHARED_DATA, else ../shared/data beside the checkout."""
+    candidates = [REPO.parent / "shared" / "data", Path("/work/shared/data")]
+    if os.environ.get("CODEIFT_SHARED_DATA"):
+        candidates.insert(0, Path(os.environ["CODEIFT_SHARED_DATA"]))
+    return next((path for path in candidates if path.is_dir()), candidates[0])
+
+
+SHARED_DATA = _shared_data()
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import re
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -20,8 +19,9 @@ from codeift.scoring import (
     score_frame,
 )
 from codeift.tasks import build_task_frame, load_catalog
+from tests.conftest import SHARED_DATA
 
-GSM8K_FILE = Path(__file__).resolve().parents[1].parent / "shared/data/gsm8k_test.jsonl"
+GSM8K_FILE = SHARED_DATA / "gsm8k_test.jsonl"
 
 
 @pytest.mark.parametrize(

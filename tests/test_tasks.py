@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -22,6 +21,7 @@ from codeift.tasks import (
 from codeift.tasks import hub as hub_module
 from codeift.tasks.logical import forward_chain
 from codeift.tasks.vocab import ANIMALS, FEMALE_NAMES, MALE_NAMES, WORDS
+from tests.conftest import SHARED_DATA
 
 DOMAINS = {
     "first_letter_concat": "symbolic",
@@ -37,7 +37,8 @@ DOMAINS = {
     "multiarith": "arithmetic",
     "addsub": "arithmetic",
 }
-GSM8K_FILE = Path(__file__).resolve().parents[1].parent / "shared/data/gsm8k_test.jsonl"
+
+GSM8K_FILE = SHARED_DATA / "gsm8k_test.jsonl"
 
 
 def entry(task: str, **extra: object) -> dict:
