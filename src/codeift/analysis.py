@@ -279,24 +279,43 @@ def evidence_tables(scores: pl.DataFrame, settings: AnalysisSettings) -> dict[st
     """
     comparisons = evidence.comparison_table(scores, settings)
     seeds = evidence.seed_spread_table(scores)
-    consistency = evidence.consistency_table(comparisons)
-    order = {name: domain_rank(name) for name in consistency["domain"].unique().to_list()}
-    order["overall"] = len(DOMAIN_ORDER) + 1
-    consistency = (
-        consistency.with_columns(
-            pl.col("domain").replace_strict(order, return_dtype=pl.Int64).alias("_rank")
-        )
-        .sort("proportion", "_rank", "domain")
-        .drop("_rank")
-    )
+    consistency = _by_domain(evidence.consistency_table(comparisons), ["proportion"])
     return {
-        "intervals": evidence.interval_table(scores, settings),
-        "comparisons": comparisons,
+        "intervals": _by_domain(
+            evidence.interval_table(scores, settings), ["level", "backbone", "proportion"]
+        ),
+        "comparisons": _by_domain(comparisons, ["level", "backbone", "proportion"]),
         "consistency": consistency,
-        "best_proportion": evidence.best_proportion_table(scores, settings),
+        "best_proportion": _by_domain(
+            evidence.best_proportion_table(scores, settings), ["backbone"]
+        ),
         "reasoning_mode": evidence.reasoning_mode_table(scores),
         "seeds": pl.DataFrame(schema=_SEED_SCHEMA) if seeds is None else seeds,
     }
+
+
+def _by_domain(table: pl.DataFrame, before: list[str]) -> pl.DataFrame:
+    """Sort by `before`, then domains in the paper's order (overall/null last), then task."""
+    names = [name for name in table["domain"].unique().to_list() if name is not None]
+    order = {name: domain_rank(name) for name in names}
+    order["overall"] = len(DOMAIN_ORDER) + 1
+    rank = pl.col("domain").replace_strict(order, default=len(DOMAIN_ORDER) + 2)
+    level = (
+        [pl.col("level").replace_strict({"task": 0, "domain": 1, "overall": 2}).alias("_level")]
+        if "level" in before
+        else []
+    )
+    renamed = {"level": "_level", "proportion": "_proportion"}
+    keys = [renamed.get(key, key) for key in before]
+    tail = ["task"] if "task" in table.columns else []
+    helpers = [rank.alias("_domain"), *level]
+    if "proportion" in before:
+        helpers.append(pl.col("proportion").fill_null(-1).alias("_proportion"))
+    return (
+        table.with_columns(helpers)
+        .sort([*keys, "_domain", "domain", *tail], nulls_last=True, maintain_order=True)
+        .drop([name for name in ("_domain", "_proportion", "_level") if name in keys + ["_domain"]])
+    )
 
 
 _SEED_SCHEMA = {
@@ -325,8 +344,8 @@ _EVIDENCE_NOTES = {
     "shares not distinguishable from it (exact McNemar p ≥ α against the best, unadjusted), "
     "and with three or more shares the optimum of a quadratic fit of accuracy on the share.",
     "reasoning_mode": "How each response reasons: code (a program the scorer ran, nothing "
-    "else), text (no program), both, or none (empty). Share of responses and accuracy within "
-    "each mode.",
+    "else), text (no program), both, or none (no program and no text outside code fences: "
+    "empty or markup only). Share of responses and accuracy within each mode.",
     "seeds": "Spread of accuracy over training seeds of the same arm (empty when the scores "
     "carry no `seed` column: one seed per arm).",
 }

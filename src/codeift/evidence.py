@@ -437,7 +437,8 @@ def reasoning_mode(scores: pl.DataFrame) -> pl.Series:
     """How each response reasons: "code" (a program and nothing else), "text", "both" or "none".
 
     A program is what the scorer ran (program_status not null); text is anything left once
-    fenced blocks are removed. An empty response is "none".
+    fenced blocks are removed. "none" is a response with neither: empty, or only fences holding
+    no runnable program (what the untrained tiny models of the embedded default often emit).
     """
     has_program = (
         pl.col("program_status").is_not_null()
