@@ -233,3 +233,25 @@ def test_cli_aggregate_takes_analysis_settings(tmp_path) -> None:
     summary = (tmp_path / "t" / "summary.md").read_text()
     assert "200 resamples, seed 3" in summary and "α = 0.1" in summary
     assert (tmp_path / "f" / "reasoning_mode.png").stat().st_size > 5000
+
+
+@pytest.mark.parametrize("variants", [("base", "code100"), ("base",), ("code0", "code50")])
+def test_run_analysis_without_a_comparable_pair(tmp_path, variants: tuple[str, ...]) -> None:
+    arms = {("b1", v, t): outcomes(i, 10, 0.5) for i, t in enumerate(TASKS) for v in variants}
+    scores = frame(arms).with_columns(
+        pl.lit("f").alias("family"),
+        pl.lit("1B").alias("size_label"),
+        pl.lit("hf").alias("engine"),
+        pl.lit(None, dtype=pl.Utf8).alias("missing_reason"),
+    )
+    path = tmp_path / "scores.parquet"
+    write_parquet(scores, path)
+    analysis.run_analysis([path], tmp_path / "t", tmp_path / "f")
+    for name in analysis.FIGURE_FILES:
+        assert (tmp_path / "f" / f"{name}.png").is_file()
+    comparisons = pl.read_csv(tmp_path / "t" / "comparisons.csv")
+    summary = (tmp_path / "t" / "summary.md").read_text()
+    if "code0" in variants:
+        assert comparisons.height == 3 + 2 + 1
+    else:
+        assert comparisons.height == 0 and "No paired comparison" in summary
