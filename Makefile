@@ -1,9 +1,10 @@
-# make run   : set up .venv and run the embedded default study (offline, CPU, minutes)
+# make run   : set up .venv, run the embedded default study (offline, CPU, minutes), build the HTML report
 # make test  : set up .venv and run the whole test suite (CI runs this)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 CORES ?= 2
+RESULTS ?= results
 
 .PHONY: setup run test lint dag clean
 
@@ -20,6 +21,7 @@ $(VENV)/.installed: pyproject.toml
 
 run: setup
 	snakemake --cores $(CORES)
+	snakemake --cores $(CORES) --report $(RESULTS)/report.html
 
 test: setup
 	$(PY) -m pytest -v

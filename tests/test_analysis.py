@@ -211,7 +211,7 @@ def test_load_scores_rejects_empty_file_and_duplicates(tmp_path: Path) -> None:
 
 def test_write_tables_files_and_markdown(tmp_path: Path) -> None:
     written = analysis.write_tables(make_scores(), tmp_path)
-    names = ["overall", "domain", "task"]
+    names = ["overall", "domain", "task", *analysis.EVIDENCE_FILES]
     expected = {f"{n}.{ext}" for n in names for ext in ("csv", "md")} | {"summary.md"}
     assert set(written) == expected
     assert all(path.is_file() for path in written.values())

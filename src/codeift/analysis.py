@@ -20,7 +20,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from codeift import evidence
 from codeift.io import atomic_path, write_text
+from codeift.stats import AnalysisSettings
 
 REQUIRED_COLUMNS: dict[str, type[pl.DataType]] = {
     "id": pl.Utf8,
@@ -42,6 +44,15 @@ BASE_COLOUR = "#8c8c8c"
 _VARIANT_RE = re.compile(r"^code(\d+)$")
 _MODEL_KEYS = ["backbone", "family", "size_label", "variant", "proportion"]
 _TABLE_FILES = ("overall", "domain", "task")
+EVIDENCE_FILES = (
+    "intervals",
+    "comparisons",
+    "consistency",
+    "best_proportion",
+    "reasoning_mode",
+    "seeds",
+)
+FIGURE_FILES = ("overall", "domain", "task", "reasoning_mode")
 _PNG_METADATA = {"Software": None}
 _DPI = 100
 
@@ -55,7 +66,8 @@ def load_scores(paths: Sequence[str | Path]) -> pl.DataFrame:
         raise ValueError("load_scores: no score files given")
     frames = [_read_score_file(Path(path)) for path in paths]
     scores = pl.concat(frames, how="diagonal_relaxed")
-    duplicated = scores.select("backbone", "variant", "task", "id").is_duplicated()
+    keys = ["backbone", "variant", "task", "id", *(["seed"] if "seed" in scores.columns else [])]
+    duplicated = scores.select(keys).is_duplicated()
     if duplicated.any():
         first = scores.filter(duplicated).row(0, named=True)
         raise ValueError(
@@ -220,8 +232,17 @@ def _add_deltas(table: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
 # ---------------------------------------------------------------- writing tables
 
 
-def write_tables(scores: pl.DataFrame, outdir: Path) -> dict[str, Path]:
-    """Write CSV (machine use), Markdown (reading) and a summary report; returns name -> path."""
+def write_tables(
+    scores: pl.DataFrame,
+    outdir: Path,
+    settings: AnalysisSettings | None = None,
+    found: dict[str, pl.DataFrame] | None = None,
+) -> dict[str, Path]:
+    """Write CSV (machine use), Markdown (reading) and a summary report; returns name -> path.
+
+    `found` passes evidence tables already computed (by run_analysis, which also plots them).
+    """
+    settings = settings or AnalysisSettings()
     tables = {
         "overall": overall_table(scores),
         "domain": domain_table(scores),
@@ -230,16 +251,104 @@ def write_tables(scores: pl.DataFrame, outdir: Path) -> dict[str, Path]:
     outdir = Path(outdir)
     written: dict[str, Path] = {}
     for name in _TABLE_FILES:
-        csv_path = outdir / f"{name}.csv"
-        write_text(tables[name].write_csv(float_precision=6, null_value=""), csv_path)
-        written[f"{name}.csv"] = csv_path
-        md_path = outdir / f"{name}.md"
-        write_text(markdown_table(tables[name]) + "\n", md_path)
-        written[f"{name}.md"] = md_path
+        written.update(_write_pair(tables[name], markdown_table(tables[name]), outdir, name))
+    found = found if found is not None else evidence_tables(scores, settings)
+    for name, table in found.items():
+        text = _EVIDENCE_NOTES[name] + "\n\n" + evidence_markdown(name, table)
+        written.update(_write_pair(table, text, outdir, name))
     summary_path = outdir / "summary.md"
-    write_text(summary_report(scores, tables["overall"], tables["domain"]), summary_path)
+    report = summary_report(scores, tables["overall"], tables["domain"], found, settings)
+    write_text(report, summary_path)
     written["summary.md"] = summary_path
     return written
+
+
+def _write_pair(table: pl.DataFrame, markdown: str, outdir: Path, name: str) -> dict[str, Path]:
+    """One table as CSV and as Markdown; returns their names and paths."""
+    csv_path, md_path = outdir / f"{name}.csv", outdir / f"{name}.md"
+    write_text(table.write_csv(float_precision=6, null_value=""), csv_path)
+    write_text(markdown + "\n", md_path)
+    return {f"{name}.csv": csv_path, f"{name}.md": md_path}
+
+
+def evidence_tables(scores: pl.DataFrame, settings: AnalysisSettings) -> dict[str, pl.DataFrame]:
+    """Intervals, paired comparisons, consistency, best proportion, reasoning modes and seeds.
+
+    The seeds table is always written (an empty one with its header when the scores have no
+    `seed` column), so the workflow's list of outputs does not depend on the data.
+    """
+    comparisons = evidence.comparison_table(scores, settings)
+    seeds = evidence.seed_spread_table(scores)
+    consistency = _by_domain(evidence.consistency_table(comparisons), ["proportion"])
+    return {
+        "intervals": _by_domain(
+            evidence.interval_table(scores, settings), ["level", "backbone", "proportion"]
+        ),
+        "comparisons": _by_domain(comparisons, ["level", "backbone", "proportion"]),
+        "consistency": consistency,
+        "best_proportion": _by_domain(
+            evidence.best_proportion_table(scores, settings), ["backbone"]
+        ),
+        "reasoning_mode": evidence.reasoning_mode_table(scores),
+        "seeds": pl.DataFrame(schema=_SEED_SCHEMA) if seeds is None else seeds,
+    }
+
+
+def _by_domain(table: pl.DataFrame, before: list[str]) -> pl.DataFrame:
+    """Sort by `before`, then domains in the paper's order (overall/null last), then task."""
+    names = [name for name in table["domain"].unique().to_list() if name is not None]
+    order = {name: domain_rank(name) for name in names}
+    order["overall"] = len(DOMAIN_ORDER) + 1
+    rank = pl.col("domain").replace_strict(order, default=len(DOMAIN_ORDER) + 2)
+    level = (
+        [pl.col("level").replace_strict({"task": 0, "domain": 1, "overall": 2}).alias("_level")]
+        if "level" in before
+        else []
+    )
+    renamed = {"level": "_level", "proportion": "_proportion"}
+    keys = [renamed.get(key, key) for key in before]
+    tail = ["task"] if "task" in table.columns else []
+    helpers = [rank.alias("_domain"), *level]
+    if "proportion" in before:
+        helpers.append(pl.col("proportion").fill_null(-1).alias("_proportion"))
+    return (
+        table.with_columns(helpers)
+        .sort([*keys, "_domain", "domain", *tail], nulls_last=True, maintain_order=True)
+        .drop([name for name in ("_domain", "_proportion", "_level") if name in keys + ["_domain"]])
+    )
+
+
+_SEED_SCHEMA = {
+    "backbone": pl.Utf8,
+    "variant": pl.Utf8,
+    "proportion": pl.Int64,
+    "task": pl.Utf8,
+    "n_seeds": pl.Int64,
+    "mean": pl.Float64,
+    "std": pl.Float64,
+    "min": pl.Float64,
+    "max": pl.Float64,
+}
+_EVIDENCE_NOTES = {
+    "intervals": "Accuracy (%) with percentile bootstrap intervals over test examples; domain "
+    "and overall rows are macro averages of the task resamples.",
+    "comparisons": "Every tuned proportion against the same backbone's code0 on the same "
+    "examples. Task rows: exact McNemar test; domain/overall rows: paired bootstrap of the "
+    "macro difference. Δ and its interval in percentage points; OR = discordant-pair odds "
+    "ratio (items only the variant solves / items only code0 solves); Holm adjusts over "
+    "every row.",
+    "consistency": "Do backbones agree on the direction of the change against code0? "
+    "Agreement = share of backbones moving in the majority direction; ρ (Spearman) and τ "
+    "(Kendall) = mean over backbone pairs of the rank correlation of per-task changes.",
+    "best_proportion": "Best coding share per backbone and task among the tuned variants, the "
+    "shares not distinguishable from it (exact McNemar p ≥ α against the best, unadjusted), "
+    "and with three or more shares the optimum of a quadratic fit of accuracy on the share.",
+    "reasoning_mode": "How each response reasons: code (a program the scorer ran, nothing "
+    "else), text (no program), both, or none (no program and no text outside code fences: "
+    "empty or markup only). Share of responses and accuracy within each mode.",
+    "seeds": "Spread of accuracy over training seeds of the same arm (empty when the scores "
+    "carry no `seed` column: one seed per arm).",
+}
 
 
 _MD_COLUMNS = {
@@ -288,8 +397,125 @@ def _points(value: object) -> str:
     return "n/a" if value is None else f"{round(100 * float(value), 1) + 0.0:+.1f}"
 
 
-def summary_report(scores: pl.DataFrame, overall: pl.DataFrame, domain: pl.DataFrame) -> str:
-    """A short Markdown report: what was evaluated, the headline tables and who wins where."""
+def _p_value(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return "<0.001" if float(value) < 0.001 else f"{float(value):.3f}"
+
+
+def _decimal(digits: int) -> Callable[[object], str]:
+    def render(value: object) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "n/a"
+        return f"{float(value):.{digits}f}"
+
+    return render
+
+
+def _plain(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return "n/a" if value is None else str(value)
+
+
+_PP = "(pp)"
+# Per table: column -> (header, renderer); columns not listed are left out of the Markdown.
+_EVIDENCE_COLUMNS: dict[str, dict[str, tuple[str, Callable[[object], str]]]] = {
+    "intervals": {
+        "level": ("level", _plain),
+        "backbone": ("backbone", _plain),
+        "variant": ("variant", _plain),
+        "domain": ("domain", _plain),
+        "task": ("task", _plain),
+        "n": ("examples", _plain),
+        "accuracy": ("accuracy (%)", _percent),
+        "ci_low": ("CI low", _percent),
+        "ci_high": ("CI high", _percent),
+    },
+    "comparisons": {
+        "level": ("level", _plain),
+        "backbone": ("backbone", _plain),
+        "variant": ("variant", _plain),
+        "domain": ("domain", _plain),
+        "task": ("task", _plain),
+        "n_pairs": ("pairs", _plain),
+        "accuracy": ("accuracy (%)", _percent),
+        "reference_accuracy": ("code0 (%)", _percent),
+        "difference": (f"Δ {_PP}", _points),
+        "ci_low": ("CI low", _points),
+        "ci_high": ("CI high", _points),
+        "only_variant": ("only variant", _plain),
+        "only_reference": ("only code0", _plain),
+        "odds_ratio": ("OR", _decimal(2)),
+        "p_value": ("p", _p_value),
+        "p_holm": ("p (Holm)", _p_value),
+        "significant": ("significant", _plain),
+    },
+    "consistency": {
+        "domain": ("domain", _plain),
+        "variant": ("variant", _plain),
+        "n_backbones": ("backbones", _plain),
+        "n_up": ("up", _plain),
+        "n_down": ("down", _plain),
+        "n_flat": ("flat", _plain),
+        "majority": ("majority", _plain),
+        "agreement": ("agreement", _decimal(2)),
+        "mean_difference": (f"mean Δ {_PP}", _points),
+        "n_significant": ("significant", _plain),
+        "spearman": ("ρ", _decimal(2)),
+        "kendall": ("τ", _decimal(2)),
+    },
+    "best_proportion": {
+        "backbone": ("backbone", _plain),
+        "domain": ("domain", _plain),
+        "task": ("task", _plain),
+        "best_proportion": ("best (%)", _plain),
+        "best_accuracy": ("accuracy (%)", _percent),
+        "indistinguishable": ("indistinguishable (%)", _plain),
+        "fit_optimum": ("fitted optimum (%)", _decimal(0)),
+        "fit_accuracy": ("fitted accuracy (%)", _percent),
+    },
+    "reasoning_mode": {
+        "backbone": ("backbone", _plain),
+        "variant": ("variant", _plain),
+        "mode": ("mode", _plain),
+        "n": ("responses", _plain),
+        "share": ("share (%)", _percent),
+        "accuracy": ("accuracy (%)", _percent),
+    },
+    "seeds": {
+        "backbone": ("backbone", _plain),
+        "variant": ("variant", _plain),
+        "task": ("task", _plain),
+        "n_seeds": ("seeds", _plain),
+        "mean": ("mean (%)", _percent),
+        "std": (f"sd {_PP}", _percent),
+        "min": ("min (%)", _percent),
+        "max": ("max (%)", _percent),
+    },
+}
+
+
+def evidence_markdown(name: str, table: pl.DataFrame) -> str:
+    """Render one evidence table with the precision each column needs (p-values apart)."""
+    columns = {k: v for k, v in _EVIDENCE_COLUMNS[name].items() if k in table.columns}
+    header = [label for label, _ in columns.values()]
+    rows = [
+        [render(row[key]) for key, (_, render) in columns.items()]
+        for row in table.iter_rows(named=True)
+    ]
+    return _markdown(header, rows)
+
+
+def summary_report(
+    scores: pl.DataFrame,
+    overall: pl.DataFrame,
+    domain: pl.DataFrame,
+    found: dict[str, pl.DataFrame] | None = None,
+    settings: AnalysisSettings | None = None,
+) -> str:
+    """A short Markdown report: what was evaluated, the headline tables and who wins where,
+    then (given the evidence tables) how sure each difference is."""
     sections = [
         "# Coding-data instruction tuning: reasoning results",
         "Accuracies are macro averages over tasks (each task weighs the same); deltas are "
@@ -301,7 +527,52 @@ def summary_report(scores: pl.DataFrame, overall: pl.DataFrame, domain: pl.DataF
         "## Accuracy per domain\n\n" + markdown_table(domain),
         "## Winning variant per domain\n\n" + _domain_winner_section(domain),
     ]
+    if found is not None:
+        sections += _evidence_sections(found, settings or AnalysisSettings())
     return "\n\n".join(sections) + "\n"
+
+
+def _evidence_sections(found: dict[str, pl.DataFrame], settings: AnalysisSettings) -> list[str]:
+    """Short readable sections over the evidence tables; the full tables sit beside summary.md."""
+    comparisons = found["comparisons"]
+    headline = comparisons.filter(pl.col("level") != "task")
+    n_tests = comparisons.height
+    n_task = comparisons.filter(pl.col("level") == "task").height
+    n_significant = int(comparisons["significant"].sum()) if n_tests else 0
+    tests = (
+        f"{n_tests} tests were run ({n_task} per task with the exact McNemar test, "
+        f"{n_tests - n_task} per domain or overall with the paired bootstrap, "
+        f"{settings.bootstrap_samples} resamples, seed {settings.seed}); "
+        f"{n_significant} remain significant at α = {settings.alpha} after Holm's adjustment "
+        "over all of them. Full table: `comparisons.md`."
+    )
+    if n_tests == 0:
+        tests = "No paired comparison: no backbone has both code0 and another tuned proportion."
+    modes = found["reasoning_mode"]
+    return [
+        "## Change against code0, with uncertainty\n\n"
+        + tests
+        + ("\n\n" + evidence_markdown("comparisons", headline) if headline.height else ""),
+        "## Consistency across backbones\n\n"
+        + _EVIDENCE_NOTES["consistency"]
+        + "\n\n"
+        + evidence_markdown("consistency", found["consistency"]),
+        "## Best coding share per task\n\n"
+        + _EVIDENCE_NOTES["best_proportion"]
+        + "\n\n"
+        + evidence_markdown("best_proportion", found["best_proportion"]),
+        "## How responses reason\n\n"
+        + _EVIDENCE_NOTES["reasoning_mode"]
+        + "\n\n"
+        + evidence_markdown("reasoning_mode", modes),
+        "## Seeds\n\n"
+        + (
+            evidence_markdown("seeds", found["seeds"].filter(pl.col("task") == "overall"))
+            if found["seeds"].height
+            else "One seed per arm: no spread over seeds to report (`seeds.md` is empty)."
+        ),
+        "Accuracy intervals per task, domain and model: `intervals.md`.",
+    ]
 
 
 def _evaluated_section(scores: pl.DataFrame) -> str:
@@ -379,25 +650,68 @@ def _save_png(figure: Figure, path: Path) -> None:
         figure.savefig(tmp, format="png", dpi=_DPI, metadata=_PNG_METADATA)
 
 
-def _grouped_bars(ax: Axes, table: pl.DataFrame, variants: list[str], backbones: list[str]) -> None:
-    """One group per backbone, one bar per variant in a fixed slot (absent variant = gap)."""
+def _grouped_bars(
+    ax: Axes,
+    table: pl.DataFrame,
+    variants: list[str],
+    backbones: list[str],
+) -> None:
+    """One group per backbone, one bar per variant in a fixed slot (absent variant = gap).
+
+    With `ci_low`/`ci_high` columns each bar gets its interval; a base row also becomes a
+    dashed reference line across its backbone's group.
+    """
     width = 0.8 / max(len(variants), 1)
-    lookup = {(b, v): a for b, v, a in table.select("backbone", "variant", "accuracy").iter_rows()}
+    with_ci = {"ci_low", "ci_high"} <= set(table.columns)
+    lookup = {(row["backbone"], row["variant"]): row for row in table.iter_rows(named=True)}
     centres = np.arange(len(backbones))
     for slot, variant in enumerate(variants):
         offsets = centres - 0.4 + width * (slot + 0.5)
-        heights = [lookup.get((backbone, variant)) for backbone in backbones]
-        xs = [x for x, h in zip(offsets, heights, strict=True) if h is not None]
-        ys = [100 * h for h in heights if h is not None]
+        rows = [(x, lookup.get((b, variant))) for x, b in zip(offsets, backbones, strict=True)]
+        present = [(x, row) for x, row in rows if row is not None]
+        xs = [x for x, _ in present]
+        ys = [100 * row["accuracy"] for _, row in present]
         ax.bar(xs, ys, width=width, color=variant_colour(variant), label=variant)
+        if with_ci and present:
+            low = [
+                y - 100 * _or(row["ci_low"], row["accuracy"])
+                for y, (_, row) in zip(ys, present, strict=True)
+            ]
+            high = [
+                100 * _or(row["ci_high"], row["accuracy"]) - y
+                for y, (_, row) in zip(ys, present, strict=True)
+            ]
+            ax.errorbar(xs, ys, yerr=[low, high], fmt="none", ecolor="black", lw=0.8, capsize=2)
+    for centre, backbone in zip(centres, backbones, strict=True):
+        base = lookup.get((backbone, BASE))
+        if base is not None:
+            ax.hlines(
+                100 * base["accuracy"],
+                centre - 0.45,
+                centre + 0.45,
+                colors="black",
+                linestyles="--",
+                lw=1,
+            )
     ax.set_xticks(centres, backbones)
     ax.set_ylim(0, 100)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
 
 
+def _or(value: object, fallback: float) -> float:
+    """A float, or the fallback when the value is missing (no interval for an empty arm)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return fallback
+    return float(value)
+
+
 def plot_overall(overall: pl.DataFrame, path: Path) -> None:
-    """Grouped bars of macro accuracy: the headline comparison of coding proportions."""
+    """Grouped bars of macro accuracy: the headline comparison of coding proportions.
+
+    Bars carry bootstrap intervals when the table has them; the untuned base is also drawn as a
+    dashed line across its backbone's bars so every tuned bar reads against it.
+    """
     variants = _variants_in_order(overall)
     backbones = sorted(overall["backbone"].unique().to_list())
     width = max(6.0, 1.0 + 0.45 * len(backbones) * max(len(variants), 1))
@@ -406,38 +720,91 @@ def plot_overall(overall: pl.DataFrame, path: Path) -> None:
     _grouped_bars(ax, overall, variants, backbones)
     ax.set_ylabel("accuracy (%, macro over tasks)")
     ax.set_title("Overall reasoning accuracy by coding proportion")
-    ax.legend(title="variant", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], color="black", linestyle="--", lw=1))
+    labels.append("base (untuned)")
+    ax.legend(
+        handles, labels, title="variant", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False
+    )
     figure.tight_layout()
     _save_png(figure, path)
 
 
-def plot_domain(domain: pl.DataFrame, path: Path) -> None:
-    """One grouped-bar panel per domain (backbones x variants), panels stacked vertically.
+def domain_gains(domain: pl.DataFrame) -> pl.DataFrame:
+    """Change of domain accuracy against each backbone's lowest tuned proportion (code0).
 
-    Bars rather than a heatmap of change vs code0: they work when a run has no code0, they show
-    absolute levels (a +5 pp gain at 20% means something else than at 80%), and they reuse the
-    overall figure's variant colours so the two figures read the same way. Stacking keeps the
-    figure readable when many backbones or proportions widen each panel.
+    Falls back to the lowest proportion present when a backbone has no code0, so the heatmap
+    still shows the direction of the code effect; `reference` names what was subtracted.
     """
+    tuned = domain.filter(pl.col("proportion").is_not_null())
+    lowest = pl.col("proportion").min().over("backbone")
+    reference = tuned.filter(pl.col("proportion") == lowest).select(
+        "backbone", "domain", pl.col("variant").alias("reference"), pl.col("accuracy").alias("_ref")
+    )
+    return (
+        tuned.join(reference, on=["backbone", "domain"], how="inner")
+        .filter(pl.col("variant") != pl.col("reference"))
+        .with_columns((pl.col("accuracy") - pl.col("_ref")).alias("gain"))
+        .drop("_ref")
+    )
+
+
+def plot_domain(domain: pl.DataFrame, path: Path, comparisons: pl.DataFrame | None = None) -> None:
+    """Heatmap of gains: domains x (backbone, proportion), change against code0 in points.
+
+    A diverging map centred on zero shows at a glance whether coding data helps a domain and
+    whether backbones agree; a star marks a change significant after Holm's adjustment.
+    """
+    gains = domain_gains(domain)
     domains = sorted(domain["domain"].unique().to_list(), key=lambda d: (domain_rank(d), d))
-    variants = _variants_in_order(domain)
-    backbones = sorted(domain["backbone"].unique().to_list())
-    width = max(6.0, 1.0 + 0.45 * len(backbones) * max(len(variants), 1))
-    figure = Figure(figsize=(width + 1.5, 2.6 * len(domains) + 0.8))
-    axes = figure.subplots(len(domains), 1, sharex=True, squeeze=False)[:, 0]
-    for ax, name in zip(axes, domains, strict=True):
-        _grouped_bars(ax, domain.filter(pl.col("domain") == name), variants, backbones)
-        ax.set_title(name)
-        ax.set_ylabel("accuracy (%)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, title="variant", loc="center right", frameon=False)
-    figure.suptitle("Reasoning accuracy per domain (macro over the domain's tasks)")
-    figure.tight_layout(rect=(0, 0, 1 - 1.3 / figure.get_figwidth(), 1))
+    columns = sorted(
+        gains.select("backbone", "variant", "reference").unique().rows(),
+        key=lambda row: (row[0], variant_rank(row[1])),
+    )
+    significant = _significant_cells(comparisons)
+    values = np.full((len(domains), max(len(columns), 1)), np.nan)
+    lookup = {
+        (b, v, d): g
+        for b, v, d, g in gains.select("backbone", "variant", "domain", "gain").iter_rows()
+    }
+    for j, (backbone, variant, _) in enumerate(columns):
+        for i, name in enumerate(domains):
+            gain = lookup.get((backbone, variant, name))
+            values[i, j] = np.nan if gain is None else 100 * gain
+    finite = values[np.isfinite(values)]
+    limit = max(float(np.abs(finite).max()) if finite.size else 0.0, 1.0)
+    figure = Figure(figsize=(max(5.0, 1.2 * len(columns) + 2.5), 1.0 * len(domains) + 2.0))
+    ax = figure.subplots()
+    image = ax.imshow(values, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+    for i, name in enumerate(domains):
+        for j, (backbone, variant, _) in enumerate(columns):
+            if np.isfinite(values[i, j]):
+                star = "*" if (backbone, variant, name) in significant else ""
+                colour = "white" if abs(values[i, j]) > 0.6 * limit else "black"
+                text = f"{values[i, j]:+.1f}{star}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=9, color=colour)
+    ax.set_yticks(range(len(domains)), domains)
+    labels = [f"{b}\n{v} vs {r}" for b, v, r in columns] or ["no tuned pair"]
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    figure.colorbar(image, ax=ax, label="change in accuracy (pp)")
+    ax.set_title("Domain accuracy change against code0 (* significant, Holm)")
+    figure.tight_layout()
     _save_png(figure, path)
 
 
+def _significant_cells(comparisons: pl.DataFrame | None) -> set[tuple[str, str, str]]:
+    if comparisons is None or comparisons.height == 0:
+        return set()
+    rows = comparisons.filter((pl.col("level") == "domain") & pl.col("significant"))
+    return set(rows.select("backbone", "variant", "domain").rows())
+
+
 def plot_task(task: pl.DataFrame, path: Path) -> None:
-    """Small multiples per task: accuracy against coding proportion, base as a dashed line."""
+    """Small multiples per task: accuracy against coding proportion, base as a dashed line.
+
+    With `ci_low`/`ci_high` columns every point carries its bootstrap interval; markers take
+    the proportion's colour, lines the backbone's.
+    """
     tasks = _tasks_in_order(task)
     backbones = sorted(task["backbone"].unique().to_list())
     colours = backbone_colours(backbones)
@@ -469,23 +836,69 @@ def _task_panel(
     colours: dict[str, tuple[float, float, float, float]],
     proportions: list[int],
 ) -> None:
+    with_ci = {"ci_low", "ci_high"} <= set(rows.columns)
     for backbone in backbones:
         mine = rows.filter(pl.col("backbone") == backbone)
         tuned = mine.filter(pl.col("proportion").is_not_null()).sort("proportion")
         if tuned.height:
-            ax.plot(
-                tuned["proportion"].to_list(),
-                (100 * tuned["accuracy"]).to_list(),
-                marker="o",
-                markersize=3,
-                color=colours[backbone],
-            )
+            xs = tuned["proportion"].to_list()
+            ys = (100 * tuned["accuracy"]).to_list()
+            ax.plot(xs, ys, color=colours[backbone], lw=1.2, zorder=2)
+            if with_ci:
+                low = [
+                    y - 100 * _or(lo, y / 100)
+                    for y, lo in zip(ys, tuned["ci_low"].to_list(), strict=True)
+                ]
+                high = [
+                    100 * _or(hi, y / 100) - y
+                    for y, hi in zip(ys, tuned["ci_high"].to_list(), strict=True)
+                ]
+                ax.errorbar(
+                    xs,
+                    ys,
+                    yerr=[low, high],
+                    fmt="none",
+                    ecolor=colours[backbone],
+                    lw=0.8,
+                    capsize=2,
+                    zorder=1,
+                )
+            marker_colours = [variant_colour(v) for v in tuned["variant"].to_list()]
+            ax.scatter(xs, ys, s=14, c=marker_colours, edgecolors=colours[backbone], zorder=3)
         base = mine.filter(pl.col("variant") == BASE)
         if base.height:
             ax.axhline(100 * base["accuracy"][0], color=colours[backbone], linestyle="--", lw=1)
     ax.set_xticks(proportions or [0, 100])
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
+
+
+def plot_reasoning_mode(modes: pl.DataFrame, path: Path) -> None:
+    """Stacked shares of text / code / both / none per backbone x variant (the case study)."""
+    arms = sorted(
+        modes.select("backbone", "variant").unique().rows(),
+        key=lambda row: (row[0], variant_rank(row[1])),
+    )
+    palette = {"text": "#4c72b0", "code": "#dd8452", "both": "#55a868", "none": "#c7c7c7"}
+    lookup = {
+        (b, v, m): s
+        for b, v, m, s in modes.select("backbone", "variant", "mode", "share").iter_rows()
+    }
+    figure = Figure(figsize=(max(6.0, 0.7 * len(arms) + 2.5), 4.2))
+    ax = figure.subplots()
+    positions = np.arange(len(arms))
+    bottom = np.zeros(len(arms))
+    for mode in evidence.MODES:
+        heights = np.array([100 * lookup.get((b, v, mode), 0.0) for b, v in arms])
+        ax.bar(positions, heights, bottom=bottom, color=palette[mode], label=mode, width=0.7)
+        bottom += heights
+    ax.set_xticks(positions, [f"{b}\n{v}" for b, v in arms], fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("responses (%)")
+    ax.set_title("How responses reason: text, code or both")
+    ax.legend(title="mode", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    figure.tight_layout()
+    _save_png(figure, path)
 
 
 def _task_legend(
@@ -500,11 +913,31 @@ def _task_legend(
 # ---------------------------------------------------------------- entry point
 
 
-def run_analysis(score_paths: Sequence[str | Path], outdir: Path, figdir: Path) -> None:
-    """Load every score file, write all tables and the three figures."""
+def run_analysis(
+    score_paths: Sequence[str | Path],
+    outdir: Path,
+    figdir: Path,
+    settings: AnalysisSettings | None = None,
+) -> None:
+    """Load every score file, write all tables, the summary and the figures."""
+    settings = settings or AnalysisSettings()
     scores = load_scores(score_paths)
-    write_tables(scores, Path(outdir))
+    found = evidence_tables(scores, settings)
+    write_tables(scores, Path(outdir), settings, found)
+    intervals = found["intervals"].select(
+        "level", "backbone", "variant", "domain", "task", "ci_low", "ci_high"
+    )
     figdir = Path(figdir)
-    plot_overall(overall_table(scores), figdir / "overall.png")
-    plot_domain(domain_table(scores), figdir / "domain.png")
-    plot_task(task_table(scores), figdir / "task.png")
+    plot_overall(
+        _with_intervals(overall_table(scores), intervals, "overall"), figdir / "overall.png"
+    )
+    plot_domain(domain_table(scores), figdir / "domain.png", found["comparisons"])
+    plot_task(_with_intervals(task_table(scores), intervals, "task"), figdir / "task.png")
+    plot_reasoning_mode(found["reasoning_mode"], figdir / "reasoning_mode.png")
+
+
+def _with_intervals(table: pl.DataFrame, intervals: pl.DataFrame, level: str) -> pl.DataFrame:
+    """Attach the bootstrap interval of each row (joined on the keys of that level)."""
+    keys = ["backbone", "variant"] + (["domain", "task"] if level == "task" else [])
+    rows = intervals.filter(pl.col("level") == level).select(*keys, "ci_low", "ci_high")
+    return table.join(rows, on=keys, how="left", nulls_equal=True)

@@ -99,13 +99,15 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
     from codeift.analysis import run_analysis
+    from codeift.stats import AnalysisSettings
 
     paths = (
         [line for line in Path(args.score_list).read_text().splitlines() if line]
         if args.score_list
         else args.scores
     )
-    run_analysis(paths, Path(args.outdir), Path(args.figdir))
+    settings = AnalysisSettings(**json.loads(args.analysis))
+    run_analysis(paths, Path(args.outdir), Path(args.figdir), settings)
 
 
 def cmd_engines(args: argparse.Namespace) -> None:
@@ -156,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     aggregate.add_argument("--score-list", help="file with one score path per line")
     aggregate.add_argument("--outdir", required=True)
     aggregate.add_argument("--figdir", required=True)
+    aggregate.add_argument(
+        "--analysis", default="{}", help="JSON: bootstrap_samples, alpha, seed (config `analysis`)"
+    )
     aggregate.set_defaults(handler=cmd_aggregate)
     engines = commands.add_parser("engines", help="list or stop this machine's shared engines")
     engines.add_argument("action", choices=["list", "stop"])

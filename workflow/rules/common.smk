@@ -86,11 +86,25 @@ def score_targets():
     )
 
 
+SUMMARY_TABLES = [
+    "overall",
+    "domain",
+    "task",
+    "intervals",
+    "comparisons",
+    "consistency",
+    "best_proportion",
+    "reasoning_mode",
+    "seeds",
+]
+FIGURES = ["overall", "domain", "task", "reasoning_mode"]
+
+
 def summary_targets():
     tables = expand(
         f"{R}/summary/{{view}}.{{ext}}",
-        view=["overall", "domain", "task"],
+        view=SUMMARY_TABLES,
         ext=["csv", "md"],
     )
-    figures = expand(f"{R}/figures/{{view}}.png", view=["overall", "domain", "task"])
+    figures = expand(f"{R}/figures/{{view}}.png", view=FIGURES)
     return tables + figures + [f"{R}/summary/summary.md"]

@@ -1,4 +1,6 @@
-# All scores -> overall, domain and task tables (CSV + Markdown), a summary and figures.
+# All scores -> overall, domain and task tables (CSV + Markdown), the evidence tables
+# (intervals, paired comparisons, consistency, best proportion, reasoning modes, seeds),
+# a Markdown summary and figures; `snakemake --report` gathers the figures into one HTML file.
 
 
 rule aggregate:
@@ -7,7 +9,7 @@ rule aggregate:
     output:
         tables=expand(
             f"{R}/summary/{{view}}.{{ext}}",
-            view=["overall", "domain", "task"],
+            view=SUMMARY_TABLES,
             ext=["csv", "md"],
         ),
         summary=f"{R}/summary/summary.md",
@@ -24,6 +26,11 @@ rule aggregate:
         task=report(
             f"{R}/figures/task.png", caption="../report/task.rst", category="Figures"
         ),
+        reasoning_mode=report(
+            f"{R}/figures/reasoning_mode.png",
+            caption="../report/reasoning_mode.rst",
+            category="Figures",
+        ),
     log:
         f"{R}/logs/aggregate.log",
     conda:
@@ -31,6 +38,7 @@ rule aggregate:
     params:
         outdir=f"{R}/summary",
         figdir=f"{R}/figures",
+        analysis=as_json(config.get("analysis", {})),
     shell:
         "python -m codeift aggregate --scores {input} --outdir {params.outdir} --figdir {params.figdir}"
-        " > {log} 2>&1"
+        " --analysis {params.analysis:q} > {log} 2>&1"
