@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 CORES ?= 2
 
-.PHONY: setup run test lint dag clean
+.PHONY: setup run test lint bench dag clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,9 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -v
+
+bench: setup
+	$(PY) scripts/bench_pool.py --n 100000 --out results/bench
 
 lint: setup
 	ruff check src tests

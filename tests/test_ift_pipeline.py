@@ -259,7 +259,11 @@ def test_heuristic_classifier_precision_and_recall_on_real_data():
     recall = tp / sum(truth)
     # Figures in README "IFT data"; a classifier change that moves them must update it.
     assert precision >= 0.95 and recall >= 0.95, (precision, recall)
-    assert (round(precision, 3), round(recall, 3)) == (0.994, 0.958)
+    assert (round(precision, 3), round(recall, 3)) == (0.998, 0.957)
+    # The pooled precision is mostly Code Alpaca's; on the 175 seeds alone: 13/13 coding tasks
+    # found, 4 of 162 general ones flagged.
+    seeds = pairs[-175:]
+    assert sum(t and p for t, p in seeds) == 13 and sum(p and not t for t, p in seeds) == 4
 
 
 # --------------------------------------------------------------------------- labellers
@@ -386,3 +390,19 @@ def test_both_shipped_configs_validate_their_ift_sections():
 
     for name in ("config.yaml", "paper.yaml"):
         validate_config(load_yaml(REPO / "config" / name))
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+def test_benchmark_streams_a_sharegpt_file_and_reports_throughput_and_memory(tmp_path):
+    from codeift.bench import markdown, run_benchmark
+
+    result = run_benchmark(600, seed=0, workdir=tmp_path)
+    skipped = sum(v for k, v in result["cleaning"].items() if k != "html_stripped")
+    assert result["pool_size"] + skipped == 600
+    assert result["cleaning"]["html_stripped"] > 0 and result["cleaning"]["exact_duplicate"] > 0
+    assert sum(result["labels"].values()) == result["pool_size"]
+    assert result["end_to_end_conversations_per_s"] > 0
+    assert result["peak_rss_mib"] >= result["peak_rss_mib_before"] > 0
+    assert "| peak RSS |" in markdown(result)

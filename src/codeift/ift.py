@@ -1,10 +1,13 @@
-"""Instruction-tuning data: pool building, code/general labelling and controlled mixes.
+"""Instruction-tuning data: pool building, cleaning, code/general labelling, mixes and cards.
 
-The study's independent variable is the coding share of each mix, so a mix of proportion p holds
-exactly `total` examples of which round(p/100 * total) are labelled code, chosen deterministically.
-Code and general examples are each taken in one fixed seeded order, so every mix is a prefix of
-that order: the 50% mix's code examples are a subset of the 100% mix's (nested mixes, lower
-variance between arms).
+The study's independent variable is the coding share of each mix, so every step is counted and
+deterministic. Sources (ShareGPT, Alpaca-style, chat-message records; JSON arrays streamed with
+ijson, JSON lines, Parquet in batches, hub datasets) are normalised to chat messages; records that
+cannot be used are skipped with a counted reason and a bounded sample of their positions. The
+pool is cleaned (HTML remnants, over-long examples, exact and near duplicates), labelled by the
+offline classifier or an LLM judge (codeift.judge), and each mix takes round(p/100 x total) code
+examples (or p% of a token budget) in a seeded order: nested by default, so the 50% mix reuses
+the 0% and 100% mixes' examples (lower variance between arms).
 """
 
 from __future__ import annotations
@@ -670,8 +673,10 @@ def _distinct(pattern: re.Pattern, text: str) -> int:
 def classify_code(messages: list[dict[str, str]]) -> tuple[str, float]:
     """Offline code/general label from three signals, because answers without fences are common:
     the share of code-like answer lines, the density of code symbols, and programming terms in
-    the user turns (strong ones such as 'python' or 'SQL' count more than 'list' or 'sort').
-    A fenced block anywhere is code outright. Measured in README ("IFT data")."""
+    the user turns. Strong terms ('python', 'SQL') count more than weak ones ('list', 'sort'),
+    and fully only in the request (the first paragraph of the user's text): a term inside the
+    material to work on (a text mentioning Taylor Swift) says little. A fence is code outright.
+    Measured in README ("IFT data")."""
     assistant = "\n".join(m["content"] for m in messages if m["role"] == "assistant")
     user = "\n".join(m["content"] for m in messages if m["role"] == "user")
     if FENCE in assistant or FENCE in user:
@@ -679,7 +684,9 @@ def classify_code(messages: list[dict[str, str]]) -> tuple[str, float]:
     lines = [line for line in assistant.splitlines() if line.strip()]
     density = sum(bool(CODE_LINE.match(line)) for line in lines) / max(len(lines), 1)
     symbols = len(CODE_SYMBOLS.findall(assistant)) / max(len(assistant), 1)
-    hints = 0.5 * _distinct(STRONG_HINTS, user) + 0.15 * _distinct(WEAK_HINTS, user)
+    request = _distinct(STRONG_HINTS, user.split("\n\n")[0])
+    elsewhere = _distinct(STRONG_HINTS, user) - request
+    hints = 0.5 * request + 0.2 * elsewhere + 0.15 * _distinct(WEAK_HINTS, user)
     score = 0.6 * density + min(symbols * 10, 0.3) + min(hints, 0.6)
     return ("code" if score >= CODE_THRESHOLD else "general"), round(min(score, 1.0), 4)
 

@@ -11,9 +11,9 @@ rule build_pool:
     conda:
         "../envs/data.yaml"
     params:
-        sources=as_json(config["ift"]["sources"]),
-        cleaning=as_json(config["ift"]["cleaning"]),
-        labeller=as_json(config["ift"]["labeller"]),
+        sources=ift_json("sources"),
+        cleaning=ift_json("cleaning"),
+        labeller=ift_json("labeller"),
         seed=config["ift"]["seed"],
     shell:
         "python -m codeift build-pool --sources {params.sources:q} --seed {params.seed}"
@@ -35,7 +35,7 @@ rule build_mix:
     params:
         total=config["ift"]["total"],
         seed=config["ift"]["seed"],
-        mix=as_json(config["ift"]["mix"]),
+        mix=ift_json("mix"),
     shell:
         "python -m codeift build-mix --pool {input.pool} --pool-report {input.report}"
         " --proportion {wildcards.proportion} --total {params.total} --seed {params.seed}"
