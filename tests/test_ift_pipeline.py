@@ -131,6 +131,17 @@ def test_skip_sample_is_bounded_while_counts_are_complete(tmp_path):
 def test_html_remnants_are_stripped_outside_code_fences_only():
     text = '<div class="markdown prose"><p>Use it:</p>```html\n<p>keep</p>\n```</div> a &amp; b'
     assert strip_html(text) == "Use it:```html\n<p>keep</p>\n``` a & b"
+    assert strip_html("<p>Wrap it in `<div>` tags.</p>") == "Wrap it in `<div>` tags."
+
+
+def test_repeated_record_ids_are_made_unique_with_the_position(tmp_path):
+    records = [
+        {"id": "x", "conversations": _turns("First question?", "First.")},
+        {"id": "x", "conversations": _turns("Second question?", "Second.")},
+    ]
+    path = _write_sharegpt(tmp_path / "ids.json", records)
+    pool, _ = build_pool([{"kind": "sharegpt", "path": str(path), "name": "i"}], seed=0)
+    assert pool["id"].to_list() == ["i-x", "i-x@1"]
 
 
 def test_html_cleaning_modes_are_counted(tmp_path):
@@ -406,3 +417,13 @@ def test_benchmark_streams_a_sharegpt_file_and_reports_throughput_and_memory(tmp
     assert result["end_to_end_conversations_per_s"] > 0
     assert result["peak_rss_mib"] >= result["peak_rss_mib_before"] > 0
     assert "| peak RSS |" in markdown(result)
+
+
+def test_pool_is_the_same_whatever_the_arrow_chunk_size(monkeypatch):
+    import codeift.ift as ift
+
+    source = [{"kind": "generator", "n_general": 60, "n_code": 60}]
+    whole, _ = build_pool(source, seed=0)
+    monkeypatch.setattr(ift, "FRAME_ROWS", 7)
+    chunked, report = build_pool(source, seed=0)
+    assert chunked.equals(whole) and report["size"] == whole.height
