@@ -77,6 +77,7 @@ def run_benchmark(n: int, seed: int, workdir: str | Path) -> dict[str, Any]:
     started = time.perf_counter()
     pool, report = build_pool([{"kind": "sharegpt", "path": str(path), "name": "bench"}], seed)
     pool_s = time.perf_counter() - started
+    rss_pool = _peak_rss_mib()
     started = time.perf_counter()
     labelled = label_pool(pool)
     label_s = time.perf_counter() - started
@@ -90,6 +91,7 @@ def run_benchmark(n: int, seed: int, workdir: str | Path) -> dict[str, Any]:
         "label_conversations_per_s": round(pool.height / label_s),
         "end_to_end_conversations_per_s": round(n / (pool_s + label_s)),
         "peak_rss_mib_before": rss_before,
+        "peak_rss_mib_pool": rss_pool,
         "peak_rss_mib": _peak_rss_mib(),
         "pool_size": report["size"],
         "cleaning": report["cleaning"]["counts"],

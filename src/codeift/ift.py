@@ -697,6 +697,12 @@ def classify_code(messages: list[dict[str, str]]) -> tuple[str, float]:
     return ("code" if score >= CODE_THRESHOLD else "general"), round(min(score, 1.0), 4)
 
 
+def _iter_messages(pool: pl.DataFrame) -> Iterator[list[dict[str, str]]]:
+    """The pool's conversations as Python objects, FRAME_ROWS at a time (bounded memory)."""
+    for offset in range(0, pool.height, FRAME_ROWS):
+        yield from pool["messages"].slice(offset, FRAME_ROWS).to_list()
+
+
 def label_pool(pool: pl.DataFrame, labeller: dict[str, Any] | None = None) -> pl.DataFrame:
     """Add label, label_score, label_method and label_raw (the judge's answer) to the pool."""
     method = (labeller or {}).get("method", "heuristic")
@@ -707,7 +713,7 @@ def label_pool(pool: pl.DataFrame, labeller: dict[str, Any] | None = None) -> pl
         scores = [None] * len(labels)
         name = f"llm_judge:{labeller['model']}"
     elif method == "heuristic":
-        pairs = [classify_code(messages) for messages in pool["messages"].to_list()]
+        pairs = [classify_code(messages) for messages in _iter_messages(pool)]
         labels, scores = [label for label, _ in pairs], [score for _, score in pairs]
         raw, name = [None] * len(labels), "heuristic"
     else:
