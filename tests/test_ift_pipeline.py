@@ -427,3 +427,34 @@ def test_pool_is_the_same_whatever_the_arrow_chunk_size(monkeypatch):
     monkeypatch.setattr(ift, "FRAME_ROWS", 7)
     chunked, report = build_pool(source, seed=0)
     assert chunked.equals(whole) and report["size"] == whole.height
+
+
+def test_cli_passes_cleaning_labeller_and_mix_settings_into_pool_and_card(tmp_path):
+    from codeift.cli import main
+
+    sources = json.dumps([{"kind": "generator", "name": "g", "n_general": 80, "n_code": 80}])
+    pool, report = tmp_path / "pool.parquet", tmp_path / "pool.report.json"
+    main(
+        [
+            "build-pool",
+            *("--sources", sources, "--seed", "0", "--out", str(pool), "--report", str(report)),
+            *("--cleaning", json.dumps({"max_chars": 240, "near_duplicates": {"enabled": False}})),
+            *("--labeller", json.dumps({"method": "heuristic"})),
+        ]
+    )
+    pool_report = json.loads(report.read_text())
+    assert pool_report["cleaning"]["counts"].get("too_long_chars", 0) > 0
+    assert pool_report["labeller"] == {"method": "heuristic"}
+    card_path = tmp_path / "code50.card.json"
+    main(
+        [
+            "build-mix",
+            *("--pool", str(pool), "--pool-report", str(report), "--proportion", "50"),
+            *("--total", "20", "--seed", "0", "--out", str(tmp_path / "code50.parquet")),
+            *("--card", str(card_path), "--mix", json.dumps({"nested": False, "match": "tokens"})),
+        ]
+    )
+    card = json.loads(card_path.read_text())
+    assert card["mix_settings"] == {"nested": False, "match": "tokens"}
+    assert 0.4 < card["code_token_share"] < 0.6
+    assert card["cleaning"] == pool_report["cleaning"]["counts"]
