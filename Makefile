@@ -6,7 +6,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 CORES ?= 2
 RESULTS ?= results
 
-.PHONY: setup run test lint dag clean
+.PHONY: setup run test lint bench dag clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,9 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -v
+
+bench: setup
+	$(PY) scripts/bench_pool.py --n 100000 --out results/bench
 
 lint: setup
 	ruff check src tests

@@ -135,10 +135,20 @@ def test_source_with_zero_valid_records_stops(tmp_path):
         build_pool([{"kind": "alpaca", "path": str(empty)}], seed=0)
 
 
-def test_invalid_utf8_is_reported(tmp_path):
+def test_invalid_utf8_line_is_skipped_and_counted_with_its_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    good = json.dumps({"instruction": "Say hi", "output": "Hi"}).encode()
+    bad.write_bytes(good + b'\n{"instruction": "a", "output": "\xff\xfe"}\n')
+    pool, report = build_pool([{"kind": "alpaca", "path": str(bad), "name": "b"}], seed=0)
+    assert pool.height == 1
+    assert report["sources"]["b"]["skipped"] == {"invalid_utf8": 1}
+    assert report["skipped_sample"] == [{"source": "b", "reason": "invalid_utf8", "position": 2}]
+
+
+def test_a_source_of_only_invalid_utf8_stops_with_the_reason(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(b'{"instruction": "a", "output": "\xff\xfe"}\n')
-    with pytest.raises(IFTError, match="invalid UTF-8"):
+    with pytest.raises(IFTError, match="no valid records.*invalid_utf8"):
         build_pool([{"kind": "alpaca", "path": str(bad)}], seed=0)
 
 
@@ -146,9 +156,6 @@ def test_real_code_alpaca_builds_a_pool_of_code():
     path = shared_file("code_alpaca_2k.json")
     pool, report = build_pool([{"kind": "alpaca", "path": str(path), "name": "ca"}], seed=0)
     assert (
-        report["sources"]["ca"]["kept"]
-        + report["duplicates_removed"]
-        + sum(report["sources"]["ca"]["skipped"].values())
-        == 2017
+        report["sources"]["ca"]["kept"] + sum(report["sources"]["ca"]["skipped"].values()) == 2017
     )
     assert pool.height > 1900

@@ -32,9 +32,13 @@ def cmd_prepare_backbone(args: argparse.Namespace) -> None:
 def cmd_build_pool(args: argparse.Namespace) -> None:
     from codeift.ift import build_pool, label_pool
 
-    pool, report = build_pool(_json(args.sources), args.seed)
-    labelled = label_pool(pool)
+    pool, report = build_pool(_json(args.sources), args.seed, _json(args.cleaning))
+    labeller = _json(args.labeller)
+    labelled = label_pool(pool, labeller)
     report["labels"] = dict(sorted(labelled.group_by("label").len().iter_rows()))
+    report["labeller"] = {k: v for k, v in labeller.items() if k != "prompt"} or {
+        "method": "heuristic"
+    }
     write_parquet(labelled, args.out)
     write_json(report, args.report)
     print(json.dumps(report))
@@ -44,9 +48,18 @@ def cmd_build_mix(args: argparse.Namespace) -> None:
     from codeift.ift import build_mix, mix_card, read_report
 
     pool = pl.read_parquet(args.pool)
-    mix = build_mix(pool, args.proportion, args.total, args.seed)
+    settings = {"nested": True, "match": "examples", **_json(args.mix)}
+    mix = build_mix(
+        pool,
+        args.proportion,
+        args.total,
+        args.seed,
+        nested=settings["nested"],
+        match=settings["match"],
+        total_tokens=settings.get("total_tokens"),
+    )
     write_parquet(mix, args.out)
-    card = mix_card(mix, args.proportion, read_report(args.pool_report))
+    card = mix_card(mix, args.proportion, read_report(args.pool_report), settings)
     write_json(card, args.card)
     print(json.dumps({k: card[k] for k in ("proportion", "examples", "labels", "content_hash")}))
 
@@ -139,8 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     add("prepare-backbone", cmd_prepare_backbone, "name", "spec", "out")
-    add("build-pool", cmd_build_pool, "sources", "out", "report", ints=("seed",))
-    add(
+    pool = add("build-pool", cmd_build_pool, "sources", "out", "report", ints=("seed",))
+    pool.add_argument("--cleaning", default="{}", help="ift.cleaning as JSON")
+    pool.add_argument("--labeller", default="{}", help="ift.labeller as JSON")
+    mix = add(
         "build-mix",
         cmd_build_mix,
         "pool",
@@ -149,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         "card",
         ints=("proportion", "total", "seed"),
     )
+    mix.add_argument("--mix", default="{}", help="ift.mix as JSON (nested, match, total_tokens)")
     add("train", cmd_train, "model", "mix", "out", "checkpoints", "settings")
     add("build-task", cmd_build_task, "name", "entry", "out", ints=("seed",))
     add("generate", cmd_generate, "model", "task-file", "out", "backbone", "variant", "settings")

@@ -107,6 +107,25 @@ def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PAT
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
     _check_tasks(config["tasks"])
     _check_ift_sources(config["ift"]["sources"])
+    _check_ift_settings(config["ift"])
+
+
+def _check_ift_settings(ift: dict[str, Any]) -> None:
+    """Cross-key rules the schema cannot say: a token limit needs a tokenizer, a judge a model."""
+    cleaning = ift.get("cleaning", {})
+    if cleaning.get("max_tokens") and not cleaning.get("tokenizer"):
+        raise ConfigError(
+            "config key 'ift.cleaning.max_tokens': needs ift.cleaning.tokenizer (a tokenizer "
+            "folder or hub id); without one use ift.cleaning.max_chars"
+        )
+    labeller = ift.get("labeller", {})
+    if labeller.get("method") == "llm_judge" and not labeller.get("model"):
+        raise ConfigError("config key 'ift.labeller.model': the llm_judge labeller needs a model")
+    prompt = labeller.get("prompt")
+    if prompt is not None and "{conversation}" not in prompt:
+        raise ConfigError("config key 'ift.labeller.prompt': must contain {conversation}")
+    if ift.get("mix", {}).get("total_tokens") and ift.get("mix", {}).get("match") != "tokens":
+        raise ConfigError("config key 'ift.mix.total_tokens': only used with match: tokens")
 
 
 def _check_tasks(tasks: dict[str, Any]) -> None:
@@ -136,6 +155,9 @@ def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
     filled.setdefault("seed", 0)
     filled.setdefault("evaluate_base", True)
     filled["ift"].setdefault("seed", filled["seed"])
+    filled["ift"].setdefault("cleaning", {})
+    filled["ift"].setdefault("labeller", {"method": "heuristic"})
+    filled["ift"]["mix"] = {"nested": True, "match": "examples", **filled["ift"].get("mix", {})}
     filled["engines"] = {**DEFAULT_ENGINES, **filled.get("engines", {})}
     return filled
 

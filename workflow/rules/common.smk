@@ -32,6 +32,12 @@ def as_json(obj):
     return json.dumps(obj, sort_keys=True)
 
 
+def ift_json(key):
+    """`ift.KEY` as JSON, returned by a function: Snakemake formats plain string params as
+    wildcard patterns, so a judge prompt's `{conversation}` would break the rule."""
+    return lambda wildcards: as_json(config["ift"][key])
+
+
 def backbone_source_json(wildcards):
     spec = config["backbones"][wildcards.backbone]
     return as_json(

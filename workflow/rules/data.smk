@@ -1,4 +1,5 @@
-# IFT pool -> labelled pool -> one mix per proportion; one test set per task.
+# IFT sources -> cleaned, labelled pool (one per study, shared by every backbone) -> one mix per
+# proportion; one test set per task.
 
 
 rule build_pool:
@@ -10,10 +11,13 @@ rule build_pool:
     conda:
         "../envs/data.yaml"
     params:
-        sources=as_json(config["ift"]["sources"]),
+        sources=ift_json("sources"),
+        cleaning=ift_json("cleaning"),
+        labeller=ift_json("labeller"),
         seed=config["ift"]["seed"],
     shell:
         "python -m codeift build-pool --sources {params.sources:q} --seed {params.seed}"
+        " --cleaning {params.cleaning:q} --labeller {params.labeller:q}"
         " --out {output.pool} --report {output.report} > {log} 2>&1"
 
 
@@ -31,10 +35,11 @@ rule build_mix:
     params:
         total=config["ift"]["total"],
         seed=config["ift"]["seed"],
+        mix=ift_json("mix"),
     shell:
         "python -m codeift build-mix --pool {input.pool} --pool-report {input.report}"
         " --proportion {wildcards.proportion} --total {params.total} --seed {params.seed}"
-        " --out {output.mix} --card {output.card} > {log} 2>&1"
+        " --mix {params.mix:q} --out {output.mix} --card {output.card} > {log} 2>&1"
 
 
 rule build_task:

@@ -1,0 +1,101 @@
+"""The paper's labeller: an instruct model, served by vLLM offline, judges each conversation.
+
+The answer is constrained to the label set with structured outputs (a choice over
+["code", "general"]), so even a weak or untrained model returns a valid label; the raw answer is
+kept beside the label so a reader can audit the judge.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from codeift.engines import configure_cpu_environment
+
+LABELS = ["code", "general"]
+DEFAULT_PROMPT = (
+    "You label instruction-tuning conversations for a study of coding data. Answer 'code' if "
+    "the conversation is about programming: writing, reading, explaining or debugging source "
+    "code, queries, scripts or markup. Otherwise answer 'general'. Answer with one word.\n\n"
+    "Conversation:\n{conversation}"
+)
+DEFAULT_JUDGE: dict[str, Any] = {
+    "prompt": DEFAULT_PROMPT,
+    "batch_size": 256,
+    "max_chars": 4000,
+    "max_model_len": 2048,
+    "dtype": "auto",
+    "enforce_eager": True,
+    "gpu_memory_utilization": 0.85,
+}
+
+
+def judge_prompt(messages: list[dict[str, str]], template: str, max_chars: int) -> str:
+    """The judge's user turn: the conversation as text, cut to `max_chars` to fit the context."""
+    text = "\n".join(f"{m['role'].upper()}: {m['content']}" for m in messages)
+    if len(text) > max_chars:
+        text = text[:max_chars] + "\n[...]"
+    return template.replace("{conversation}", text)
+
+
+def parse_answer(raw: str) -> str:
+    """The label of a constrained answer; anything else is a bug worth stopping for."""
+    answer = raw.strip().lower()
+    if answer not in LABELS:
+        raise ValueError(f"judge answer {raw!r} is not one of {LABELS}")
+    return answer
+
+
+def _engine(settings: dict[str, Any]) -> Any:
+    configure_cpu_environment(settings)
+    import vllm
+
+    on_cpu = not shutil.which("nvidia-smi")
+    executor = {"distributed_executor_backend": "uni"} if on_cpu else {}
+    return vllm.LLM(
+        model=settings["model"],
+        dtype=settings["dtype"],
+        seed=0,
+        enforce_eager=settings["enforce_eager"],
+        max_model_len=settings["max_model_len"],
+        gpu_memory_utilization=settings["gpu_memory_utilization"],
+        **executor,
+    )
+
+
+def judge_labels(
+    conversations: list[list[dict[str, str]]], labeller: dict[str, Any]
+) -> tuple[list[str], list[str]]:
+    """(label, raw answer) for every conversation, greedy, in batches of `batch_size`."""
+    settings = {**DEFAULT_JUDGE, **labeller}
+    if not settings.get("model"):
+        raise ValueError("ift.labeller.model is required for the llm_judge labeller")
+    from vllm import SamplingParams
+    from vllm.sampling_params import StructuredOutputsParams
+
+    llm = _engine(settings)
+    params = SamplingParams(
+        temperature=0.0,
+        max_tokens=32,  # the grammar ends the answer; a byte-level tokenizer may spell it out
+        seed=0,
+        structured_outputs=StructuredOutputsParams(choice=LABELS),
+    )
+    labels: list[str] = []
+    raw: list[str] = []
+    size = settings["batch_size"]
+    for start in range(0, len(conversations), size):
+        batch = [
+            [
+                {
+                    "role": "user",
+                    "content": judge_prompt(c, settings["prompt"], settings["max_chars"]),
+                }
+            ]
+            for c in conversations[start : start + size]
+        ]
+        outputs = llm.chat(batch, params, use_tqdm=False, add_generation_prompt=True)
+        for output in outputs:
+            text = output.outputs[0].text
+            raw.append(text)
+            labels.append(parse_answer(text))
+    return labels, raw
