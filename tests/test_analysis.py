@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -294,3 +295,46 @@ def test_plots_handle_twelve_tasks_and_extra_proportions(tmp_path: Path) -> None
     analysis.plot_domain(domain, tmp_path / "domain.png")
     for name in ("task", "overall", "domain"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+
+
+def _card(proportion: int, code: int, tokens: int, code_tokens: int) -> dict:
+    return {
+        "proportion": proportion,
+        "examples": 10,
+        "labels": {"code": code, "general": 10 - code},
+        "tokens": {"measure": "tokenizer", "total": tokens},
+        "code_token_share": round(code_tokens / tokens, 4),
+        "mix_settings": {"nested": True, "match": "examples"},
+        "content_hash": f"hash{proportion}",
+    }
+
+
+def test_mix_cards_become_a_table_and_a_summary_section(tmp_path):
+    from codeift.analysis import mix_table, write_mix_tables
+
+    paths = []
+    for proportion, code, tokens, code_tokens in ((50, 5, 400, 300), (0, 0, 200, 0)):
+        path = tmp_path / f"code{proportion}.card.json"
+        path.write_text(json.dumps(_card(proportion, code, tokens, code_tokens)))
+        paths.append(path)
+    mixes = mix_table(paths)
+    assert mixes["variant"].to_list() == ["code0", "code50"]
+    assert mixes["code_example_share"].to_list() == [0.0, 0.5]
+    assert mixes["code_token_share"].to_list() == [0.0, 0.75]
+    (tmp_path / "summary.md").write_text("# summary\n")
+    write_mix_tables(paths, tmp_path)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## What each arm was trained on" in summary
+    assert "| code50 | 10 | 50.0 | 400 | 75.0 | examples | yes |" in summary
+    assert (tmp_path / "mixes.csv").exists()
+
+
+def test_a_card_missing_a_field_names_the_file(tmp_path):
+    from codeift.analysis import mix_table
+
+    card = _card(0, 0, 10, 0)
+    del card["code_token_share"]
+    path = tmp_path / "code0.card.json"
+    path.write_text(json.dumps(card))
+    with pytest.raises(ValueError, match=r"code0.card.json: mix card lacks 'code_token_share'"):
+        mix_table([path])

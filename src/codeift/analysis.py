@@ -8,6 +8,7 @@ Deltas are always taken at the same level of aggregation against the same backbo
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -913,17 +914,80 @@ def _task_legend(
 # ---------------------------------------------------------------- entry point
 
 
+def mix_table(card_paths: Sequence[str | Path]) -> pl.DataFrame:
+    """What each arm was trained on, from the mix data cards: the independent variable as built.
+
+    Coding answers are longer, so an example-matched mix gives code a larger share of training
+    tokens than of examples; reading both shares beside the results keeps that visible.
+    """
+    rows = []
+    for path in card_paths:
+        card = json.loads(Path(path).read_text(encoding="utf-8"))
+        try:
+            labels, tokens = card["labels"], card["tokens"]
+            settings = card.get("mix_settings", {})
+            rows.append(
+                {
+                    "variant": f"code{card['proportion']}",
+                    "proportion": int(card["proportion"]),
+                    "examples": int(card["examples"]),
+                    "code_examples": int(labels.get("code", 0)),
+                    "code_example_share": labels.get("code", 0) / max(int(card["examples"]), 1),
+                    "tokens": int(tokens["total"]),
+                    "token_measure": str(tokens.get("measure", "")),
+                    "code_token_share": float(card["code_token_share"]),
+                    "match": str(settings.get("match", "examples")),
+                    "nested": bool(settings.get("nested", True)),
+                    "content_hash": str(card["content_hash"]),
+                }
+            )
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"{path}: mix card lacks {error} (rebuild the mix)") from error
+    return pl.DataFrame(rows).sort("proportion")
+
+
+def mix_markdown(mixes: pl.DataFrame) -> str:
+    header = (
+        "| variant | examples | code examples (%) | tokens | code tokens (%) | match | nested |"
+    )
+    lines = [header, "|---|---|---|---|---|---|---|"]
+    for row in mixes.iter_rows(named=True):
+        lines.append(
+            f"| {row['variant']} | {row['examples']} | {100 * row['code_example_share']:.1f} "
+            f"| {row['tokens']} | {100 * row['code_token_share']:.1f} | {row['match']} "
+            f"| {'yes' if row['nested'] else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
+def write_mix_tables(card_paths: Sequence[str | Path], outdir: Path) -> None:
+    """mixes.csv/.md and a section of summary.md (written before, by write_tables)."""
+    mixes = mix_table(card_paths)
+    markdown = mix_markdown(mixes)
+    _write_pair(mixes, markdown, Path(outdir), "mixes")
+    summary = Path(outdir) / "summary.md"
+    section = (
+        "\n## What each arm was trained on\n\nFrom the mix data cards "
+        "(`ift/mixes/code{p}.card.json`): examples and training tokens, and the coding share "
+        "of each.\n\n" + markdown + "\n"
+    )
+    write_text(summary.read_text(encoding="utf-8") + section, summary)
+
+
 def run_analysis(
     score_paths: Sequence[str | Path],
     outdir: Path,
     figdir: Path,
     settings: AnalysisSettings | None = None,
+    card_paths: Sequence[str | Path] = (),
 ) -> None:
     """Load every score file, write all tables, the summary and the figures."""
     settings = settings or AnalysisSettings()
     scores = load_scores(score_paths)
     found = evidence_tables(scores, settings)
     write_tables(scores, Path(outdir), settings, found)
+    if card_paths:
+        write_mix_tables(card_paths, Path(outdir))
     intervals = found["intervals"].select(
         "level", "backbone", "variant", "domain", "task", "ci_low", "ci_high"
     )

@@ -120,7 +120,7 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
         else args.scores
     )
     settings = AnalysisSettings(**json.loads(args.analysis))
-    run_analysis(paths, Path(args.outdir), Path(args.figdir), settings)
+    run_analysis(paths, Path(args.outdir), Path(args.figdir), settings, args.cards)
 
 
 def cmd_engines(args: argparse.Namespace) -> None:
@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     aggregate = commands.add_parser("aggregate")
     aggregate.add_argument("--scores", nargs="*", default=[])
     aggregate.add_argument("--score-list", help="file with one score path per line")
+    aggregate.add_argument("--cards", nargs="*", default=[], help="mix data cards (JSON)")
     aggregate.add_argument("--outdir", required=True)
     aggregate.add_argument("--figdir", required=True)
     aggregate.add_argument(

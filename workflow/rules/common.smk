@@ -102,8 +102,16 @@ SUMMARY_TABLES = [
     "best_proportion",
     "reasoning_mode",
     "seeds",
+    "mixes",
 ]
 FIGURES = ["overall", "domain", "task", "reasoning_mode"]
+
+
+def card_targets():
+    return expand(
+        f"{R}/ift/mixes/code{{proportion}}.card.json",
+        proportion=sorted(config["proportions"]),
+    )
 
 
 def summary_targets():

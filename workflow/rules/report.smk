@@ -5,7 +5,8 @@
 
 rule aggregate:
     input:
-        score_targets(),
+        scores=score_targets(),
+        cards=card_targets(),
     output:
         tables=expand(
             f"{R}/summary/{{view}}.{{ext}}",
@@ -40,5 +41,5 @@ rule aggregate:
         figdir=f"{R}/figures",
         analysis=as_json(config.get("analysis", {})),
     shell:
-        "python -m codeift aggregate --scores {input} --outdir {params.outdir} --figdir {params.figdir}"
+        "python -m codeift aggregate --scores {input.scores} --cards {input.cards} --outdir {params.outdir} --figdir {params.figdir}"
         " --analysis {params.analysis:q} > {log} 2>&1"
