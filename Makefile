@@ -1,12 +1,13 @@
 # make run   : set up .venv, run the embedded default study (offline, CPU, minutes), build the HTML report
 # make test  : set up .venv and run the whole test suite (CI runs this)
+# make slurm-up / slurm-down : start / stop the loopback SLURM cluster the SLURM tests use
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 CORES ?= 2
 RESULTS ?= results
 
-.PHONY: setup run test lint bench dag clean
+.PHONY: setup run test lint bench dag clean slurm-up slurm-down
 
 setup: $(VENV)/.installed
 
@@ -36,6 +37,13 @@ lint: setup
 
 dag: setup
 	snakemake --rulegraph | dot -Tpng > rulegraph.png
+
+# A single-node SLURM cluster on loopback with accounting (root, Debian): the tests' cluster.
+slurm-up:
+	bash scripts/slurm/start-local-slurm.sh
+
+slurm-down:
+	bash scripts/slurm/stop-local-slurm.sh
 
 clean:
 	rm -rf results .snakemake

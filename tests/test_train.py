@@ -79,3 +79,36 @@ def test_killed_training_resumes_from_its_last_checkpoint(inputs):
     assert record["global_step"] == 20
     assert (inputs / "tuned" / "model.safetensors").exists()
     assert not (inputs / "ckpt").exists()
+
+
+def test_two_processes_train_data_parallel_and_rank_zero_publishes(inputs, tmp_path):
+    """The multi-GPU path on CPU: `--launch` with 2 GPUs relaunches under torchrun (DDP, gloo),
+    every rank trains, and one complete model is published."""
+    settings = {
+        **DEFAULT_TRAIN,
+        "max_steps": 4,
+        "save_steps": 2,
+        "per_device_batch_size": 2,
+        "max_length": 128,
+        "dtype": "float32",
+        "learning_rate": 1e-3,
+        "threads": 1,
+    }
+    command = [
+        *_train_command(inputs, settings),
+        "--launch",
+        json.dumps({"gpus": 2, "strategy": "ddp"}),
+    ]
+    out = tmp_path / "tuned"
+    command[command.index("--out") + 1] = str(out)
+    command[command.index("--checkpoints") + 1] = str(tmp_path / "ckpt")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "torch.distributed.run" in result.stdout
+    record = json.loads((out / "codeift_training.json").read_text())
+    assert record["world_size"] == 2
+    assert record["global_batch_size"] == 4
+    assert record["global_step"] == 4
+    assert (out / "model.safetensors").exists()
+    assert not list(tmp_path.glob(".tuned.partial"))
+    assert not (tmp_path / "ckpt").exists()

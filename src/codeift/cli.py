@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -65,10 +67,23 @@ def cmd_build_mix(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from codeift.launch import free_port, needs_relaunch, train_command
+
+    launch = _json(args.launch)
+    if needs_relaunch(launch):
+        options = ("model", "mix", "out", "checkpoints", "settings", "launch")
+        train_args = [part for name in options for part in (f"--{name}", getattr(args, name))]
+        command = train_command(launch, train_args, free_port())
+        print(f"[codeift] {launch['gpus']} GPUs: {' '.join(command)}", flush=True)
+        code = subprocess.run(command, check=False).returncode
+        if code:
+            raise SystemExit(f"distributed training exited with code {code}")
+        return
     from codeift.train import describe, train
 
     record = train(args.model, args.mix, args.out, args.checkpoints, _json(args.settings))
-    print(describe(record))
+    if record["world_size"] == 1 or os.environ.get("RANK", "0") == "0":
+        print(describe(record))
 
 
 def cmd_build_task(args: argparse.Namespace) -> None:
@@ -165,7 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
         ints=("proportion", "total", "seed"),
     )
     mix.add_argument("--mix", default="{}", help="ift.mix as JSON (nested, match, total_tokens)")
-    add("train", cmd_train, "model", "mix", "out", "checkpoints", "settings")
+    train = add("train", cmd_train, "model", "mix", "out", "checkpoints", "settings")
+    train.add_argument(
+        "--launch", default="{}", help="JSON: gpus, strategy (fsdp|ddp); > 1 GPU relaunches"
+    )
     add("build-task", cmd_build_task, "name", "entry", "out", ints=("seed",))
     add("generate", cmd_generate, "model", "task-file", "out", "backbone", "variant", "settings")
     add("score", cmd_score, "generations", "out")

@@ -106,6 +106,7 @@ def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PAT
         lines = [_describe_error(error) for error in errors[:5]]
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
     _check_tasks(config["tasks"])
+    _check_resources(config)
     _check_ift_sources(config["ift"]["sources"])
     _check_ift_settings(config["ift"])
 
@@ -126,6 +127,15 @@ def _check_ift_settings(ift: dict[str, Any]) -> None:
         raise ConfigError("config key 'ift.labeller.prompt': must contain {conversation}")
     if ift.get("mix", {}).get("total_tokens") and ift.get("mix", {}).get("match") != "tokens":
         raise ConfigError("config key 'ift.mix.total_tokens': only used with match: tokens")
+
+
+def _check_resources(config: dict[str, Any]) -> None:
+    from codeift.resources import ResourceError, validate_resources
+
+    try:
+        validate_resources(config)
+    except ResourceError as error:
+        raise ConfigError(str(error)) from error
 
 
 def _check_tasks(tasks: dict[str, Any]) -> None:
@@ -169,8 +179,18 @@ def backbone_train(config: dict[str, Any], backbone: str) -> dict[str, Any]:
 
 
 def backbone_inference(config: dict[str, Any], backbone: str) -> dict[str, Any]:
+    """Generation settings; vLLM's tensor parallelism spans the job's GPUs unless set."""
+    from codeift.resources import base_request
+
     spec = config["backbones"][backbone]
-    return {**DEFAULT_INFERENCE, **config.get("inference", {}), **spec.get("inference", {})}
+    gpus = base_request(config, backbone, "generate")["gpus"]
+    derived = {"tensor_parallel_size": max(1, int(gpus))}
+    return {
+        **DEFAULT_INFERENCE,
+        **derived,
+        **config.get("inference", {}),
+        **spec.get("inference", {}),
+    }
 
 
 def variant_name(proportion: int) -> str:

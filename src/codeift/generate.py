@@ -1,12 +1,14 @@
 """Zero-shot generation for one backbone x variant x task (the unit of caching).
 
 The job only ever generates its own task's prompts; the engine that runs them is shared between
-jobs of the same model (see engine_server) unless `engine_idle_seconds` is 0.
+jobs of the same model on one machine (see engine_server) unless `engine_idle_seconds` is 0
+or the job runs under SLURM.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from importlib import metadata
 from pathlib import Path
@@ -56,7 +58,9 @@ def run_engine(
     fingerprint = model_fingerprint(model_dir)
     from codeift.engine_server import idle_seconds, shared_chat
 
-    if idle_seconds() > 0:
+    # A daemon would outlive a cluster job and hold its GPUs outside the allocation: a job
+    # under SLURM loads its own engine.
+    if idle_seconds() > 0 and "SLURM_JOB_ID" not in os.environ:
         results, info = shared_chat(model_dir, fingerprint, settings, conversations, max_new_tokens)
         return results, info["engine"], info["version"]
     from codeift.engines import load_engine

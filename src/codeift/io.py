@@ -35,15 +35,20 @@ def atomic_path(path: str | Path, directory: bool = False) -> Iterator[Path]:
         tmp.chmod(0o644)
     try:
         yield tmp
-        if directory and target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        publish(tmp, target)
     except BaseException:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def publish(staged: Path, target: Path) -> None:
+    """Move a finished file or folder into place, replacing an older one."""
+    if staged.is_dir() and target.exists():
+        shutil.rmtree(target)
+    os.replace(staged, target)
 
 
 def write_parquet(frame: pl.DataFrame, path: str | Path) -> None:

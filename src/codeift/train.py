@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from codeift.io import atomic_path, write_json
+from codeift.io import publish, write_json
 
 
 class TrainError(RuntimeError):
@@ -117,6 +117,7 @@ def train(
         print(f"[codeift] resuming from {resume}", flush=True)
     started = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
+    world_size = trainer.args.world_size
     record = {
         "base_model": str(model_path),
         "mix": str(mix_path),
@@ -127,14 +128,37 @@ def train(
         "loss_history": [e["loss"] for e in trainer.state.log_history if "loss" in e],
         "seconds": round(time.time() - started, 2),
         "device": "cpu" if use_cpu else torch.cuda.get_device_name(0),
+        "world_size": world_size,
+        "global_batch_size": settings["per_device_batch_size"]
+        * settings["gradient_accumulation_steps"]
+        * world_size,
         "settings": settings,
     }
-    with atomic_path(out_dir, directory=True) as tmp:
-        trainer.save_model(str(tmp))
-        tokenizer.save_pretrained(tmp)
-        write_json(record, tmp / "codeift_training.json")
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    save_final_model(trainer, tokenizer, record, Path(out_dir), checkpoints)
     return record
+
+
+def save_final_model(
+    trainer: Any, tokenizer: Any, record: dict[str, Any], out_dir: Path, checkpoints: Path
+) -> None:
+    """Every rank writes its part into one staging folder (FSDP gathers the full weights
+    there); rank 0 alone adds the tokenizer and record and moves it into place, so a killed
+    job never leaves a folder that looks finished."""
+    staging = out_dir.parent / f".{out_dir.name}.partial"
+    main = trainer.is_world_process_zero()
+    if main:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.parent.mkdir(parents=True, exist_ok=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(staging))
+    trainer.accelerator.wait_for_everyone()
+    if main:
+        tokenizer.save_pretrained(staging)
+        write_json(record, staging / "codeift_training.json")
+        staging.chmod(0o755)
+        publish(staging, out_dir)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
 
 
 def describe(record: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from codeift.config import (
     variants,
     with_defaults,
 )
+from codeift.resources import job_request, train_launch
 
 validate_config(config)
 config = with_defaults(config)
@@ -57,6 +58,25 @@ def backbone_identity_json(wildcards):
 
 def train_settings_json(wildcards):
     return as_json(backbone_train(config, wildcards.backbone))
+
+
+def train_launch_json(wildcards):
+    """GPUs and strategy of the SFT job: a param, since the GPU count sets the global batch."""
+    return as_json(train_launch(config, wildcards.backbone))
+
+
+def cluster_resources(stage):
+    """Snakemake resources of a stage, per job: its backbone's request, grown on each retry.
+    `gpu`, `cpus_per_task`, `mem_mb` and `runtime` are what the SLURM executor submits.
+    """
+
+    def resource(key):
+        def value(wildcards, attempt):
+            return job_request(config, stage, wildcards.get("backbone"), attempt)[key]
+
+        return value
+
+    return {key: resource(key) for key in ("gpu", "cpus_per_task", "mem_mb", "runtime")}
 
 
 def train_threads(wildcards):

@@ -10,6 +10,8 @@ rule build_pool:
         f"{R}/logs/build_pool.log",
     conda:
         "../envs/data.yaml"
+    resources:
+        **cluster_resources("build_pool"),
     params:
         sources=ift_json("sources"),
         cleaning=ift_json("cleaning"),
@@ -30,8 +32,13 @@ rule build_mix:
         card=f"{R}/ift/mixes/code{{proportion}}.card.json",
     log:
         f"{R}/logs/build_mix/code{{proportion}}.log",
+    # Seconds each: the profile packs them into one cluster job (group-components).
+    group:
+        "mixes"
     conda:
         "../envs/data.yaml"
+    resources:
+        **cluster_resources("small"),
     params:
         total=config["ift"]["total"],
         seed=config["ift"]["seed"],
@@ -47,8 +54,12 @@ rule build_task:
         f"{R}/tasks/{{task}}.parquet",
     log:
         f"{R}/logs/build_task/{{task}}.log",
+    group:
+        "tasks"
     conda:
         "../envs/data.yaml"
+    resources:
+        **cluster_resources("small"),
     params:
         entry=task_entry_json,
         seed=task_seed,

@@ -9,9 +9,14 @@ rule generate:
         f"{R}/generations/{{backbone}}/{{variant}}/{{task}}.parquet",
     log:
         f"{R}/logs/generate/{{backbone}}/{{variant}}/{{task}}.log",
+    # With its score: one cluster job per backbone x variant x task.
+    group:
+        "eval"
     conda:
         "../envs/infer.yaml"
     threads: inference_threads
+    resources:
+        **cluster_resources("generate"),
     params:
         backbone=backbone_identity_json,
         settings=inference_settings_json,

@@ -36,6 +36,8 @@ rule aggregate:
         f"{R}/logs/aggregate.log",
     conda:
         "../envs/report.yaml"
+    resources:
+        **cluster_resources("small"),
     params:
         outdir=f"{R}/summary",
         figdir=f"{R}/figures",

@@ -8,7 +8,11 @@ rule score:
         f"{R}/scores/{{backbone}}/{{variant}}/{{task}}.parquet",
     log:
         f"{R}/logs/score/{{backbone}}/{{variant}}/{{task}}.log",
+    group:
+        "eval"
     conda:
         "../envs/data.yaml"
+    resources:
+        **cluster_resources("small"),
     shell:
         "python -m codeift score --generations {input} --out {output} > {log} 2>&1"

@@ -8,6 +8,8 @@ rule prepare_backbone:
         f"{R}/logs/prepare_backbone/{{backbone}}.log",
     conda:
         "../envs/train.yaml"
+    resources:
+        **cluster_resources("prepare"),
     params:
         spec=backbone_source_json,
     shell:
@@ -26,10 +28,14 @@ rule sft:
     conda:
         "../envs/train.yaml"
     threads: train_threads
+    resources:
+        **cluster_resources("sft"),
     params:
         settings=train_settings_json,
+        launch=train_launch_json,
         # Not an output: it survives a killed job so the rerun resumes from the last checkpoint.
         checkpoints=f"{R}/checkpoints/{{backbone}}/code{{proportion}}",
     shell:
         "python -m codeift train --model {input.model} --mix {input.mix} --out {output}"
-        " --checkpoints {params.checkpoints} --settings {params.settings:q} 2>&1 | tee {log}"
+        " --checkpoints {params.checkpoints} --settings {params.settings:q}"
+        " --launch {params.launch:q} 2>&1 | tee {log}"

@@ -1,0 +1,86 @@
+"""How an SFT job starts inside its allocation: one plain process, or one process per GPU.
+
+A job whose backbone asks for more than one GPU relaunches `codeift train` under a
+distributed launcher within the same allocation: `accelerate launch` with the FSDP config
+in workflow/accelerate/ (sharded: a 7B full fine-tune does not fit one GPU replicated), or
+`torchrun` for plain data parallelism (DDP). CPU jobs and single-GPU jobs run in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+ACCELERATE_DIR = Path(__file__).resolve().parents[2] / "workflow" / "accelerate"
+STRATEGIES = ("fsdp", "ddp")
+# Set by torchrun and accelerate in every worker: a worker never relaunches itself.
+WORKER_VARIABLES = ("LOCAL_RANK", "WORLD_SIZE")
+
+
+class LaunchError(ValueError):
+    """A launch request that cannot be met; names what was asked for."""
+
+
+def is_worker(environ: dict[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return any(name in env for name in WORKER_VARIABLES)
+
+
+def free_port() -> int:
+    """A free TCP port for the rendezvous: two jobs on one node must not share 29500."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def train_command(
+    launch: dict[str, Any],
+    train_args: list[str],
+    port: int,
+    python: str = sys.executable,
+    accelerate_dir: Path = ACCELERATE_DIR,
+) -> list[str]:
+    """The command that runs `codeift train <train_args>` for this allocation."""
+    gpus = int(launch.get("gpus", 0))
+    strategy = launch.get("strategy", "fsdp")
+    if strategy not in STRATEGIES:
+        raise LaunchError(f"launch strategy {strategy!r} is not allowed (allowed: {STRATEGIES})")
+    module = ["-m", "codeift", "train", *train_args]
+    if gpus <= 1:
+        return [python, *module]
+    if strategy == "ddp":
+        return [
+            python,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            "1",
+            "--nproc_per_node",
+            str(gpus),
+            "--rdzv_backend",
+            "c10d",
+            "--rdzv_endpoint",
+            f"127.0.0.1:{port}",
+            *module,
+        ]
+    return [
+        python,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(accelerate_dir / "fsdp.yaml"),
+        "--num_processes",
+        str(gpus),
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        str(port),
+        *module,
+    ]
+
+
+def needs_relaunch(launch: dict[str, Any], environ: dict[str, str] | None = None) -> bool:
+    return int(launch.get("gpus", 0)) > 1 and not is_worker(environ)

@@ -1,0 +1,247 @@
+"""On a real SLURM: `snakemake --profile slurm` from the repository root, on a loopback cluster.
+
+The cluster is the project's own (scripts/slurm/start-local-slurm.sh: slurmctld, slurmd,
+slurmdbd with MariaDB, so `sacct` answers as on a site). The shipped profile is layered with
+tests/slurm_loopback/, which changes only status-check timings. Needs root; CI sets
+CODEIFT_REQUIRE_SLURM=1 so that a cluster that cannot start fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from tests.test_workflow import reduced_config
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+START = REPO / "scripts" / "slurm" / "start-local-slurm.sh"
+STOP = REPO / "scripts" / "slurm" / "stop-local-slurm.sh"
+SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+)")
+
+
+def _cluster_answers() -> bool:
+    if not shutil.which("scontrol"):
+        return False
+    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
+    return "UP" in ping.stdout
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A running loopback cluster; stopped afterwards only if this fixture started it."""
+
+    def unavailable(reason: str) -> None:
+        if os.environ.get("CODEIFT_REQUIRE_SLURM") == "1":
+            pytest.fail(f"CODEIFT_REQUIRE_SLURM=1 but {reason}")
+        pytest.skip(reason)
+
+    if os.geteuid() != 0:
+        unavailable("the loopback SLURM cluster needs root (it installs Debian packages)")
+    if not shutil.which("apt-get") and not shutil.which("sbatch"):
+        unavailable("neither SLURM nor apt-get is on this machine")
+    was_up = _cluster_answers()
+    started = subprocess.run(["bash", str(START)], capture_output=True, text=True, timeout=1200)
+    if started.returncode != 0:
+        unavailable(f"{START.name} failed:\n{started.stdout[-2000:]}\n{started.stderr[-2000:]}")
+    yield
+    if not was_up:
+        subprocess.run(["bash", str(STOP)], capture_output=True, timeout=300)
+
+
+def loopback_config(results: str, **train: int) -> dict:
+    config = reduced_config(Path(results), "vllm")
+    config["train"].update(train)
+    return config
+
+
+def snakemake_at_root(
+    workdir: Path, config: dict, *args: str, profile: bool = True
+) -> subprocess.CompletedProcess:
+    """`snakemake --profile slurm` typed in the repository root, state kept in `workdir`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    profiles = ["--profile", "slurm", "--profile", "tests/slurm_loopback"] if profile else []
+    command = [
+        str(BIN / "snakemake"),
+        *profiles,
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(config_path),
+        *args,
+    ]
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "CODEIFT_ENGINE_DIR": str(workdir / "engines"),
+    }
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=2400)
+
+
+def accounting(job_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """sacct's view of our jobs: id -> (state, comment)."""
+    listed = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "JobID,State,Comment", "-j", ",".join(job_ids)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [line.split("|", 2) for line in listed.stdout.splitlines() if line.strip()]
+    return {row[0]: (row[1], row[2]) for row in rows}
+
+
+def accounted(job_ids: list[str], timeout: float = 120) -> dict[str, tuple[str, str]]:
+    """Accounting lags the controller by a few seconds: wait until every job is in it."""
+    deadline = time.time() + timeout
+    while True:
+        seen = accounting(job_ids)
+        if set(seen) >= set(job_ids) or time.time() > deadline:
+            return seen
+        time.sleep(2)
+
+
+def result_frames(results: Path) -> dict[str, pl.DataFrame]:
+    frames = {
+        str(path.relative_to(results)): pl.read_parquet(path)
+        for path in sorted(results.glob("scores/**/*.parquet"))
+    }
+    frames["summary/task.csv"] = pl.read_csv(results / "summary" / "task.csv")
+    return frames
+
+
+def test_profile_resolves_from_the_repository_root():
+    from snakemake.cli import get_profile_dir
+
+    cwd = os.getcwd()
+    try:
+        os.chdir(REPO)
+        folder, config_file = get_profile_dir("slurm")
+    finally:
+        os.chdir(cwd)
+    assert Path(config_file).resolve() == REPO / "profiles" / "slurm" / "config.yaml"
+    profile = yaml.safe_load(Path(config_file).read_text())
+    assert profile["executor"] == "slurm"
+    assert profile["retries"] >= 1
+
+
+def test_study_runs_on_slurm_as_it_runs_locally(cluster, tmp_path):
+    config = loopback_config("results")
+    local = snakemake_at_root(tmp_path / "local", config, "--cores", "2", profile=False)
+    assert local.returncode == 0, local.stderr[-4000:]
+
+    started = time.time()
+    run = snakemake_at_root(tmp_path / "slurm", config)
+    seconds = time.time() - started
+    assert run.returncode == 0, f"{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
+    log = run.stdout + run.stderr
+    job_ids = SUBMITTED.findall(log)
+    print(f"slurm run: {len(job_ids)} SLURM jobs in {seconds:.0f}s")
+
+    # Every job but the target rule went through sbatch, and sacct saw each one complete.
+    assert not [line for line in log.splitlines() if re.match(r"^localrule (?!all:)", line)]
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", log.split("Job stats:")[1], re.MULTILINE))
+    assert int(stats["total"]) - 1 > len(job_ids) > 0  # small jobs travelled in groups
+    states = accounted(job_ids)
+    assert set(states) == set(job_ids)
+    assert {state for state, _ in states.values()} == {"COMPLETED"}, states
+    comments = " ".join(comment for _, comment in states.values())
+    for rule in ("build_pool", "build_mix", "build_task", "prepare_backbone", "sft", "generate"):
+        assert rule in comments, f"no SLURM job ran {rule}: {comments}"
+    assert "group_tasks" in log or "rule_tasks_build_task" in comments
+
+    # The same results as the local run, byte for byte in every scored table.
+    local_frames = result_frames(tmp_path / "local" / "results")
+    slurm_frames = result_frames(tmp_path / "slurm" / "results")
+    assert local_frames.keys() == slurm_frames.keys()
+    for name, frame in local_frames.items():
+        assert frame.equals(slurm_frames[name]), name
+
+    # A second invocation finds nothing to do and submits nothing.
+    again = snakemake_at_root(tmp_path / "slurm", config)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert not SUBMITTED.findall(again.stdout + again.stderr)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def _sft_job(variant_proportion: int) -> str | None:
+    """The SLURM id of the running SFT job of one proportion (its comment names the rule)."""
+    queue = subprocess.run(
+        ["squeue", "-h", "-t", "RUNNING", "-o", "%i|%k"], capture_output=True, text=True
+    )
+    for line in queue.stdout.splitlines():
+        job_id, _, comment = line.partition("|")
+        if comment.startswith("rule_sft_") and comment.endswith(f"_{variant_proportion}"):
+            return job_id
+    return None
+
+
+def test_cancelled_training_resumes_from_its_checkpoint(cluster, tmp_path):
+    steps, every = 400, 20
+    config = loopback_config("results", max_steps=steps, save_steps=every, logging_steps=20)
+    config["proportions"] = [0]
+    config["evaluate_base"] = False
+    config["tasks"] = {"list_reversal": {"domain": "symbolic", "size": 4}}
+    workdir = tmp_path / "kill"
+    workdir.mkdir()
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    # The shipped profile would resubmit the cancelled job itself (retries: 2), resuming the
+    # same way; without retries the test can look at the state between the two runs.
+    command = [
+        str(BIN / "snakemake"),
+        *("--profile", "slurm", "--profile", "tests/slurm_loopback", "--retries", "0"),
+        *("-s", str(REPO / "Snakefile"), "-d", str(workdir)),
+        *("--configfile", str(workdir / "config.yaml")),
+    ]
+    first = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    checkpoints = workdir / "results" / "checkpoints" / "tiny-llama" / "code0"
+    cancelled = None
+    deadline = time.time() + 900
+    while time.time() < deadline and first.poll() is None:
+        saved = [p for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+        job_id = _sft_job(0)
+        if saved and job_id:
+            subprocess.run(["scancel", job_id], check=True)
+            cancelled = job_id
+            break
+        time.sleep(0.5)
+    output, _ = first.communicate(timeout=900)
+    assert cancelled, f"no checkpoint appeared while the SFT job ran:\n{output[-4000:]}"
+    assert first.returncode != 0, "the run should fail: its SFT job was cancelled"
+    assert accounted([cancelled])[cancelled][0].startswith("CANCELLED")
+
+    # Nothing that looks finished, and nothing downstream ran on a partial model.
+    results = workdir / "results"
+    assert not (results / "models" / "tiny-llama" / "code0").exists()
+    assert not list((results / "generations").glob("tiny-llama/code0/*"))
+    left = sorted(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
+    assert left and 0 < left[-1] < steps
+
+    second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    record = json.loads(
+        (results / "models" / "tiny-llama" / "code0" / "codeift_training.json").read_text()
+    )
+    assert record["resumed_from"] is not None
+    resumed_at = int(record["resumed_from"].rsplit("-", 1)[1])
+    assert resumed_at in left
+    assert record["global_step"] == steps
+    assert "resuming from" in (results / "logs" / "sft" / "tiny-llama" / "code0.log").read_text()
+    assert (results / "scores" / "tiny-llama" / "code0" / "list_reversal.parquet").exists()
