@@ -245,3 +245,33 @@ def test_cancelled_training_resumes_from_its_checkpoint(cluster, tmp_path):
     assert record["global_step"] == steps
     assert "resuming from" in (results / "logs" / "sft" / "tiny-llama" / "code0.log").read_text()
     assert (results / "scores" / "tiny-llama" / "code0" / "list_reversal.parquet").exists()
+
+
+def test_paper_study_submits_316_slurm_jobs(tmp_path):
+    """Grouping keeps the queue short: 617 jobs of the paper study travel as 316 submissions."""
+    from codeift.cluster import count_submissions
+
+    dry_run = subprocess.run(
+        [
+            *(str(BIN / "snakemake"), "-n", "--profile", "slurm", "--forceall"),
+            *("-s", str(REPO / "Snakefile"), "-d", str(tmp_path)),
+            *("--configfile", str(REPO / "config" / "paper.yaml")),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert dry_run.returncode == 0, dry_run.stderr[-3000:]
+    counts = count_submissions(dry_run.stdout + dry_run.stderr)
+    assert counts["total_jobs"] == 617
+    assert counts["submissions"] == {
+        "aggregate": 1,
+        "build_pool": 1,
+        "group eval": 288,
+        "group mixes": 1,
+        "group tasks": 1,
+        "prepare_backbone": 6,
+        "sft": 18,
+    }
+    assert counts["total_submissions"] == 316

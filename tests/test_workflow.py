@@ -77,7 +77,8 @@ def snakemake(
     return result
 
 
-JOB = re.compile(r"^rule (\w+):\n(?:\s+.*\n)*?\s+output: (.+)$", re.MULTILINE)
+# Jobs of a group (generation with its scoring, task builds, mixes) are listed indented.
+JOB = re.compile(r"^\s*rule (\w+):\n(?:\s+.*\n)*?\s+output: (.+)$", re.MULTILINE)
 
 
 def planned_jobs(workdir: Path, config: dict) -> set[tuple[str, str]]:
