@@ -275,3 +275,36 @@ def test_paper_study_submits_316_slurm_jobs(tmp_path):
         "sft": 18,
     }
     assert counts["total_submissions"] == 316
+
+
+def test_a_job_past_its_time_limit_is_retried_with_more_time_and_memory(cluster, tmp_path):
+    """The shipped retries on a real scheduler: an SFT job given one minute hits TIMEOUT, the
+    profile resubmits it with memory and time x retry_scale, and it resumes from its checkpoint."""
+    config = loopback_config("results", max_steps=4000, save_steps=100, logging_steps=100)
+    config["proportions"] = [0]
+    config["evaluate_base"] = False
+    config["tasks"] = {"list_reversal": {"domain": "symbolic", "size": 4}}
+    tiny = {"max_size": "100M", "gpus": 0, "cpus": 2, "mem_mb": 1000, "runtime": 1}
+    config["resources"] = {"sft": [tiny], "retry_scale": 4}
+    run = snakemake_at_root(tmp_path / "retry", config)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    sft_jobs = [
+        job_id
+        for job_id, (_, comment) in accounted(SUBMITTED.findall(run.stdout + run.stderr)).items()
+        if comment.startswith("rule_sft_")
+    ]
+    limits = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "JobID,State,Timelimit,ReqMem", "-j", ",".join(sft_jobs)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    rows = sorted((line.split("|") for line in limits), key=lambda row: int(row[0]))
+    assert [row[1] for row in rows] == ["TIMEOUT", "COMPLETED"], rows
+    assert [row[2] for row in rows] == ["00:01:00", "00:04:00"], rows
+    assert [row[3] for row in rows] == ["1000M", "4000M"], rows
+    results = tmp_path / "retry" / "results"
+    record = json.loads(
+        (results / "models" / "tiny-llama" / "code0" / "codeift_training.json").read_text()
+    )
+    assert record["resumed_from"] is not None and record["global_step"] == 4000
