@@ -149,3 +149,15 @@ def test_workers_never_relaunch():
 def test_unknown_strategy():
     with pytest.raises(LaunchError, match="deepspeed"):
         train_command({"gpus": 2, "strategy": "deepspeed"}, TRAIN_ARGS, port=1)
+
+
+def test_the_pretraining_request_is_configurable(config):
+    assert job_request(config, "pretrain")["runtime"] == 120
+    config["resources"] = {"pretrain": {"gpus": 1, "cpus": 8, "mem_mb": 16000, "runtime": 30}}
+    validate_config(config)
+    assert job_request(config, "pretrain") == {
+        "gpu": 1,
+        "cpus_per_task": 8,
+        "mem_mb": 16000,
+        "runtime": 30,
+    }

@@ -1,4 +1,5 @@
-"""Backbones: tiny models built locally (no download), hub models and local folders.
+"""Backbones: tiny models built locally (no download), the shipped pretrained tiny bases,
+hub models and local folders.
 
 Base models mostly ship no chat template, so every backbone gets the same study template
 (`templates/chat.jinja`, text markers plus the tokenizer's own EOS) unless its config says `keep`:
@@ -188,6 +189,17 @@ def prepare_backbone(name: str, spec: dict[str, Any], out_dir: str | Path) -> di
     template = spec.get("chat_template", "codeift")
     if "tiny" in source:
         return build_tiny(source["tiny"], out_dir)
+    if "pretrained" in source:
+        from codeift.pretrain import shipped_base
+
+        folder = shipped_base(source["pretrained"])
+        if not (folder / "config.json").exists():
+            raise BackboneError(
+                f"backbone {name!r}: the shipped base {str(folder)!r} is missing; rebuild it "
+                "with the pretrain_tiny_base rule (README, 'Pretrained tiny bases')"
+            )
+        prepare_existing(folder, out_dir, template, {"source": source})
+        return {"pretrained": str(folder)}
     if "path" in source:
         path = Path(source["path"]).expanduser()
         if not path.is_dir():

@@ -86,6 +86,17 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(describe(record))
 
 
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from codeift.pretrain import RECIPES, describe, pretrain
+
+    recipe = RECIPES[args.architecture]
+    if args.steps:
+        recipe = dataclasses.replace(recipe, steps=args.steps)
+    print(describe(pretrain(recipe, args.out)))
+
+
 def cmd_build_task(args: argparse.Namespace) -> None:
     from codeift.tasks import build_task_frame
 
@@ -184,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--launch", default="{}", help="JSON: gpus, strategy (fsdp|ddp); > 1 GPU relaunches"
     )
+    pretrain = commands.add_parser("pretrain", help="pretrain one tiny base from its recipe")
+    pretrain.add_argument("--architecture", required=True, choices=["llama", "qwen2"])
+    pretrain.add_argument("--out", required=True)
+    pretrain.add_argument("--steps", type=int, help="override the recipe's steps (tests)")
+    pretrain.set_defaults(handler=cmd_pretrain)
     add("build-task", cmd_build_task, "name", "entry", "out", ints=("seed",))
     add("generate", cmd_generate, "model", "task-file", "out", "backbone", "variant", "settings")
     add("score", cmd_score, "generations", "out")

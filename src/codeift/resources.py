@@ -35,6 +35,7 @@ DEFAULT_TIERS: dict[str, list[dict[str, Any]]] = {
 }
 DEFAULT_SMALL: dict[str, Any] = {"gpus": 0, "cpus": 1, "mem_mb": 2000, "runtime": 15}
 DEFAULT_PREPARE: dict[str, Any] = {"gpus": 0, "cpus": 2, "mem_mb": 8000, "runtime": 120}
+DEFAULT_PRETRAIN: dict[str, Any] = {"gpus": 0, "cpus": 2, "mem_mb": 4000, "runtime": 120}
 DEFAULT_POOL: dict[str, Any] = {"gpus": 0, "cpus": 2, "mem_mb": 8000, "runtime": 60}
 DEFAULT_JUDGE_POOL: dict[str, Any] = {"gpus": 1, "cpus": 8, "mem_mb": 64000, "runtime": 480}
 DEFAULT_RETRY_SCALE = 1.5
@@ -142,6 +143,8 @@ def job_request(
         request = prepare_request(config)
     elif stage == "build_pool":
         request = pool_request(config)
+    elif stage == "pretrain":
+        request = {**DEFAULT_PRETRAIN, **config.get("resources", {}).get("pretrain", {})}
     elif stage == "small":
         request = small_request(config)
     else:

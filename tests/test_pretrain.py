@@ -1,0 +1,134 @@
+"""Pretrained tiny bases: the corpus, the seeded recipe, and the shipped checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import re
+
+import pytest
+
+from codeift.pretrain import (
+    RECIPES,
+    char_tokenizer,
+    copy_accuracy,
+    copy_prompts,
+    corpus_texts,
+    pretrain,
+    shipped_base,
+)
+
+
+def test_corpus_is_seeded_and_rich_in_copying_but_never_reverses():
+    first = list(itertools.islice(corpus_texts(0), 3000))
+    assert first == list(itertools.islice(corpus_texts(0), 3000))
+    assert first != list(itertools.islice(corpus_texts(1), 3000))
+    text = "\n".join(first).lower()
+    assert "revers" not in text and "first letter" not in text and "backward" not in text
+    copies = [re.match(r"Repeat the list: (.*)\. The list again: (.*)\.$", t) for t in first]
+    copies = [m for m in copies if m]
+    assert len(copies) > 100
+    assert all(m.group(1) == m.group(2) for m in copies)
+
+
+def test_copy_check_lists_are_held_out_from_the_training_stream():
+    held_out = {expected.strip(" .") for _, expected in copy_prompts(100, seed=1000)}
+    seen = set()
+    for text in itertools.islice(corpus_texts(RECIPES["llama"].seed), 20000):
+        match = re.match(r"Repeat the list: (.*)\. The list again", text)
+        if match:
+            seen.add(match.group(1))
+    assert len(held_out & seen) <= 2  # random word lists rarely collide
+
+
+def test_tokenizer_is_character_level_with_the_study_template():
+    tokenizer = char_tokenizer()
+    assert len(tokenizer) == 256 + 6
+    text = "Repeat the list: 12, apple."
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    assert len(ids) == len(text.encode("utf-8"))
+    assert tokenizer.decode(ids) == text
+    assert "<|assistant|>" in tokenizer.chat_template
+
+
+def test_pretraining_is_seeded_to_the_byte(tmp_path):
+    recipe = dataclasses.replace(
+        RECIPES["qwen2"], hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
+        num_kv_heads=2, sequence_length=64, batch_size=4, steps=3, warmup_steps=1, threads=1,
+    )  # fmt: skip
+    first = pretrain(recipe, tmp_path / "a")
+    second = pretrain(recipe, tmp_path / "b")
+    assert first["loss_every_100_steps"] == second["loss_every_100_steps"]
+    for name in ("model.safetensors", "config.json", "tokenizer.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    record = json.loads((tmp_path / "a" / "codeift_backbone.json").read_text())
+    assert record["recipe_fingerprint"] == recipe.fingerprint()
+
+
+@pytest.mark.parametrize("architecture", sorted(RECIPES))
+def test_shipped_base_is_what_its_recipe_makes(architecture):
+    """The checkpoint in the repository was built by the recipe the code holds (its
+    fingerprint), has the recipe's shape and tokenizer, and copies held-out lists."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = shipped_base(architecture)
+    recipe = RECIPES[architecture]
+    record = json.loads((folder / "codeift_backbone.json").read_text())
+    assert record["recipe_fingerprint"] == recipe.fingerprint(), (
+        "the recipe changed after the checkpoint was built: rebuild it (README, 'Pretrained "
+        "tiny bases')"
+    )
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == architecture
+    assert config["hidden_size"] == recipe.hidden_size
+    assert config["num_hidden_layers"] == recipe.num_layers
+    assert config["vocab_size"] == len(char_tokenizer())
+    from tokenizers import Tokenizer
+
+    reference = char_tokenizer()
+    assert Tokenizer.from_file(str(folder / "tokenizer.json")).get_vocab() == (
+        reference.backend_tokenizer.get_vocab()
+    )
+    tokenizer = AutoTokenizer.from_pretrained(folder)  # as the engines load it
+    sample = 'Ann said "12 apples". Repeat the list: fig, kiwi.'
+    assert tokenizer.encode(sample, add_special_tokens=False) == reference.encode(
+        sample, add_special_tokens=False
+    )
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    assert model.num_parameters() == record["parameters"]
+    accuracy = copy_accuracy(model, tokenizer, n=50, seed=4242)
+    assert accuracy >= 0.9, f"{architecture} copies {accuracy:.0%} of held-out lists"
+
+
+def test_a_backbone_can_start_from_a_shipped_base(tmp_path, config):
+    from transformers import AutoTokenizer
+
+    from codeift.backbones import prepare_backbone
+    from codeift.config import validate_config
+
+    config["backbones"]["tiny-llama"] = {
+        "source": {"pretrained": "llama"},
+        "family": "llama",
+        "size": "1.8M",
+    }
+    validate_config(config)
+    prepare_backbone("tiny-llama", config["backbones"]["tiny-llama"], tmp_path / "base")
+    assert (tmp_path / "base" / "model.safetensors").resolve() == (
+        shipped_base("llama") / "model.safetensors"
+    )
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "base")
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
+    assert prompt.endswith("<|assistant|>\n")
+
+
+def test_a_missing_shipped_base_is_a_clear_error(tmp_path, monkeypatch):
+    import codeift.pretrain
+    from codeift.backbones import BackboneError, prepare_backbone
+
+    monkeypatch.setattr(codeift.pretrain, "SHIPPED_DIR", tmp_path / "nowhere")
+    spec = {"source": {"pretrained": "qwen2"}, "family": "qwen2", "size": "1.8M"}
+    with pytest.raises(BackboneError, match="shipped base .* is missing; rebuild it"):
+        prepare_backbone("b", spec, tmp_path / "base")
