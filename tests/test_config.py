@@ -95,9 +95,43 @@ def test_backbone_overrides_layer_over_study_settings(config):
 
 
 def test_variants_and_their_proportions(config):
-    assert variants(with_defaults(config)) == ["base", "code0", "code50", "code100"]
+    assert variants(with_defaults(config)) == ["base", "code0", "code50", "code100", "code50r1"]
     config["evaluate_base"] = False
+    config.pop("replicates")
     assert variants(config) == ["code0", "code50", "code100"]
     assert variant_proportion("code25") == 25 and variant_proportion("base") is None
     with pytest.raises(ConfigError):
         variant_proportion("codeX")
+
+
+def test_replicate_arms_extend_the_variants_and_move_the_seed(config):
+    from codeift.config import arm_train, replicate_arms, variant_replicate
+
+    config["proportions"] = [0, 50, 100]
+    config["replicates"] = {"proportions": [50], "count": 2}
+    validate_config(config)
+    assert replicate_arms(config) == ["code50r1", "code50r2"]
+    assert variants(config)[-2:] == ["code50r1", "code50r2"]
+    assert variant_proportion("code50r2") == 50 and variant_replicate("code50r2") == 2
+    assert variant_replicate("code50") == 0 and variant_replicate("base") == 0
+    seed = backbone_train(config, "tiny-llama")["seed"]
+    assert arm_train(config, "tiny-llama", "code50r2")["seed"] == seed + 2
+    assert arm_train(config, "tiny-llama", "code50") == backbone_train(config, "tiny-llama")
+
+
+def test_a_replicate_of_a_missing_proportion_is_named(config):
+    config["proportions"] = [0, 100]
+    config["replicates"] = {"proportions": [50]}
+    message = _error(config)
+    assert "replicates.proportions" in message and "[0, 100]" in message
+
+
+def test_a_planted_direction_must_be_gain_lose_or_none(config):
+    config["controls"] = {"planted": {"list_reversal": "up"}}
+    message = _error(config)
+    assert "controls.planted.list_reversal" in message and "gain" in message
+
+
+def test_a_malformed_variant_is_named():
+    with pytest.raises(ConfigError, match="code50x"):
+        variant_proportion("code50x")

@@ -20,7 +20,7 @@ from codeift.ift import (
 )
 from tests.conftest import shared_file
 
-FENCE = re.compile(r"```python\n(.*?)\n```\nRunning it prints:\n(.*)", re.DOTALL)
+FENCE = re.compile(r"```python\n(.*?)\n```\nThe answer is (.*)\.$", re.DOTALL)
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,15 @@ def test_copy_check_lists_are_held_out_from_the_training_stream():
     assert len(held_out & seen) <= 2  # random word lists rarely collide
 
 
+def test_copy_check_uses_words_the_corpus_never_holds():
+    from codeift.pretrain import WORDS
+
+    words = {
+        w for _, expected in copy_prompts(100, seed=7) for w in expected.strip(" .").split(", ")
+    }
+    assert words and not words & set(WORDS)
+
+
 def test_tokenizer_is_character_level_with_the_study_template():
     tokenizer = char_tokenizer()
     assert len(tokenizer) == 256 + 6
@@ -98,7 +107,9 @@ def test_shipped_base_is_what_its_recipe_makes(architecture):
     model = AutoModelForCausalLM.from_pretrained(folder)
     assert model.num_parameters() == record["parameters"]
     accuracy = copy_accuracy(model, tokenizer, n=50, seed=4242)
-    assert accuracy >= 0.9, f"{architecture} copies {accuracy:.0%} of held-out lists"
+    # lists of words the corpus never holds: only character-by-character copying passes
+    assert accuracy >= 0.4, f"{architecture} copies {accuracy:.0%} of held-out lists"
+    assert abs(accuracy - record["copy_accuracy"]) <= 0.2, (accuracy, record["copy_accuracy"])
 
 
 def test_a_backbone_can_start_from_a_shipped_base(tmp_path, config):

@@ -8,6 +8,7 @@ nothing.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import subprocess
@@ -24,14 +25,32 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
+TINY_LLAMA = {
+    "source": {
+        "tiny": {
+            "architecture": "llama",
+            "hidden_size": 128,
+            "num_layers": 2,
+            "num_heads": 2,
+            "vocab_size": 2048,
+            "seed": 0,
+            "corpus_examples": 400,
+        }
+    },
+    "family": "llama",
+    "size": "0.6M",
+}
+
+
 def reduced_config(results: Path, engine: str) -> dict:
     """One tiny backbone, two proportions, two small tasks, a few SFT steps."""
     base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config = copy.deepcopy(base)
     config["results"] = str(results)
     config["proportions"] = [0, 100]
-    config["backbones"] = {"tiny-llama": base["backbones"]["tiny-llama"]}
-    config["backbones"]["tiny-llama"]["source"]["tiny"]["corpus_examples"] = 400
+    # A from-scratch tiny model: seconds to build and train, which is all the DAG tests need.
+    config["backbones"] = {"tiny-llama": copy.deepcopy(TINY_LLAMA)}
+    config.pop("replicates", None)
     config["tasks"] = {
         "list_reversal": {"domain": "symbolic", "size": 6},
         "gsm8k": {"domain": "arithmetic", "size": 6},
@@ -246,6 +265,32 @@ def test_adding_a_proportion_runs_only_its_jobs(incremental):
     _run_and_check_untouched(workdir, config, expected)
     task = pl.read_csv(Path(config["results"]) / "summary" / "task.csv")
     assert task.height == len(config["backbones"]) * 4 * len(config["tasks"])
+
+
+def test_adding_a_replicate_arm_runs_only_its_jobs(incremental):
+    """A second seed of an arm (the null control) adds its own mix, SFT and evaluations."""
+    workdir, config = incremental
+    config["replicates"] = {"proportions": [100]}
+    expected = {("build_mix", "ift/mixes/code100r1.parquet"), AGGREGATE}
+    for backbone in config["backbones"]:
+        expected.add(("sft", f"models/{backbone}/code100r1"))
+        for task in config["tasks"]:
+            expected.add(("generate", f"generations/{backbone}/code100r1/{task}.parquet"))
+            expected.add(("score", f"scores/{backbone}/code100r1/{task}.parquet"))
+    _run_and_check_untouched(workdir, config, expected)
+    results = Path(config["results"])
+    training = json.loads(
+        (results / "models/tiny-llama/code100r1/codeift_training.json").read_text()
+    )
+    first = json.loads((results / "models/tiny-llama/code100/codeift_training.json").read_text())
+    assert training["settings"]["seed"] == first["settings"]["seed"] + 1
+    mix = pl.read_parquet(results / "ift/mixes/code100r1.parquet")
+    assert set(mix["id"]) != set(pl.read_parquet(results / "ift/mixes/code100.parquet")["id"])
+    null = pl.read_csv(results / "summary" / "controls.csv").filter(pl.col("control") == "null")
+    assert set(null["variant"]) == {"code100r1"}
+    assert null.height == len(config["backbones"]) * len(config["tasks"])
+    assert "null control" in (results / "summary" / "summary.md").read_text()
+    config.pop("replicates")
 
 
 BAD_CONFIGS = {

@@ -21,7 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from codeift import evidence
+from codeift import controls, evidence
 from codeift.io import atomic_path, write_text
 from codeift.stats import AnalysisSettings
 
@@ -42,7 +42,7 @@ DOMAIN_ORDER = ("symbolic", "logical", "arithmetic")
 BASE = "base"
 REFERENCE = "code0"
 BASE_COLOUR = "#8c8c8c"
-_VARIANT_RE = re.compile(r"^code(\d+)$")
+_VARIANT_RE = re.compile(r"^code(\d+)(?:r(\d+))?$")
 _MODEL_KEYS = ["backbone", "family", "size_label", "variant", "proportion"]
 _TABLE_FILES = ("overall", "domain", "task")
 EVIDENCE_FILES = (
@@ -52,8 +52,9 @@ EVIDENCE_FILES = (
     "best_proportion",
     "reasoning_mode",
     "seeds",
+    "controls",
 )
-FIGURE_FILES = ("overall", "domain", "task", "reasoning_mode")
+FIGURE_FILES = ("overall", "domain", "task", "reasoning_mode", "controls")
 _PNG_METADATA = {"Software": None}
 _DPI = 100
 
@@ -66,7 +67,7 @@ def load_scores(paths: Sequence[str | Path]) -> pl.DataFrame:
     if not paths:
         raise ValueError("load_scores: no score files given")
     frames = [_read_score_file(Path(path)) for path in paths]
-    scores = pl.concat(frames, how="diagonal_relaxed")
+    scores = split_replicates(pl.concat(frames, how="diagonal_relaxed"))
     keys = ["backbone", "variant", "task", "id", *(["seed"] if "seed" in scores.columns else [])]
     duplicated = scores.select(keys).is_duplicated()
     if duplicated.any():
@@ -76,6 +77,21 @@ def load_scores(paths: Sequence[str | Path]) -> pl.DataFrame:
             f"{first['backbone']}/{first['variant']}/{first['task']} id={first['id']}"
         )
     return scores
+
+
+def split_replicates(scores: pl.DataFrame) -> pl.DataFrame:
+    """Replicate arms (code{p}r{r}) become seed r of arm code{p}; first seeds get seed 0.
+
+    Every table then reads one outcome per example and arm (evidence.first_seed), the seeds
+    table reports the spread, and the null control pairs the seeds.
+    """
+    replicate = pl.col("variant").str.extract(r"^code\d+r(\d+)$", 1)
+    if "seed" in scores.columns or scores.select(replicate.is_not_null().any()).item() is False:
+        return scores
+    return scores.with_columns(
+        replicate.cast(pl.Int64).fill_null(0).alias("seed"),
+        pl.col("variant").str.replace(r"^(code\d+)r\d+$", "${1}"),
+    )
 
 
 def _read_score_file(path: Path) -> pl.DataFrame:
@@ -244,6 +260,8 @@ def write_tables(
     `found` passes evidence tables already computed (by run_analysis, which also plots them).
     """
     settings = settings or AnalysisSettings()
+    found = found if found is not None else evidence_tables(scores, settings)
+    scores = evidence.first_seed(scores)
     tables = {
         "overall": overall_table(scores),
         "domain": domain_table(scores),
@@ -253,7 +271,6 @@ def write_tables(
     written: dict[str, Path] = {}
     for name in _TABLE_FILES:
         written.update(_write_pair(tables[name], markdown_table(tables[name]), outdir, name))
-    found = found if found is not None else evidence_tables(scores, settings)
     for name, table in found.items():
         text = _EVIDENCE_NOTES[name] + "\n\n" + evidence_markdown(name, table)
         written.update(_write_pair(table, text, outdir, name))
@@ -272,8 +289,11 @@ def _write_pair(table: pl.DataFrame, markdown: str, outdir: Path, name: str) -> 
     return {f"{name}.csv": csv_path, f"{name}.md": md_path}
 
 
-def evidence_tables(scores: pl.DataFrame, settings: AnalysisSettings) -> dict[str, pl.DataFrame]:
-    """Intervals, paired comparisons, consistency, best proportion, reasoning modes and seeds.
+def evidence_tables(
+    scores: pl.DataFrame, settings: AnalysisSettings, planted: dict[str, str] | None = None
+) -> dict[str, pl.DataFrame]:
+    """Intervals, paired comparisons, consistency, best proportion, reasoning modes, seeds and
+    the controls (planted effects from `planted`, the null control from replicate seeds).
 
     The seeds table is always written (an empty one with its header when the scores have no
     `seed` column), so the workflow's list of outputs does not depend on the data.
@@ -292,6 +312,7 @@ def evidence_tables(scores: pl.DataFrame, settings: AnalysisSettings) -> dict[st
         ),
         "reasoning_mode": evidence.reasoning_mode_table(scores),
         "seeds": pl.DataFrame(schema=_SEED_SCHEMA) if seeds is None else seeds,
+        "controls": controls.control_table(scores, comparisons, planted or {}, settings),
     }
 
 
@@ -349,6 +370,11 @@ _EVIDENCE_NOTES = {
     "empty or markup only). Share of responses and accuracy within each mode.",
     "seeds": "Spread of accuracy over training seeds of the same arm (empty when the scores "
     "carry no `seed` column: one seed per arm).",
+    "controls": "Positive control: per task with a planted direction (config `controls."
+    "planted`), the most-code arm against code0 (exact McNemar, Holm over the comparisons "
+    "table); recovered = significant in the planted direction. Unplanted: tasks planted not "
+    "to move. Null control: each replicate arm (same proportion, other mix order and SFT seed) "
+    "against its first seed, exact McNemar at the raw level α.",
 }
 
 
@@ -484,6 +510,22 @@ _EVIDENCE_COLUMNS: dict[str, dict[str, tuple[str, Callable[[object], str]]]] = {
         "share": ("share (%)", _percent),
         "accuracy": ("accuracy (%)", _percent),
     },
+    "controls": {
+        "control": ("control", _plain),
+        "backbone": ("backbone", _plain),
+        "task": ("task", _plain),
+        "expected": ("planted", _plain),
+        "variant": ("arm", _plain),
+        "reference": ("against", _plain),
+        "accuracy": ("arm (%)", _percent),
+        "reference_accuracy": ("against (%)", _percent),
+        "difference": (f"Δ {_PP}", _points),
+        "only_variant": ("only arm", _plain),
+        "only_reference": ("only against", _plain),
+        "p_value": ("p", _p_value),
+        "p_holm": ("p (Holm)", _p_value),
+        "verdict": ("verdict", _plain),
+    },
     "seeds": {
         "backbone": ("backbone", _plain),
         "variant": ("variant", _plain),
@@ -523,6 +565,7 @@ def summary_report(
         "percentage points against the same backbone's code0 (tuned without coding data) "
         "and base (untuned) model.",
         "## What was evaluated\n\n" + _evaluated_section(scores),
+        *([_controls_section(found["controls"], settings or AnalysisSettings())] if found else []),
         "## Overall accuracy\n\n" + markdown_table(overall),
         "## Best variant per backbone\n\n" + _best_overall_section(overall),
         "## Accuracy per domain\n\n" + markdown_table(domain),
@@ -574,6 +617,20 @@ def _evidence_sections(found: dict[str, pl.DataFrame], settings: AnalysisSetting
         ),
         "Accuracy intervals per task, domain and model: `intervals.md`.",
     ]
+
+
+def _controls_section(table: pl.DataFrame, settings: AnalysisSettings) -> str:
+    """The controls' verdicts, one line each (README, "The small world")."""
+    outcome = controls.verdicts(table, settings.alpha)
+    if not outcome["lines"]:
+        return (
+            "## Controls\n\nNone configured: no planted directions (`controls.planted`) and no "
+            "replicate arms (`replicates`)."
+        )
+    lines = "\n".join(f"- {line}" for line in outcome["lines"])
+    return (
+        "## Controls\n\n" + lines + "\n\nPer task: `controls.md`; figure: `figures/controls.png`."
+    )
 
 
 def _evaluated_section(scores: pl.DataFrame) -> str:
@@ -928,7 +985,8 @@ def mix_table(card_paths: Sequence[str | Path]) -> pl.DataFrame:
             settings = card.get("mix_settings", {})
             rows.append(
                 {
-                    "variant": f"code{card['proportion']}",
+                    "variant": f"code{card['proportion']}"
+                    + (f"r{card['replicate']}" if card.get("replicate") else ""),
                     "proportion": int(card["proportion"]),
                     "examples": int(card["examples"]),
                     "code_examples": int(labels.get("code", 0)),
@@ -943,7 +1001,7 @@ def mix_table(card_paths: Sequence[str | Path]) -> pl.DataFrame:
             )
         except (KeyError, TypeError) as error:
             raise ValueError(f"{path}: mix card lacks {error} (rebuild the mix)") from error
-    return pl.DataFrame(rows).sort("proportion")
+    return pl.DataFrame(rows).sort("proportion", "variant")
 
 
 def mix_markdown(mixes: pl.DataFrame) -> str:
@@ -980,12 +1038,14 @@ def run_analysis(
     figdir: Path,
     settings: AnalysisSettings | None = None,
     card_paths: Sequence[str | Path] = (),
+    planted: dict[str, str] | None = None,
 ) -> None:
     """Load every score file, write all tables, the summary and the figures."""
     settings = settings or AnalysisSettings()
     scores = load_scores(score_paths)
-    found = evidence_tables(scores, settings)
+    found = evidence_tables(scores, settings, planted)
     write_tables(scores, Path(outdir), settings, found)
+    scores = evidence.first_seed(scores)
     if card_paths:
         write_mix_tables(card_paths, Path(outdir))
     intervals = found["intervals"].select(
@@ -998,6 +1058,7 @@ def run_analysis(
     plot_domain(domain_table(scores), figdir / "domain.png", found["comparisons"])
     plot_task(_with_intervals(task_table(scores), intervals, "task"), figdir / "task.png")
     plot_reasoning_mode(found["reasoning_mode"], figdir / "reasoning_mode.png")
+    plot_controls(found["controls"], settings.alpha, figdir / "controls.png")
 
 
 def _with_intervals(table: pl.DataFrame, intervals: pl.DataFrame, level: str) -> pl.DataFrame:
@@ -1005,3 +1066,61 @@ def _with_intervals(table: pl.DataFrame, intervals: pl.DataFrame, level: str) ->
     keys = ["backbone", "variant"] + (["domain", "task"] if level == "task" else [])
     rows = intervals.filter(pl.col("level") == level).select(*keys, "ci_low", "ci_high")
     return table.join(rows, on=keys, how="left", nulls_equal=True)
+
+
+_PLANTED_COLOURS = {"gain": "#2a9d4b", "lose": "#c0392b", "none": "#9e9e9e"}
+
+
+def plot_controls(table: pl.DataFrame, alpha: float, path: Path) -> None:
+    """Per backbone: the most-code arm's change against code0 on every task with a planted
+    direction (shading and bar colour = the planted direction, * = significant), and each
+    replicate arm's change against its first seed (the null control, black diamonds)."""
+    outcome = controls.verdicts(table, alpha)
+    backbones = sorted(table["backbone"].unique().to_list())
+    order = {"gain": 0, "lose": 1, "none": 2}
+    tasks = (
+        table.select("task", "expected")
+        .unique()
+        .sort(pl.col("expected").replace_strict(order, default=3), "task")
+    )
+    names = list(dict.fromkeys(tasks["task"].to_list()))
+    width = max(6.0, 0.55 * len(names) + 2.5)
+    figure = Figure(figsize=(width, 2.9 * max(len(backbones), 1) + 1.2))
+    axes = figure.subplots(max(len(backbones), 1), 1, squeeze=False).ravel()
+    if not backbones:
+        axes[0].text(0.5, 0.5, "no controls configured", ha="center", va="center")
+        axes[0].set_axis_off()
+    for ax, backbone in zip(axes, backbones, strict=False):
+        _controls_panel(ax, table.filter(pl.col("backbone") == backbone), names)
+        ax.set_title(backbone, fontsize=9, loc="left")
+    if backbones:
+        axes[-1].set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=8)
+        handles = [
+            Line2D([0], [0], color=colour, lw=6, label=f"planted: {name}")
+            for name, colour in _PLANTED_COLOURS.items()
+        ] + [Line2D([0], [0], marker="D", color="black", lw=0, label="replicate vs first seed")]
+        axes[0].legend(handles=handles, loc="upper right", frameon=False, fontsize=7, ncols=2)
+    lines = [line.split(" (")[0] for line in outcome["lines"]]
+    figure.suptitle("\n".join(lines), fontsize=8, x=0.02, ha="left")
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.14 * max(len(lines), 1) / figure.get_figheight()))
+    _save_png(figure, path)
+
+
+def _controls_panel(ax: Axes, rows: pl.DataFrame, names: list[str]) -> None:
+    index = {name: i for i, name in enumerate(names)}
+    planted = rows.filter(pl.col("control") != "null")
+    for row in planted.iter_rows(named=True):
+        x = index[row["task"]]
+        ax.axvspan(x - 0.5, x + 0.5, color=_PLANTED_COLOURS[row["expected"]], alpha=0.12, lw=0)
+        x, height = index[row["task"]], 100 * (row["difference"] or 0.0)
+        ax.bar(x, height, width=0.6, color=_PLANTED_COLOURS[row["expected"]])
+        if row["significant"]:
+            ax.text(x, height + (3 if height >= 0 else -9), "*", ha="center", fontsize=11)
+    null = rows.filter(pl.col("control") == "null")
+    for row in null.iter_rows(named=True):
+        ax.plot(index[row["task"]] + 0.22, 100 * row["difference"], "D", color="black", ms=4)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_ylim(-105, 105)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_xticks(range(len(names)), [""] * len(names))
+    ax.set_ylabel("Δ accuracy (pp)")

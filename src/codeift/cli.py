@@ -59,9 +59,12 @@ def cmd_build_mix(args: argparse.Namespace) -> None:
         nested=settings["nested"],
         match=settings["match"],
         total_tokens=settings.get("total_tokens"),
+        replicate=args.replicate,
     )
     write_parquet(mix, args.out)
-    card = mix_card(mix, args.proportion, read_report(args.pool_report), settings)
+    card = mix_card(
+        mix, args.proportion, read_report(args.pool_report), settings, replicate=args.replicate
+    )
     write_json(card, args.card)
     print(json.dumps({k: card[k] for k in ("proportion", "examples", "labels", "content_hash")}))
 
@@ -146,7 +149,8 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
         else args.scores
     )
     settings = AnalysisSettings(**json.loads(args.analysis))
-    run_analysis(paths, Path(args.outdir), Path(args.figdir), settings, args.cards)
+    planted = json.loads(args.controls).get("planted", {})
+    run_analysis(paths, Path(args.outdir), Path(args.figdir), settings, args.cards, planted)
 
 
 def cmd_engines(args: argparse.Namespace) -> None:
@@ -191,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
         ints=("proportion", "total", "seed"),
     )
     mix.add_argument("--mix", default="{}", help="ift.mix as JSON (nested, match, total_tokens)")
+    mix.add_argument(
+        "--replicate", type=int, default=0, help="r > 0: replicate arm code{p}r{r}, own order"
+    )
     train = add("train", cmd_train, "model", "mix", "out", "checkpoints", "settings")
     train.add_argument(
         "--launch", default="{}", help="JSON: gpus, strategy (fsdp|ddp); > 1 GPU relaunches"
@@ -211,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     aggregate.add_argument("--figdir", required=True)
     aggregate.add_argument(
         "--analysis", default="{}", help="JSON: bootstrap_samples, alpha, seed (config `analysis`)"
+    )
+    aggregate.add_argument(
+        "--controls", default="{}", help="JSON: planted (task -> gain|lose|none; config `controls`)"
     )
     aggregate.set_defaults(handler=cmd_aggregate)
     engines = commands.add_parser("engines", help="list or stop this machine's shared engines")

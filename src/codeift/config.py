@@ -8,6 +8,7 @@ an existing job and never reruns it.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,7 @@ def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PAT
         lines = [_describe_error(error) for error in errors[:5]]
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
     _check_tasks(config["tasks"])
+    _check_replicates(config)
     _check_resources(config)
     _check_ift_sources(config["ift"]["sources"])
     _check_ift_settings(config["ift"])
@@ -127,6 +129,17 @@ def _check_ift_settings(ift: dict[str, Any]) -> None:
         raise ConfigError("config key 'ift.labeller.prompt': must contain {conversation}")
     if ift.get("mix", {}).get("total_tokens") and ift.get("mix", {}).get("match") != "tokens":
         raise ConfigError("config key 'ift.mix.total_tokens': only used with match: tokens")
+
+
+def _check_replicates(config: dict[str, Any]) -> None:
+    """A replicate arm repeats an arm of the study, so its proportion must be one of them."""
+    listed = (config.get("replicates") or {}).get("proportions", [])
+    unknown = sorted(set(listed) - set(config["proportions"]))
+    if unknown:
+        raise ConfigError(
+            f"config key 'replicates.proportions': {unknown} not in proportions "
+            f"(allowed: {sorted(config['proportions'])})"
+        )
 
 
 def _check_resources(config: dict[str, Any]) -> None:
@@ -193,19 +206,51 @@ def backbone_inference(config: dict[str, Any], backbone: str) -> dict[str, Any]:
     }
 
 
-def variant_name(proportion: int) -> str:
-    return f"code{proportion}"
+VARIANT_RE = re.compile(r"^code(\d+)(?:r(\d+))?$")
+
+
+def variant_name(proportion: int, replicate: int = 0) -> str:
+    return f"code{proportion}" + (f"r{replicate}" if replicate else "")
+
+
+def _parse_variant(variant: str) -> tuple[int, int]:
+    match = VARIANT_RE.match(variant)
+    if match is None:
+        raise ConfigError(
+            f"variant {variant!r}: expected 'base', 'code<percent>' or 'code<percent>r<replicate>'"
+        )
+    return int(match.group(1)), int(match.group(2) or 0)
 
 
 def variant_proportion(variant: str) -> int | None:
     """The coding share of a variant, None for the untuned base."""
-    if variant == "base":
-        return None
-    if not variant.startswith("code") or not variant[4:].isdigit():
-        raise ConfigError(f"variant {variant!r}: expected 'base' or 'code<percent>'")
-    return int(variant[4:])
+    return None if variant == "base" else _parse_variant(variant)[0]
+
+
+def variant_replicate(variant: str) -> int:
+    """0 for an arm's first seed, r for its replicate arm code{p}r{r}."""
+    return 0 if variant == "base" else _parse_variant(variant)[1]
+
+
+def replicate_arms(config: dict[str, Any]) -> list[str]:
+    """code{p}r{r} for every listed proportion and r = 1..count (config key `replicates`)."""
+    spec = config.get("replicates") or {}
+    count = spec.get("count", 1)
+    return [
+        variant_name(p, r) for p in sorted(spec.get("proportions", [])) for r in range(1, count + 1)
+    ]
+
+
+def arms(config: dict[str, Any]) -> list[str]:
+    """Every tuned arm: one per proportion, then the replicate arms."""
+    return [variant_name(p) for p in config["proportions"]] + replicate_arms(config)
 
 
 def variants(config: dict[str, Any]) -> list[str]:
-    names = [variant_name(p) for p in config["proportions"]]
-    return (["base"] if config.get("evaluate_base", True) else []) + names
+    return (["base"] if config.get("evaluate_base", True) else []) + arms(config)
+
+
+def arm_train(config: dict[str, Any], backbone: str, arm: str) -> dict[str, Any]:
+    """SFT settings of one arm: its backbone's, with the seed moved by the arm's replicate."""
+    settings = backbone_train(config, backbone)
+    return {**settings, "seed": settings["seed"] + variant_replicate(arm)}

@@ -12,13 +12,10 @@ the 0% and 100% mixes' examples (lower variance between arms).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import html
-import io
 import json
 import math
-import random
 import re
 import unicodedata
 from collections import Counter
@@ -27,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+
+from codeift.small_world import generate_conversations
 
 MESSAGE_DTYPE = pl.List(pl.Struct({"role": pl.Utf8, "content": pl.Utf8}))
 ROLE_MAP = {
@@ -43,196 +42,6 @@ ROLE_MAP = {
 
 class IFTError(ValueError):
     """Bad IFT input that stops the job; the message names the source or mix."""
-
-
-# --------------------------------------------------------------------------- offline generator
-
-SUBJECTS = [
-    "the ocean",
-    "a library",
-    "autumn",
-    "a mountain village",
-    "the night sky",
-    "a market",
-    "friendship",
-    "a rainy day",
-    "the desert",
-    "an old bridge",
-    "a garden",
-    "the city",
-]
-ADJECTIVES = ["quiet", "bright", "ancient", "busy", "gentle", "vast", "small", "warm", "cold"]
-COUNTRIES = {
-    "France": "Paris",
-    "Japan": "Tokyo",
-    "Kenya": "Nairobi",
-    "Peru": "Lima",
-    "Canada": "Ottawa",
-    "Egypt": "Cairo",
-    "Norway": "Oslo",
-    "India": "New Delhi",
-}
-SYNONYMS = {
-    "happy": "glad",
-    "big": "large",
-    "fast": "quick",
-    "smart": "clever",
-    "begin": "start",
-    "end": "finish",
-    "tired": "weary",
-    "angry": "upset",
-}
-TIPS = [
-    "sleep enough",
-    "drink water",
-    "take short breaks",
-    "plan the day",
-    "walk outside",
-    "read a little every day",
-    "write things down",
-    "ask for help early",
-]
-WORDS = [
-    "apple",
-    "river",
-    "stone",
-    "cloud",
-    "tiger",
-    "lemon",
-    "paper",
-    "glass",
-    "music",
-    "horse",
-    "candle",
-    "forest",
-    "window",
-    "silver",
-    "garden",
-    "pencil",
-    "rocket",
-    "ocean",
-]
-
-
-def _general_conversation(rng: random.Random) -> list[dict[str, str]]:
-    kind = rng.randrange(6)
-    if kind == 0:
-        subject, adjective = rng.choice(SUBJECTS), rng.choice(ADJECTIVES)
-        count = rng.choice(["two", "three"])
-        user = (
-            f"Write {count} sentences describing {subject} on a {rng.choice(ADJECTIVES)} morning."
-        )
-        reply = (
-            f"{subject.capitalize()} feels {adjective} and full of small details. "
-            f"Anyone who spends time there notices how {adjective} it can be."
-        )
-    elif kind == 1:
-        country = rng.choice(sorted(COUNTRIES))
-        user = rng.choice(
-            [
-                "What is the capital of {}?",
-                "Which city is the capital of {}?",
-                "Tell me the capital city of {}.",
-            ]
-        ).format(country)
-        reply = f"The capital of {country} is {COUNTRIES[country]}."
-    elif kind == 2:
-        word = rng.choice(sorted(SYNONYMS))
-        user = f"Give me a synonym for the word '{word}' and use it in a sentence."
-        other = rng.choice(WORDS)
-        synonym = SYNONYMS[word]
-        reply = f"A common synonym for '{word}' is '{synonym}'. The {other} made me feel {synonym}."
-    elif kind == 3:
-        tips = rng.sample(TIPS, 3)
-        user = f"Give me three tips for a productive {rng.choice(['day', 'week', 'morning'])}."
-        reply = "Here are three tips: " + "; ".join(tips) + "."
-    elif kind == 4:
-        picked = rng.sample(WORDS, 4)
-        user = "Write a short sentence that uses these words: " + ", ".join(picked) + "."
-        reply = (
-            f"The {picked[0]} rested near the {picked[1]} while a {picked[2]} "
-            f"and a {picked[3]} completed the scene."
-        )
-    else:
-        picked = rng.sample(WORDS, 3)
-        adjective = rng.choice(ADJECTIVES)
-        scene = f"the {adjective} {picked[0]} and the {picked[1]} met by the {picked[2]}"
-        user = f"Summarise this in a few words: {scene}."
-        reply = f"A {adjective} meeting of a {picked[0]} and a {picked[1]}."
-    return [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
-
-
-def _code_program(rng: random.Random) -> tuple[str, str]:
-    """A small task and a real Python program that solves it (it is run to get its output)."""
-    kind = rng.randrange(6)
-    numbers = [rng.randint(1, 50) for _ in range(rng.randint(3, 6))]
-    words = rng.sample(WORDS, rng.randint(3, 5))
-    if kind == 0:
-        return (
-            f"Write a Python program that reverses the list {numbers}.",
-            f"items = {numbers}\nreversed_items = items[::-1]\nprint(reversed_items)",
-        )
-    if kind == 1:
-        return (
-            f"Write a Python function that returns the sum of the numbers {numbers}.",
-            f"def total(values):\n    return sum(values)\n\nprint(total({numbers}))",
-        )
-    if kind == 2:
-        return (
-            f"Write Python code that joins the first letters of the words {words}.",
-            f"words = {words}\nprint(''.join(word[0] for word in words))",
-        )
-    if kind == 3:
-        limit = rng.randint(5, 15)
-        return (
-            f"Write a Python loop that prints the even numbers below {limit}.",
-            f"for n in range({limit}):\n    if n % 2 == 0:\n        print(n)",
-        )
-    if kind == 4:
-        return (
-            f"Write a Python function that counts the vowels in the word '{words[0]}'.",
-            "def count_vowels(text):\n    return sum(ch in 'aeiou' for ch in text)\n\n"
-            f"print(count_vowels('{words[0]}'))",
-        )
-    return (
-        f"Write a Python function that returns the largest number in {numbers}.",
-        "def largest(values):\n    best = values[0]\n    for v in values[1:]:\n"
-        f"        if v > best:\n            best = v\n    return best\n\nprint(largest({numbers}))",
-    )
-
-
-def run_program(code: str) -> str:
-    """Run one of our own generated programs and capture what it prints."""
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        exec(compile(code, "<generated>", "exec"), {"__name__": "__generated__"})  # noqa: S102
-    return buffer.getvalue().strip()
-
-
-def _code_conversation(rng: random.Random) -> list[dict[str, str]]:
-    task, code = _code_program(rng)
-    output = run_program(code)
-    reply = f"```python\n{code}\n```\nRunning it prints:\n{output}"
-    return [{"role": "user", "content": task}, {"role": "assistant", "content": reply}]
-
-
-def generate_conversations(n_general: int, n_code: int, seed: int) -> list[dict[str, Any]]:
-    """The embedded IFT source: general prose conversations and runnable coding conversations."""
-    rng = random.Random(seed)
-    records = []
-    for index in range(n_general):
-        records.append(
-            {
-                "id": f"gen-general-{index:06d}",
-                "messages": _general_conversation(rng),
-                "origin": "general",
-            }
-        )
-    for index in range(n_code):
-        records.append(
-            {"id": f"gen-code-{index:06d}", "messages": _code_conversation(rng), "origin": "code"}
-        )
-    return records
 
 
 # --------------------------------------------------------------------------- sources
@@ -448,7 +257,13 @@ def iter_source(source: dict[str, Any], seed: int, skips: SkipLog) -> Iterator[d
         if record_id in ids:  # ids must be unique: the seeded mix order sorts by them
             record_id = f"{record_id}@{position}"
         ids.add(record_id)
-        yield {"id": record_id, "messages": messages, "origin": None, "source": name}
+        yield {
+            "id": record_id,
+            "messages": messages,
+            "origin": None,
+            "skill": None,
+            "source": name,
+        }
         kept += 1
         if source.get("limit") and kept >= source["limit"]:
             break
@@ -563,6 +378,7 @@ POOL_SCHEMA = {
     "id": pl.Utf8,
     "messages": MESSAGE_DTYPE,
     "origin": pl.Utf8,
+    "skill": pl.Utf8,  # what an embedded example teaches (codeift.small_world); null otherwise
     "source": pl.Utf8,
     "tokens": pl.Int64,
 }
@@ -739,9 +555,11 @@ def _seeded_order(ids: list[str], seed: int | str) -> list[int]:
     return sorted(range(len(ids)), key=lambda index: keys[index])
 
 
-def _order_seed(seed: int, proportion: int, nested: bool) -> int | str:
-    """Nested mixes share one order per label (each mix is a prefix); others draw per proportion."""
-    return seed if nested else f"{seed}:p{proportion}"
+def _order_seed(seed: int, proportion: int, nested: bool, replicate: int = 0) -> int | str:
+    """Nested mixes share one order per label (each mix is a prefix); others draw per proportion.
+    A replicate arm draws its own order, so it differs from its arm by the sampling alone."""
+    base = seed if nested else f"{seed}:p{proportion}"
+    return f"{base}:r{replicate}" if replicate else base
 
 
 def _tokens(frame: pl.DataFrame) -> list[int]:
@@ -787,15 +605,16 @@ def build_mix(
     nested: bool = True,
     match: str = "examples",
     total_tokens: int | None = None,
+    replicate: int = 0,
 ) -> pl.DataFrame:
-    """One mix of the pool in a seeded order.
+    """One mix of the pool in a seeded order (replicate r > 0: the replicate arm's own order).
 
     match=examples: exactly `total` examples, round(p% x total) labelled code.
     match=tokens: a fixed token budget (`total_tokens`, else `token_budget`), p% of it from code,
     so arms are compared at equal training tokens (coding answers are longer)."""
     if match not in ("examples", "tokens"):
         raise IFTError(f"ift.mix.match {match!r}: use examples or tokens")
-    order_seed = _order_seed(seed, proportion, nested)
+    order_seed = _order_seed(seed, proportion, nested, replicate)
     budget = total_tokens or token_budget(pool, total)
     n_code = code_count(proportion, total)
     wanted = {"code": n_code, "general": total - n_code}
@@ -824,7 +643,7 @@ def build_mix(
             chosen = order[: wanted[label]]
         parts.append(candidates[chosen])
     mix = pl.concat(parts)
-    shuffle = _seeded_order(mix["id"].to_list(), seed + 1)
+    shuffle = _seeded_order(mix["id"].to_list(), seed + 1 + replicate)
     return mix[shuffle].with_columns(pl.lit(proportion, dtype=pl.Int64).alias("proportion"))
 
 
@@ -841,11 +660,19 @@ def _stats(values: list[int]) -> dict[str, Any]:
     }
 
 
+def _skill_counts(mix: pl.DataFrame) -> dict[str, int]:
+    """Examples per taught skill (embedded data only: other sources carry no skill)."""
+    if "skill" not in mix.columns:
+        return {}
+    return dict(sorted(Counter(s for s in mix["skill"].to_list() if s is not None).items()))
+
+
 def mix_card(
     mix: pl.DataFrame,
     proportion: int,
     pool_report: dict[str, Any],
     settings: dict[str, Any] | None = None,
+    replicate: int = 0,
 ) -> dict[str, Any]:
     """What the analysis needs to trust a mix: counts by label, token statistics (overall and
     per label), a content hash, the sources and the cleaning counts of the pool."""
@@ -858,9 +685,11 @@ def mix_card(
     methods = Counter(mix["label_method"].to_list()) if "label_method" in mix.columns else {}
     return {
         "proportion": proportion,
+        "replicate": replicate,
         "examples": mix.height,
         "labels": dict(sorted(Counter(labels_list).items())),
         "label_methods": dict(sorted(methods.items())),
+        "skills": _skill_counts(mix),
         "characters": {
             "total": sum(lengths),
             "mean": round(sum(lengths) / max(len(lengths), 1), 2),

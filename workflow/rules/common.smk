@@ -5,9 +5,12 @@ import json
 import os
 
 from codeift.config import (
+    arm_train,
+    arms,
     backbone_inference,
-    backbone_train,
     validate_config,
+    variant_proportion,
+    variant_replicate,
     variants,
     with_defaults,
 )
@@ -25,8 +28,8 @@ os.environ["CODEIFT_MAX_ENGINES"] = str(config["engines"]["max_alive"])
 wildcard_constraints:
     backbone="|".join(sorted(config["backbones"])) or "^$",
     task="|".join(sorted(config["tasks"])) or "^$",
-    variant=r"base|code\d+",
-    proportion=r"\d+",
+    variant=r"base|code\d+(?:r\d+)?",
+    arm=r"code\d+(?:r\d+)?",
 
 
 def as_json(obj):
@@ -57,7 +60,16 @@ def backbone_identity_json(wildcards):
 
 
 def train_settings_json(wildcards):
-    return as_json(backbone_train(config, wildcards.backbone))
+    return as_json(arm_train(config, wildcards.backbone, wildcards.arm))
+
+
+def arm_proportion(wildcards):
+    return variant_proportion(wildcards.arm)
+
+
+def arm_replicate(wildcards):
+    """0 for an arm's first seed; r for code{p}r{r}, whose mix order and SFT seed move by r."""
+    return variant_replicate(wildcards.arm)
 
 
 def train_launch_json(wildcards):
@@ -80,7 +92,7 @@ def cluster_resources(stage):
 
 
 def train_threads(wildcards):
-    return backbone_train(config, wildcards.backbone)["threads"]
+    return arm_train(config, wildcards.backbone, wildcards.arm)["threads"]
 
 
 def inference_settings_json(wildcards):
@@ -122,16 +134,14 @@ SUMMARY_TABLES = [
     "best_proportion",
     "reasoning_mode",
     "seeds",
+    "controls",
     "mixes",
 ]
-FIGURES = ["overall", "domain", "task", "reasoning_mode"]
+FIGURES = ["overall", "domain", "task", "reasoning_mode", "controls"]
 
 
 def card_targets():
-    return expand(
-        f"{R}/ift/mixes/code{{proportion}}.card.json",
-        proportion=sorted(config["proportions"]),
-    )
+    return expand(f"{R}/ift/mixes/{{arm}}.card.json", arm=arms(config))
 
 
 def summary_targets():

@@ -1,5 +1,5 @@
 # IFT sources -> cleaned, labelled pool (one per study, shared by every backbone) -> one mix per
-# proportion; one test set per task.
+# arm (proportion, and replicate seed where asked); one test set per task.
 
 
 rule build_pool:
@@ -28,10 +28,10 @@ rule build_mix:
         pool=rules.build_pool.output.pool,
         report=rules.build_pool.output.report,
     output:
-        mix=f"{R}/ift/mixes/code{{proportion}}.parquet",
-        card=f"{R}/ift/mixes/code{{proportion}}.card.json",
+        mix=f"{R}/ift/mixes/{{arm}}.parquet",
+        card=f"{R}/ift/mixes/{{arm}}.card.json",
     log:
-        f"{R}/logs/build_mix/code{{proportion}}.log",
+        f"{R}/logs/build_mix/{{arm}}.log",
     # Seconds each: the profile packs them into one cluster job (group-components).
     group:
         "mixes"
@@ -40,12 +40,15 @@ rule build_mix:
     resources:
         **cluster_resources("small"),
     params:
+        proportion=arm_proportion,
+        replicate=arm_replicate,
         total=config["ift"]["total"],
         seed=config["ift"]["seed"],
         mix=ift_json("mix"),
     shell:
         "python -m codeift build-mix --pool {input.pool} --pool-report {input.report}"
-        " --proportion {wildcards.proportion} --total {params.total} --seed {params.seed}"
+        " --proportion {params.proportion} --replicate {params.replicate}"
+        " --total {params.total} --seed {params.seed}"
         " --mix {params.mix:q} --out {output.mix} --card {output.card} > {log} 2>&1"
 
 

@@ -1,5 +1,6 @@
 # All scores -> overall, domain and task tables (CSV + Markdown), the evidence tables
-# (intervals, paired comparisons, consistency, best proportion, reasoning modes, seeds),
+# (intervals, paired comparisons, consistency, best proportion, reasoning modes, seeds,
+# controls),
 # a Markdown summary and figures; `snakemake --report` gathers the figures into one HTML file.
 
 
@@ -32,6 +33,11 @@ rule aggregate:
             caption="../report/reasoning_mode.rst",
             category="Figures",
         ),
+        controls=report(
+            f"{R}/figures/controls.png",
+            caption="../report/controls.rst",
+            category="Figures",
+        ),
     log:
         f"{R}/logs/aggregate.log",
     conda:
@@ -42,6 +48,7 @@ rule aggregate:
         outdir=f"{R}/summary",
         figdir=f"{R}/figures",
         analysis=as_json(config.get("analysis", {})),
+        controls=as_json(config.get("controls", {})),
     shell:
         "python -m codeift aggregate --scores {input.scores} --cards {input.cards} --outdir {params.outdir} --figdir {params.figdir}"
-        " --analysis {params.analysis:q} > {log} 2>&1"
+        " --analysis {params.analysis:q} --controls {params.controls:q} > {log} 2>&1"

@@ -1,4 +1,4 @@
-# Backbone preparation (download, local folder or tiny build) and SFT per backbone x proportion.
+# Backbone preparation (download, local folder or tiny build) and SFT per backbone x arm.
 
 
 rule prepare_backbone:
@@ -20,11 +20,11 @@ rule prepare_backbone:
 rule sft:
     input:
         model=f"{R}/models/{{backbone}}/base",
-        mix=f"{R}/ift/mixes/code{{proportion}}.parquet",
+        mix=f"{R}/ift/mixes/{{arm}}.parquet",
     output:
-        directory(f"{R}/models/{{backbone}}/code{{proportion}}"),
+        directory(f"{R}/models/{{backbone}}/{{arm}}"),
     log:
-        f"{R}/logs/sft/{{backbone}}/code{{proportion}}.log",
+        f"{R}/logs/sft/{{backbone}}/{{arm}}.log",
     conda:
         "../envs/train.yaml"
     threads: train_threads
@@ -34,7 +34,7 @@ rule sft:
         settings=train_settings_json,
         launch=train_launch_json,
         # Not an output: it survives a killed job so the rerun resumes from the last checkpoint.
-        checkpoints=f"{R}/checkpoints/{{backbone}}/code{{proportion}}",
+        checkpoints=f"{R}/checkpoints/{{backbone}}/{{arm}}",
     shell:
         "python -m codeift train --model {input.model} --mix {input.mix} --out {output}"
         " --checkpoints {params.checkpoints} --settings {params.settings:q}"
