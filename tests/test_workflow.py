@@ -253,16 +253,21 @@ def test_adding_a_task_runs_only_its_jobs(incremental):
     _run_and_check_untouched(workdir, config, expected)
 
 
+def new_arm_jobs(config: dict, arm: str) -> set[tuple[str, str]]:
+    """The jobs a new arm needs: its mix, one SFT per backbone, its evaluations, the aggregate."""
+    expected = {("build_mix", f"ift/mixes/{arm}.parquet"), AGGREGATE}
+    for backbone in config["backbones"]:
+        expected.add(("sft", f"models/{backbone}/{arm}"))
+        for task in config["tasks"]:
+            expected.add(("generate", f"generations/{backbone}/{arm}/{task}.parquet"))
+            expected.add(("score", f"scores/{backbone}/{arm}/{task}.parquet"))
+    return expected
+
+
 def test_adding_a_proportion_runs_only_its_jobs(incremental):
     workdir, config = incremental
     config["proportions"] = [0, 50, 100]
-    expected = {("build_mix", "ift/mixes/code50.parquet"), AGGREGATE}
-    for backbone in config["backbones"]:
-        expected.add(("sft", f"models/{backbone}/code50"))
-        for task in config["tasks"]:
-            expected.add(("generate", f"generations/{backbone}/code50/{task}.parquet"))
-            expected.add(("score", f"scores/{backbone}/code50/{task}.parquet"))
-    _run_and_check_untouched(workdir, config, expected)
+    _run_and_check_untouched(workdir, config, new_arm_jobs(config, "code50"))
     task = pl.read_csv(Path(config["results"]) / "summary" / "task.csv")
     assert task.height == len(config["backbones"]) * 4 * len(config["tasks"])
 
@@ -271,13 +276,7 @@ def test_adding_a_replicate_arm_runs_only_its_jobs(incremental):
     """A second seed of an arm (the null control) adds its own mix, SFT and evaluations."""
     workdir, config = incremental
     config["replicates"] = {"proportions": [100]}
-    expected = {("build_mix", "ift/mixes/code100r1.parquet"), AGGREGATE}
-    for backbone in config["backbones"]:
-        expected.add(("sft", f"models/{backbone}/code100r1"))
-        for task in config["tasks"]:
-            expected.add(("generate", f"generations/{backbone}/code100r1/{task}.parquet"))
-            expected.add(("score", f"scores/{backbone}/code100r1/{task}.parquet"))
-    _run_and_check_untouched(workdir, config, expected)
+    _run_and_check_untouched(workdir, config, new_arm_jobs(config, "code100r1"))
     results = Path(config["results"])
     training = json.loads(
         (results / "models/tiny-llama/code100r1/codeift_training.json").read_text()
