@@ -178,14 +178,14 @@ def test_study_runs_on_slurm_as_it_runs_locally(cluster, tmp_path):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def _sft_job(variant_proportion: int) -> str | None:
-    """The SLURM id of the running SFT job of one proportion (its comment names the rule)."""
+def _sft_job(arm: str) -> str | None:
+    """The SLURM id of the running SFT job of one arm (its comment names the rule and wildcards)."""
     queue = subprocess.run(
         ["squeue", "-h", "-t", "RUNNING", "-o", "%i|%k"], capture_output=True, text=True
     )
     for line in queue.stdout.splitlines():
         job_id, _, comment = line.partition("|")
-        if comment.startswith("rule_sft_") and comment.endswith(f"_{variant_proportion}"):
+        if comment.startswith("rule_sft_") and comment.endswith(f"_{arm}"):
             return job_id
     return None
 
@@ -216,7 +216,7 @@ def test_cancelled_training_resumes_from_its_checkpoint(cluster, tmp_path):
     deadline = time.time() + 900
     while time.time() < deadline and first.poll() is None:
         saved = [p for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
-        job_id = _sft_job(0)
+        job_id = _sft_job("code0")
         if saved and job_id:
             subprocess.run(["scancel", job_id], check=True)
             cancelled = job_id
