@@ -398,7 +398,3 @@ def generate_conversations(n_general: int, n_code: int, seed: int) -> list[dict[
             )
     return records
 
-
-def planted_direction(task: str) -> str:
-    """The direction the embedded data plants on `task` (none for a task it knows nothing of)."""
-    return PLANTED.get(task, "none")
