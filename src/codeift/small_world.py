@@ -397,4 +397,3 @@ def generate_conversations(n_general: int, n_code: int, seed: int) -> list[dict[
                 }
             )
     return records
-
