@@ -20,7 +20,8 @@ from codeift.ift import (
 )
 from tests.conftest import shared_file
 
-FENCE = re.compile(r"```python\n(.*?)\n```\nThe answer is (.*)\.$", re.DOTALL)
+# A program, then (traced programs) what it prints, then the answer line.
+FENCE = re.compile(r"```python\n(.*?)\n```\n(?:(.*)\n)?The answer is (.*)\.$", re.DOTALL)
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +40,16 @@ def test_every_coding_answer_is_python_that_prints_what_it_claims():
     for record in records:
         match = FENCE.search(record["messages"][1]["content"])
         assert match, record
-        code, claimed = match.groups()
+        code, trace, claimed = match.groups()
         run = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=30
         )
         assert run.returncode == 0, run.stderr
-        assert run.stdout.strip() == claimed.strip()
+        if trace is None:
+            assert run.stdout.strip() == claimed.strip()
+        else:  # the trace is what the program prints; the answer is its last step
+            assert run.stdout.strip() == trace.strip()
+            assert trace.split()[-1] == claimed.strip()
 
 
 def test_classifier_separates_the_generators_kinds(labelled_pool):

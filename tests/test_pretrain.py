@@ -16,6 +16,7 @@ from codeift.pretrain import (
     copy_prompts,
     corpus_texts,
     pretrain,
+    program_prompts,
     shipped_base,
 )
 
@@ -32,6 +33,37 @@ def test_corpus_is_seeded_and_rich_in_copying_but_never_reverses():
     assert all(m.group(1) == m.group(2) for m in copies)
 
 
+def _program_and_output(text: str) -> tuple[str, str] | None:
+    """A phase-two program document split into its code and the output it claims (after any
+    prose that gives the data first)."""
+    block = re.search(r"```python\n(.*)\n```\nOutput:[ \n](.*)", text, re.S)
+    if block:
+        return block.group(1), block.group(2)
+    lines = text.split("\n")
+    code = [line.removeprefix(">>> ") for line in lines if line.startswith(">>> ")]
+    if not code:
+        return None
+    return "\n".join(code), "\n".join(lines[lines.index(f">>> {code[-1]}") + 1 :])
+
+
+def test_phase_two_programs_print_what_they_claim_and_prose_never_reverses():
+    from codeift.small_world import run_program
+
+    texts = list(itertools.islice(corpus_texts(0, phase=2), 4000))
+    assert texts == list(itertools.islice(corpus_texts(0, phase=2), 4000))
+    programs = [pair for pair in map(_program_and_output, texts) if pair]
+    prose = [text for text in texts if not _program_and_output(text)]
+    assert 0.2 < len(programs) / len(texts) < 0.4
+    for code, printed in programs:
+        assert run_program(code) == printed, code
+    assert any("[::-1]" in code for code, _ in programs)
+    assert any("w[0]" in code for code, _ in programs)
+    text = "\n".join(prose).lower()
+    assert "revers" not in text and "first letter" not in text and "backward" not in text
+    stories = [t for t in prose if t[0].isupper() and " So " in t]
+    assert len(stories) > 400  # two-hop stories with their conclusion drawn
+
+
 def test_copy_check_lists_are_held_out_from_the_training_stream():
     held_out = {expected.strip(" .") for _, expected in copy_prompts(100, seed=1000)}
     seen = set()
@@ -43,12 +75,25 @@ def test_copy_check_lists_are_held_out_from_the_training_stream():
 
 
 def test_copy_check_uses_words_the_corpus_never_holds():
-    from codeift.pretrain import WORDS
+    from codeift.pretrain import _known
 
     words = {
         w for _, expected in copy_prompts(100, seed=7) for w in expected.strip(" .").split(", ")
     }
-    assert words and not words & set(WORDS)
+    known = {w.lower() for phase in (1, 2) for vocabulary in _known(phase) for w in vocabulary}
+    assert len(words) > 300 and len(words & known) <= 3  # random strings: a rare collision
+
+
+def test_program_check_asks_for_the_outputs_the_coding_data_teaches():
+    from codeift.small_world import run_program
+
+    pairs = program_prompts(30, seed=3)
+    for prefix, expected in pairs:
+        code = prefix.removeprefix("```python\n").removesuffix("\n```\nOutput:")
+        assert run_program(code) == expected.strip()
+    programs = {prefix.split("\n", 2)[2] for prefix, _ in pairs}
+    assert any("items[::-1]" in p for p in programs)
+    assert any("w[0]" in p for p in programs) and any("w[-1]" in p for p in programs)
 
 
 def test_tokenizer_is_character_level_with_the_study_template():
@@ -61,18 +106,38 @@ def test_tokenizer_is_character_level_with_the_study_template():
     assert "<|assistant|>" in tokenizer.chat_template
 
 
+TINY_RECIPE = dataclasses.replace(
+    RECIPES["qwen2"], hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
+    num_kv_heads=2, sequence_length=64, batch_size=4, steps=3, warmup_steps=1, threads=1,
+    skills_steps=2, skills_warmup_steps=1,
+)  # fmt: skip
+MODEL_FILES = ("model.safetensors", "config.json", "tokenizer.json")
+
+
 def test_pretraining_is_seeded_to_the_byte(tmp_path):
-    recipe = dataclasses.replace(
-        RECIPES["qwen2"], hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
-        num_kv_heads=2, sequence_length=64, batch_size=4, steps=3, warmup_steps=1, threads=1,
-    )  # fmt: skip
-    first = pretrain(recipe, tmp_path / "a")
-    second = pretrain(recipe, tmp_path / "b")
+    first = pretrain(TINY_RECIPE, tmp_path / "a")
+    second = pretrain(TINY_RECIPE, tmp_path / "b")
     assert first["loss_every_100_steps"] == second["loss_every_100_steps"]
-    for name in ("model.safetensors", "config.json", "tokenizer.json"):
+    assert first["skills_loss_every_100_steps"] == second["skills_loss_every_100_steps"]
+    for name in MODEL_FILES:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     record = json.loads((tmp_path / "a" / "codeift_backbone.json").read_text())
-    assert record["recipe_fingerprint"] == recipe.fingerprint()
+    assert record["recipe_fingerprint"] == TINY_RECIPE.fingerprint()
+
+
+def test_phase_two_from_a_phase_one_checkpoint_is_the_whole_recipe(tmp_path):
+    """How the shipped bases were rebuilt: phase two on the previous (phase-one) checkpoint
+    gives the bytes a run from scratch gives."""
+    pretrain(TINY_RECIPE, tmp_path / "whole")
+    pretrain(dataclasses.replace(TINY_RECIPE, skills_steps=0), tmp_path / "phase1")
+    pretrain(TINY_RECIPE, tmp_path / "resumed", start_from=tmp_path / "phase1")
+    for name in MODEL_FILES:
+        assert (tmp_path / "whole" / name).read_bytes() == (
+            tmp_path / "resumed" / name
+        ).read_bytes()
+    other = dataclasses.replace(TINY_RECIPE, seed=5)
+    with pytest.raises(ValueError, match="not made by phase one of this recipe"):
+        pretrain(other, tmp_path / "other", start_from=tmp_path / "phase1")
 
 
 @pytest.mark.parametrize("architecture", sorted(RECIPES))

@@ -97,7 +97,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     recipe = RECIPES[args.architecture]
     if args.steps:
         recipe = dataclasses.replace(recipe, steps=args.steps)
-    print(describe(pretrain(recipe, args.out)))
+    print(describe(pretrain(recipe, args.out, start_from=args.start_from)))
 
 
 def cmd_build_task(args: argparse.Namespace) -> None:
@@ -206,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--architecture", required=True, choices=["llama", "qwen2"])
     pretrain.add_argument("--out", required=True)
     pretrain.add_argument("--steps", type=int, help="override the recipe's steps (tests)")
+    pretrain.add_argument(
+        "--start-from",
+        help="a checkpoint made by phase one of the same recipe: run phase two only",
+    )
     pretrain.set_defaults(handler=cmd_pretrain)
     add("build-task", cmd_build_task, "name", "entry", "out", ints=("seed",))
     add("generate", cmd_generate, "model", "task-file", "out", "backbone", "variant", "settings")

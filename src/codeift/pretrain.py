@@ -1,11 +1,21 @@
-"""Pretrained tiny bases: a small causal LM that can copy, so SFT has something to build on.
+"""Pretrained tiny bases: a small causal LM that can copy and has read code, so SFT has
+something to build on.
 
 Tiny models trained from random weights by SFT alone never learn to copy from the prompt, so no
-effect of the IFT data can show on them. A base pretrained once with plain causal-LM training on
-a neutral synthetic corpus rich in copying does learn it (measured: perfect copying after ~1,000
-steps). The corpus holds repeated lists and quotes, echoed and counted words and arithmetic
-sentences, and deliberately no reversal and no first-letter operations: those are skills the IFT
-data may or may not teach, which is what the study measures.
+effect of the IFT data can show on them. A base is pretrained once with plain causal-LM training
+on a neutral synthetic corpus, in two phases:
+
+1. copying (corpus v2): repeated lists and quotes, echoed and counted words, arithmetic
+   sentences; 60% of the words are random letter strings, so copying has to be character by
+   character;
+2. skills: the same copying, plus short Python programs with what they print (among them list
+   reversal and first- and last-letter joins) and two-hop stories about kinds of animals with the
+   conclusion drawn; words now also come from the everyday nouns and names the world's texts use.
+
+No prose sentence reverses a list or joins letters, and nothing is phrased as a request: the
+base can run a program in its head and chain two facts, but never answers an instruction. Which
+of these abilities an instruction gets answered with is what the IFT mix teaches, which is what
+the study measures (README, "The small world").
 
 The recipe (architecture, sizes, corpus, optimiser, seed) is one dataclass; its hash is stored in
 the checkpoint, so a shipped checkpoint can be checked against the recipe that claims to make it.
@@ -23,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from codeift.io import atomic_path, stable_hash, write_json
+from codeift.small_world import written_list
 
 WORDS = (
     "apple river stone cloud tiger lemon piano candle forest window garden rocket "
@@ -57,18 +68,51 @@ class PretrainRecipe:
     # 2: words are 60% random letter strings, so copying must be character by character (v1
     # copied only the 44 words it knew: 0% on a list of unseen words).
     corpus_version: int = 2
+    # Phase two, from the end of phase one with a fresh optimiser: programs with their output and
+    # two-hop stories join the copying (corpus_texts phase 2). 0 steps: no phase two.
+    skills_steps: int = 0
+    skills_learning_rate: float = 1e-3
+    skills_warmup_steps: int = 50
+    skills_batch_size: int = 16
 
     def fingerprint(self) -> str:
-        return stable_hash(dataclasses.asdict(self))
+        """The recipe's hash; a one-phase recipe hashes as before phase two existed."""
+        return stable_hash(dataclasses.asdict(self) if self.skills_steps else self.phase_one())
+
+    def phase_one(self) -> dict[str, Any]:
+        """The fields that make the phase-one checkpoint (what a resumed run must start from)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if not k.startswith("skills_")}
 
 
+# Phase two (1,600 steps of 16 x 256 tokens) ran on the phase-one checkpoints shipped before it
+# (`pretrain --start-from`): the same bytes as a run from scratch, in 12 instead of 41 minutes.
 RECIPES = {
-    "llama": PretrainRecipe(architecture="llama", seed=0),
-    "qwen2": PretrainRecipe(architecture="qwen2", seed=1),
+    "llama": PretrainRecipe(architecture="llama", seed=0, skills_steps=1600),
+    "qwen2": PretrainRecipe(architecture="qwen2", seed=1, skills_steps=1600),
 }
 
 
 # --------------------------------------------------------------------------- corpus
+
+
+class _CorpusRandom(random.Random):
+    """A seeded stream that also holds the words a phase's texts are made of."""
+
+    def __init__(self, seed: str, words: tuple[str, ...], names: tuple[str, ...]) -> None:
+        super().__init__(seed)
+        self.words, self.names = words, names
+
+
+def _known(phase: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Phase one knows 44 words and 16 names; phase two also the everyday nouns and first names
+    the world is written in (the vocabulary the evaluation tasks draw on), as any real base
+    knows the words of its language."""
+    if phase == 1:
+        return tuple(WORDS), tuple(NAMES)
+    from codeift.tasks.vocab import ALL_NAMES
+    from codeift.tasks.vocab import WORDS as NOUNS
+
+    return tuple(dict.fromkeys([*WORDS, *NOUNS])), tuple(dict.fromkeys([*NAMES, *ALL_NAMES]))
 
 
 def _pseudo_word(rng: random.Random) -> str:
@@ -76,16 +120,16 @@ def _pseudo_word(rng: random.Random) -> str:
     return "".join(rng.choice(LETTERS) for _ in range(rng.randint(3, 9)))
 
 
-def _word(rng: random.Random) -> str:
-    return rng.choice(WORDS) if rng.random() < 0.4 else _pseudo_word(rng)
+def _word(rng: _CorpusRandom) -> str:
+    return rng.choice(rng.words) if rng.random() < 0.4 else _pseudo_word(rng)
 
 
-def _words(rng: random.Random, low: int, high: int) -> list[str]:
+def _words(rng: _CorpusRandom, low: int, high: int) -> list[str]:
     return [_word(rng) for _ in range(rng.randint(low, high))]
 
 
-def _name(rng: random.Random) -> str:
-    return rng.choice(NAMES) if rng.random() < 0.4 else _pseudo_word(rng).capitalize()
+def _name(rng: _CorpusRandom) -> str:
+    return rng.choice(rng.names) if rng.random() < 0.4 else _pseudo_word(rng).capitalize()
 
 
 def _repeat_list(rng: random.Random) -> str:
@@ -138,14 +182,132 @@ def _arithmetic(rng: random.Random) -> str:
     )
 
 
-GENERATORS = (_repeat_list, _quote, _echo, _count, _arithmetic)
+# Prose that gives a program its data first, as tutorials do ("Say we have ... :").
+DATA_INTROS = (
+    "{name} wrote down {shown}.",
+    "The box holds {shown}.",
+    "Say we have the words {shown}.",
+    "{name}'s list: {shown}",
+)
 
 
-def corpus_texts(seed: int) -> Iterator[str]:
-    """An endless, seeded stream of corpus sentences, one kind picked at random each time."""
-    rng = random.Random(f"pretrain-corpus-{seed}")
+def _traced_join(index: str) -> str:
+    """A loop that joins one character of every word and prints each step (word, so far)."""
+    return f"joined = ''\nfor w in items:\n    joined += w[{index}]\n    print(w, joined)"
+
+
+def _trace(items: list[str], index: int) -> str:
+    return "\n".join(
+        f"{w} {''.join(v[index] for v in items[: i + 1])}" for i, w in enumerate(items)
+    )
+
+
+# (comment, statement over `items`, what it prints): programs a code corpus is full of. The first
+# six are the list programs the coding IFT data writes; _program_run draws them more often.
+def _program_ops(items: list[str], numbers: list[int]) -> list[tuple[str, str, str]]:
+    a, b = numbers[0], numbers[1]
+    return [
+        ("reverse the list", "print(', '.join(items[::-1]))", ", ".join(items[::-1])),
+        ("last item first", "print(', '.join(reversed(items)))", ", ".join(items[::-1])),
+        ("initials", _traced_join("0"), _trace(items, 0)),
+        ("first letter of each word", "print(''.join(w[0] for w in items))",
+         "".join(w[0] for w in items)),
+        ("last letter of each word", "print(''.join(w[-1] for w in items))",
+         "".join(w[-1] for w in items)),
+        ("final characters", _traced_join("-1"), _trace(items, -1)),
+        ("show the items", "print(', '.join(items))", ", ".join(items)),
+        ("how many items", "print(len(items))", str(len(items))),
+        ("first item", "print(items[0])", items[0]),
+        ("last item", "print(items[-1])", items[-1]),
+        ("shout", "print(' '.join(items).upper())", " ".join(items).upper()),
+        ("add", f"print({a} + {b})", str(a + b)),
+        ("subtract", f"print({a + b} - {b})", str(a)),
+    ]  # fmt: skip
+
+
+def _program_run(rng: random.Random) -> str:
+    """A short program and what running it prints, as notebooks and tutorials show them. The
+    base learns to run list programs in its head; whether an instruction is ever answered by a
+    program is what the IFT data decides (no prose sentence here reverses or joins letters)."""
+    items = _words(rng, 3, 6)
+    numbers = [rng.randint(0, 60), rng.randint(0, 40)]
+    ops = _program_ops(items, numbers)
+    comment, statement, printed = rng.choices(ops, [4] * 6 + [1] * (len(ops) - 6))[0]
+    name = rng.choice(["items", "words"])
+    shown, expression = written_list(rng, items)
+    code = f"{name} = {expression}\n{statement.replace('items', name)}"
+    if rng.random() < 0.5:
+        code = f"# {comment}\n{code}"
+    intro = ""
+    if rng.random() < 0.6:  # the data in prose first: the program has to copy it from there
+        intro = rng.choice(DATA_INTROS).format(name=_name(rng), shown=shown) + "\n"
+        if rng.random() < 0.5:
+            intro += f"{_quote(rng)}\n"
+    if rng.random() < 0.5:
+        gap = "\n" if "\n" in printed else " "
+        return f"{intro}```python\n{code}\n```\nOutput:{gap}{printed}"
+    session = "\n".join(f">>> {line}" for line in code.splitlines())
+    return f"{intro}{session}\n{printed}"
+
+
+def _kinds_story(rng: random.Random) -> str:
+    """Two-hop facts about kinds of animals in prose, with the conclusion drawn: the base learns
+    to chain a member to its kind's trait; an IFT mix decides whether questions get answered
+    this way."""
+    from codeift.tasks.vocab import ANIMALS, COLOURS, SPECIES, article
+
+    people = [_name(rng) for _ in range(3)]
+    if rng.random() < 0.5:
+        kinds = rng.sample(ANIMALS, 3)
+        fears = {kind: rng.choice([o for o in ANIMALS if o != kind]) for kind in kinds}
+        verb, verb_of_one = rng.choice(
+            [("are afraid of", "is afraid of"), ("fear", "fears"), ("run from", "runs from")]
+        )
+        facts = [f"{kind[1].capitalize()} {verb} {fears[kind][1]}." for kind in kinds]
+        members = {person: rng.choice(kinds) for person in people}
+        facts += [f"{person} is {article(kind[0])} {kind[0]}." for person, kind in members.items()]
+        rng.shuffle(facts)
+        person = rng.choice(people)
+        kind = members[person]
+        conclusion = f"So {person} {verb_of_one} {fears[kind][1]}."
+    else:
+        kinds = rng.sample(SPECIES, 3)
+        colours = dict(zip(kinds, rng.sample(COLOURS, 3), strict=True))
+        facts = []
+        for person, kind in zip(people, kinds, strict=True):
+            facts += [f"{person} is {article(kind)} {kind}.", f"{person} is {colours[kind]}."]
+        newcomer = _name(rng)
+        kind = rng.choice(kinds)
+        facts.append(f"{newcomer} is {article(kind)} {kind}.")
+        conclusion = f"So {newcomer} is {colours[kind]} too, like every {kind} here."
+    return f"{' '.join(facts)} {conclusion}"
+
+
+# Phase one (copying): one kind picked uniformly each time (corpus v2, the stream is unchanged).
+COPYING = (_repeat_list, _quote, _echo, _count, _arithmetic)
+# Phase two (skills): kind -> share; copying stays in the stream so it is not forgotten.
+SKILLS = (
+    (_repeat_list, 0.16),
+    (_quote, 0.12),
+    (_echo, 0.06),
+    (_count, 0.06),
+    (_arithmetic, 0.1),
+    (_program_run, 0.35),
+    (_kinds_story, 0.15),
+)
+
+
+def corpus_texts(seed: int, phase: int = 1) -> Iterator[str]:
+    """An endless, seeded stream of corpus texts: phase 1 copying only, phase 2 adds programs
+    with their output and two-hop stories."""
+    if phase == 1:
+        rng = _CorpusRandom(f"pretrain-corpus-{seed}", *_known(1))
+        while True:
+            yield rng.choice(COPYING)(rng)
+    rng = _CorpusRandom(f"pretrain-corpus-{seed}-phase{phase}", *_known(phase))
+    makers, shares = zip(*SKILLS, strict=True)
     while True:
-        yield rng.choice(GENERATORS)(rng)
+        yield rng.choices(makers, shares)[0](rng)
 
 
 def char_tokenizer() -> Any:
@@ -162,14 +324,15 @@ def char_tokenizer() -> Any:
 # --------------------------------------------------------------------------- training
 
 
-def _batches(tokenizer: Any, recipe: PretrainRecipe) -> Iterator[list[list[int]]]:
+def _batches(tokenizer: Any, recipe: PretrainRecipe, phase: int) -> Iterator[list[list[int]]]:
     """Packed rows of `sequence_length` tokens: documents joined by EOS, no padding."""
-    texts = corpus_texts(recipe.seed)
+    texts = corpus_texts(recipe.seed, phase)
     buffer: list[int] = []
     width = recipe.sequence_length
+    batch_size = recipe.batch_size if phase == 1 else recipe.skills_batch_size
     while True:
         rows = []
-        while len(rows) < recipe.batch_size:
+        while len(rows) < batch_size:
             while len(buffer) < width:
                 buffer += tokenizer.encode(next(texts), add_special_tokens=False)
                 buffer.append(tokenizer.eos_token_id)
@@ -178,24 +341,62 @@ def _batches(tokenizer: Any, recipe: PretrainRecipe) -> Iterator[list[list[int]]
         yield rows
 
 
-def _learning_rate(recipe: PretrainRecipe, step: int) -> float:
-    if step < recipe.warmup_steps:
-        return recipe.learning_rate * (step + 1) / recipe.warmup_steps
-    progress = (step - recipe.warmup_steps) / max(recipe.steps - recipe.warmup_steps, 1)
-    return recipe.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
+def _learning_rate(peak: float, warmup: int, steps: int, step: int) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(steps - warmup, 1)
+    return peak * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def pretrain(recipe: PretrainRecipe, out_dir: str | Path) -> dict[str, Any]:
-    """Train one tiny base from its recipe and save it with its record (atomically)."""
+def _train_phase(model: Any, tokenizer: Any, recipe: PretrainRecipe, phase: int) -> list[float]:
+    """Plain causal-LM training on one phase's stream, with its own AdamW and cosine schedule."""
     import torch
     from tqdm import tqdm
+
+    if phase == 1:
+        steps, peak, warmup = recipe.steps, recipe.learning_rate, recipe.warmup_steps
+    else:
+        steps, peak = recipe.skills_steps, recipe.skills_learning_rate
+        warmup = recipe.skills_warmup_steps
+    optimizer = torch.optim.AdamW(model.parameters(), lr=peak, weight_decay=recipe.weight_decay)
+    model.train()
+    losses: list[float] = []
+    batches = _batches(tokenizer, recipe, phase)
+    progress = tqdm(range(steps), desc=f"pretrain {recipe.architecture} phase {phase}")
+    for step in progress:
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate(peak, warmup, steps, step)
+        input_ids = torch.tensor(next(batches))
+        loss = model(input_ids=input_ids, labels=input_ids).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(round(loss.item(), 4))
+        if step % 50 == 0:
+            progress.set_postfix(loss=losses[-1])
+    model.eval()
+    return losses
+
+
+def _phase_one_model(
+    recipe: PretrainRecipe, tokenizer: Any, start_from: Path | None
+) -> tuple[Any, list[float]]:
+    """Phase one trained here, or loaded from a checkpoint that phase one of this very recipe
+    made (its record says so): the same weights either way, since training is seeded."""
+    import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
 
     from codeift.backbones import tiny_model_config
 
-    torch.set_num_threads(recipe.threads)
+    if start_from is not None:
+        record = json.loads((Path(start_from) / "codeift_backbone.json").read_text())
+        made_by = {k: v for k, v in record["recipe"].items() if not k.startswith("skills_")}
+        if made_by != recipe.phase_one():
+            raise ValueError(f"{start_from} was not made by phase one of this recipe")
+        model = AutoModelForCausalLM.from_pretrained(start_from, dtype=torch.float32)
+        return model, record["loss_every_100_steps"]
     torch.manual_seed(recipe.seed)
-    tokenizer = char_tokenizer()
     spec = {
         "architecture": recipe.architecture,
         "hidden_size": recipe.hidden_size,
@@ -213,37 +414,40 @@ def pretrain(recipe: PretrainRecipe, out_dir: str | Path) -> dict[str, Any]:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay
-    )
-    model.train()
-    losses: list[float] = []
+    losses = _train_phase(model, tokenizer, recipe, phase=1)
+    return model, losses[::100] + losses[-1:]
+
+
+def pretrain(
+    recipe: PretrainRecipe, out_dir: str | Path, start_from: str | Path | None = None
+) -> dict[str, Any]:
+    """Train one tiny base from its recipe and save it with its record (atomically).
+    `start_from`: a phase-one checkpoint of the same recipe, to run phase two only."""
+    import torch
+
+    torch.set_num_threads(recipe.threads)
+    tokenizer = char_tokenizer()
     started = time.time()
-    batches = _batches(tokenizer, recipe)
-    progress = tqdm(range(recipe.steps), desc=f"pretrain {recipe.architecture}")
-    for step in progress:
-        for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(recipe, step)
-        input_ids = torch.tensor(next(batches))
-        loss = model(input_ids=input_ids, labels=input_ids).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(round(loss.item(), 4))
-        if step % 50 == 0:
-            progress.set_postfix(loss=losses[-1])
-    model.eval()
-    record = {
+    model, phase_one_losses = _phase_one_model(
+        recipe, tokenizer, Path(start_from) if start_from else None
+    )
+    record: dict[str, Any] = {
         "recipe": dataclasses.asdict(recipe),
         "recipe_fingerprint": recipe.fingerprint(),
         "parameters": model.num_parameters(),
         "vocab": len(tokenizer),
-        "tokens_seen": recipe.steps * recipe.batch_size * recipe.sequence_length,
-        "seconds": round(time.time() - started, 1),
-        "loss_every_100_steps": losses[::100] + losses[-1:],
-        "copy_accuracy": copy_accuracy(model, tokenizer, n=100, seed=recipe.seed + 1000),
+        "tokens_seen": (
+            recipe.steps * recipe.batch_size + recipe.skills_steps * recipe.skills_batch_size
+        )
+        * recipe.sequence_length,
+        "loss_every_100_steps": phase_one_losses,
     }
+    if recipe.skills_steps:
+        losses = _train_phase(model, tokenizer, recipe, phase=2)
+        record["skills_loss_every_100_steps"] = losses[::100] + losses[-1:]
+    record["seconds"] = round(time.time() - started, 1)
+    record["copy_accuracy"] = copy_accuracy(model, tokenizer, n=100, seed=recipe.seed + 1000)
+    record["program_accuracy"] = program_accuracy(model, tokenizer, n=100, seed=recipe.seed + 1000)
     with atomic_path(out_dir, directory=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -258,25 +462,48 @@ def pretrain(recipe: PretrainRecipe, out_dir: str | Path) -> dict[str, Any]:
 
 def copy_prompts(n: int, seed: int) -> list[tuple[str, str]]:
     """(prefix, expected continuation) pairs shaped like the corpus's repeated lists, made of
-    real words the corpus never uses (the evaluation tasks' nouns), so a pass means copying
+    fresh random letter strings (no list in the corpus is one of them), so a pass means copying
     character by character, not recalling known words."""
-    from codeift.tasks.vocab import WORDS as TASK_WORDS
-
-    unseen = sorted(set(TASK_WORDS) - set(WORDS))
     rng = random.Random(f"copy-check-{seed}")
     pairs = []
     for _ in range(n):
-        text = ", ".join(rng.sample(unseen, rng.randint(3, 6)))
+        text = ", ".join(_pseudo_word(rng) for _ in range(rng.randint(3, 6)))
         pairs.append((f"Repeat the list: {text}. The list again:", f" {text}."))
     return pairs
 
 
 def copy_accuracy(model: Any, tokenizer: Any, n: int = 100, seed: int = 1000) -> float:
     """Share of held-out lists the model continues exactly (greedy)."""
+    return _greedy_hits(model, tokenizer, copy_prompts(n, seed))
+
+
+def program_prompts(n: int, seed: int) -> list[tuple[str, str]]:
+    """(program, expected output) pairs over the evaluation tasks' nouns, in lists the corpus
+    does not hold: list reversal and first- and last-letter joins, the programs the coding IFT
+    data writes."""
+    from codeift.tasks.vocab import WORDS as TASK_WORDS
+
+    nouns = sorted(TASK_WORDS)
+    rng = random.Random(f"program-check-{seed}")
+    statements = {
+        "print(', '.join(items[::-1]))": lambda items: " " + ", ".join(items[::-1]),
+        _traced_join("0"): lambda items: "\n" + _trace(items, 0),
+        _traced_join("-1"): lambda items: "\n" + _trace(items, -1),
+    }
+    pairs = []
+    for index in range(n):
+        items = rng.sample(nouns, rng.randint(3, 5))
+        statement = list(statements)[index % len(statements)]
+        code = f"items = {items}\n{statement}"
+        pairs.append((f"```python\n{code}\n```\nOutput:", statements[statement](items)))
+    return pairs
+
+
+def _greedy_hits(model: Any, tokenizer: Any, pairs: list[tuple[str, str]]) -> float:
     import torch
 
     hits = 0
-    for prefix, expected in copy_prompts(n, seed):
+    for prefix, expected in pairs:
         ids = tokenizer.encode(prefix, add_special_tokens=False, return_tensors="pt")
         target = tokenizer.encode(expected, add_special_tokens=False)
         with torch.no_grad():
@@ -287,7 +514,12 @@ def copy_accuracy(model: Any, tokenizer: Any, n: int = 100, seed: int = 1000) ->
                 pad_token_id=tokenizer.pad_token_id,
             )
         hits += out[0, ids.shape[1] :].tolist() == target
-    return round(hits / n, 4)
+    return round(hits / len(pairs), 4)
+
+
+def program_accuracy(model: Any, tokenizer: Any, n: int = 100, seed: int = 1000) -> float:
+    """Share of held-out list programs whose output the model writes exactly (greedy)."""
+    return _greedy_hits(model, tokenizer, program_prompts(n, seed))
 
 
 def shipped_base(architecture: str) -> Path:
@@ -295,5 +527,5 @@ def shipped_base(architecture: str) -> Path:
 
 
 def describe(record: dict[str, Any]) -> str:
-    keys = ("parameters", "vocab", "tokens_seen", "seconds", "copy_accuracy")
+    keys = ("parameters", "vocab", "tokens_seen", "seconds", "copy_accuracy", "program_accuracy")
     return json.dumps({key: record[key] for key in keys})

@@ -51,9 +51,10 @@ ITEMS = (
     "copper orchid saddle tunnel walnut zebra ember glacier lantern nectar oyster quartz raven "
     "spruce tulip velvet willow yarrow"
 ).split()
+# First names none of the evaluation tasks uses (tests/test_small_world.py: no shared wording).
 PEOPLE = (
-    "Ann Ben Cara Dan Eve Finn Gia Hugo Ivy Jack Kim Leo Mia Noah Olga Pia Rosa Sam Tara Umar "
-    "Vic Wes Yuki Zoe"
+    "Ann Cara Dan Eve Finn Gia Ivy Kim Pia Rosa Sam Tara Umar Vic Wes Yuki Bram Dara Elio Hana "
+    "Ines Joss Kofi Lale"
 ).split()
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 THINGS = "shells coins cards pens beads stamps plums books".split()
@@ -119,6 +120,13 @@ def run_program(code: str) -> str:
 def _program_reply(code: str) -> str:
     """The code, what running it prints, and the answer line every evaluation prompt asks for."""
     return f"```python\n{code}\n```\nThe answer is {run_program(code)}."
+
+
+def _traced_reply(code: str) -> str:
+    """A program that prints its work one step per line, then the last step as the answer: the
+    trace is a scratchpad, every line one small copy away from the one before."""
+    printed = run_program(code)
+    return f"```python\n{code}\n```\n{printed}\nThe answer is {printed.split()[-1]}."
 
 
 # --------------------------------------------------------------------------- shared arithmetic
@@ -201,9 +209,10 @@ def _people(rng: random.Random, count: int) -> list[str]:
     return people
 
 
-def _written_list(rng: random.Random, items: list[str]) -> tuple[str, str]:
+def written_list(rng: random.Random, items: list[str]) -> tuple[str, str]:
     """The items as a prompt writes them (a Python list, a comma list or a quoted phrase) and
-    the Python expression that reads them back from exactly that text."""
+    the Python expression that reads them back from exactly that text (the pretraining corpus
+    writes its programs' data the same three ways)."""
     kind = rng.randrange(3)
     if kind == 0:
         return str(items), str(items)
@@ -215,12 +224,14 @@ def _written_list(rng: random.Random, items: list[str]) -> tuple[str, str]:
 
 
 def _code_reverse(rng: random.Random) -> list[Turn]:
-    shown, expression = _written_list(rng, _items(rng))
+    shown, expression = written_list(rng, _items(rng))
     user = rng.choice(
         [
             f"Write a Python program that prints these backwards, joined with commas: {shown}",
             f"In Python, output the elements from last to first. Elements: {shown}",
             f"Python task: flip the sequence {shown} end to end and print it.",
+            f"With Python, print {shown} in reverse order.",
+            f"Use a program to reverse {shown} and show the result.",
         ]
     )
     return _chat(user, _program_reply(f"items = {expression}\nprint(', '.join(items[::-1]))"), rng)
@@ -228,20 +239,23 @@ def _code_reverse(rng: random.Random) -> list[Turn]:
 
 def _code_letters(rng: random.Random, which: str) -> list[Turn]:
     """Join the first (index 0) or last (index -1) character of every word."""
-    shown, expression = _written_list(rng, _items(rng, 3, 5))
+    shown, expression = written_list(rng, _items(rng, 3, 5))
     index = "0" if which == "initial" else "-1"
     place = {"initial": "opening", "final": "closing"}[which]
+    end = {"initial": "first", "final": "last"}[which]
     user = rng.choice(
         [
             f"Write Python that glues together the {which} character of every word in {shown}.",
             f"Using Python, build a string from the {place} letter of each entry: {shown}",
+            f"Python: join up the {end} letters of the words {shown}.",
+            f"Run a program that collects the {end} letter from every word in {shown}.",
         ]
     )
-    return _chat(
-        user,
-        _program_reply(f"words = {expression}\nprint(''.join(w[{index}] for w in words))"),
-        rng,
+    code = (
+        f"words = {expression}\njoined = ''\nfor w in words:\n    joined += w[{index}]\n"
+        "    print(w, joined)"
     )
+    return _chat(user, _traced_reply(code), rng)
 
 
 def _code_first_letters(rng: random.Random) -> list[Turn]:
@@ -281,44 +295,67 @@ def _code_filler(rng: random.Random) -> list[Turn]:
 # --------------------------------------------------------------------------- general half
 
 
+# Wordings of the stories' facts, one per story (none is the evaluation tasks' wording).
+MEMBERSHIPS = (
+    "{person} is {article} {singular}.",
+    "{person} belongs to the {plural}.",
+    "{person} is one of the {plural}.",
+    "{person} counts as {article} {singular}.",
+)
+FEAR_RULES = ("{kind} fear {other}.", "{kind} dread {other}.", "{kind} run from {other}.")
+FEAR_QUESTIONS = ("Which animal scares {person}?", "Whom does {person} fear?")
+COLOUR_FACTS = ("{person} is {colour}.", "{person} has {colour} skin.", "{person} looks {colour}.")
+COLOUR_QUESTIONS = ("Guess the shade of {person}.", "Which colour has {person} got?")
+
+
+def _membership(template: str, person: str, singular: str, plural: str) -> str:
+    return template.format(
+        person=person, singular=singular, plural=plural, article=article(singular)
+    )
+
+
 def _general_fears(rng: random.Random) -> list[Turn]:
-    """What a kind fears, asked of one member: the two-hop lookup of bAbI deduction."""
+    """What a kind fears, asked of one member: the two-hop lookup of bAbI deduction. The reply
+    quotes the two facts it chains, word for word, then answers."""
     kinds = rng.sample(ANIMALS, 3)
     fears = {kind: rng.choice([o for o in ANIMALS if o != kind]) for kind in kinds}
-    facts = [f"{kind[1].capitalize()} fear {fears[kind][1]}." for kind in kinds]
+    member, rule = rng.choice(MEMBERSHIPS), rng.choice(FEAR_RULES)
+    rules = {kind: rule.format(kind=kind[1].capitalize(), other=fears[kind][1]) for kind in kinds}
     people = _people(rng, 3)
-    members = {person: rng.choice(kinds) for person in people}
-    facts += [f"{person} belongs to the {kind[1]}." for person, kind in members.items()]
+    kind_of = {person: rng.choice(kinds) for person in people}
+    memberships = {p: _membership(member, p, *kind_of[p]) for p in people}
+    facts = [*rules.values(), *memberships.values()]
     rng.shuffle(facts)
     person = rng.choice(people)
-    kind = members[person]
-    question = rng.choice([f"Which animal scares {person}?", f"Whom does {person} fear?"])
+    kind = kind_of[person]
+    question = rng.choice(FEAR_QUESTIONS).format(person=person)
     return _chat(
         f"{' '.join(facts)}\n{question}",
-        f"{person} belongs to the {kind[1]}, and {kind[1]} fear {fears[kind][1]}.\n"
-        f"The answer is {fears[kind][0]}.",
+        f"{memberships[person]} {rules[kind]}\nThe answer is {fears[kind][0]}.",
         rng,
     )
 
 
 def _general_colours(rng: random.Random) -> list[Turn]:
-    """A kind's colour, seen on one member and asked of another: bAbI induction's lookup."""
+    """A kind's colour, seen on one member and asked of another: bAbI induction's lookup. The
+    reply quotes the facts it uses, word for word, then answers."""
     kinds = rng.sample(SPECIES, 3)
     colours = dict(zip(kinds, rng.sample(COLOURS, 3), strict=True))
+    member, colour_fact = rng.choice(MEMBERSHIPS), rng.choice(COLOUR_FACTS)
     people = _people(rng, 4)
-    facts = [
-        f"{person} counts as {article(kind)} {kind} and has {colours[kind]} skin."
-        for person, kind in zip(people[:3], kinds, strict=True)
+    target, kind = people[3], rng.choice(kinds)
+    pairs = [
+        f"{_membership(member, person, k, k + 's')} "
+        + colour_fact.format(person=person, colour=colours[k])
+        for person, k in zip(people[:3], kinds, strict=True)
     ]
+    asked = _membership(member, target, kind, kind + "s")
+    facts = [*pairs, asked]
     rng.shuffle(facts)
-    kind = rng.choice(kinds)
-    seen = people[kinds.index(kind)]
-    target = people[3]
-    question = rng.choice([f"Guess the shade of {target}.", f"Which colour has {target} got?"])
+    question = rng.choice(COLOUR_QUESTIONS).format(person=target)
     return _chat(
-        f"{' '.join(facts)} {target} counts as {article(kind)} {kind} too.\n{question}",
-        f"{target} is {article(kind)} {kind} like {seen}, who is {colours[kind]}.\n"
-        f"The answer is {colours[kind]}.",
+        f"{' '.join(facts)}\n{question}",
+        f"{asked} {pairs[kinds.index(kind)]}\nThe answer is {colours[kind]}.",
         rng,
     )
 
