@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 
 from codeift.backbones import build_tiny, model_fingerprint
-from codeift.config import DEFAULT_INFERENCE
-from codeift.engine_server import EngineError, live_engines, shared_chat, stop_engines
+from codeift.config import DEFAULT_INFERENCE, variants, with_defaults
+from codeift.engine_server import (
+    INPUT_PRIORITY,
+    EngineError,
+    live_engines,
+    model_priority,
+    shared_chat,
+    stop_engines,
+)
 from codeift.engines import load_engine
 
 SETTINGS = {**DEFAULT_INFERENCE, "engine": "hf", "dtype": "float32", "threads": 1}
@@ -55,3 +62,12 @@ def test_an_engine_that_cannot_start_reports_its_log(engine_env, tmp_path):
     (broken / "config.json").write_text("{}")
     with pytest.raises(EngineError, match="exited with code .* while starting; log"):
         shared_chat(str(broken), model_fingerprint(broken), SETTINGS, PROMPTS, 4)
+
+
+def test_each_model_of_the_default_gets_its_own_priority_below_its_inputs(default_config):
+    config = with_defaults(default_config)
+    models = [(b, v) for b in config["backbones"] for v in variants(config)]
+    priorities = [model_priority(backbone, variant) for backbone, variant in models]
+    assert len(set(priorities)) == len(models)
+    assert all(1 <= priority < INPUT_PRIORITY for priority in priorities)
+    assert model_priority("tiny-llama", "code0") == 2404  # sha256, not hash(): every process agrees

@@ -57,6 +57,20 @@ def max_alive() -> int:
 # --------------------------------------------------------------------------- wire format
 
 
+# Generation jobs take priorities 1..MODEL_PRIORITIES; the small jobs that feed them (task files,
+# mixes, base models) go above, so that no task file is left for last: a late task made every
+# model's engine start a second time for its one remaining job (19 starts for 10 models).
+MODEL_PRIORITIES = 10_000
+INPUT_PRIORITY = MODEL_PRIORITIES + 1
+
+
+def model_priority(backbone: str, variant: str) -> int:
+    """Scheduling priority of a model's generation jobs: one fixed value per model, so that
+    Snakemake runs the ready jobs of one model back to back and its engine starts once, instead
+    of interleaving models and reloading evicted engines (33 starts for 10 models, measured)."""
+    return 1 + int(stable_hash([backbone, variant], length=8), 16) % MODEL_PRIORITIES
+
+
 def send_message(conn: socket.socket, payload: dict[str, Any]) -> None:
     data = json.dumps(payload).encode("utf-8")
     conn.sendall(struct.pack("!Q", len(data)) + data)

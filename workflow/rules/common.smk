@@ -14,6 +14,7 @@ from codeift.config import (
     variants,
     with_defaults,
 )
+from codeift.engine_server import INPUT_PRIORITY, model_priority
 from codeift.resources import job_request, train_launch
 
 validate_config(config)
@@ -109,6 +110,10 @@ def task_entry_json(wildcards):
 
 def task_seed(wildcards):
     return config["tasks"][wildcards.task].get("seed", config["seed"])
+
+
+def generation_priority(wildcards):
+    return model_priority(wildcards.backbone, wildcards.variant)
 
 
 def model_dir(wildcards):

@@ -8,6 +8,7 @@ rule build_pool:
         report=f"{R}/ift/pool.report.json",
     log:
         f"{R}/logs/build_pool.log",
+    priority: INPUT_PRIORITY
     conda:
         "../envs/data.yaml"
     resources:
@@ -32,6 +33,7 @@ rule build_mix:
         card=f"{R}/ift/mixes/{{arm}}.card.json",
     log:
         f"{R}/logs/build_mix/{{arm}}.log",
+    priority: INPUT_PRIORITY
     # Seconds each: the profile packs them into one cluster job (group-components).
     group:
         "mixes"
@@ -57,6 +59,7 @@ rule build_task:
         f"{R}/tasks/{{task}}.parquet",
     log:
         f"{R}/logs/build_task/{{task}}.log",
+    priority: INPUT_PRIORITY
     group:
         "tasks"
     conda:

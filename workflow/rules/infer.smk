@@ -9,6 +9,8 @@ rule generate:
         f"{R}/generations/{{backbone}}/{{variant}}/{{task}}.parquet",
     log:
         f"{R}/logs/generate/{{backbone}}/{{variant}}/{{task}}.log",
+    # One model's jobs back to back: its shared engine loads once (speed only, not outputs).
+    priority: generation_priority
     # With its score: one cluster job per backbone x variant x task.
     group:
         "eval"

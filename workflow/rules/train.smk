@@ -6,6 +6,7 @@ rule prepare_backbone:
         directory(f"{R}/models/{{backbone}}/base"),
     log:
         f"{R}/logs/prepare_backbone/{{backbone}}.log",
+    priority: INPUT_PRIORITY
     conda:
         "../envs/train.yaml"
     resources:
