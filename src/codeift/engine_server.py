@@ -54,9 +54,6 @@ def max_alive() -> int:
     return int(os.environ.get("CODEIFT_MAX_ENGINES", "2"))
 
 
-# --------------------------------------------------------------------------- wire format
-
-
 # Generation jobs take priorities 1..MODEL_PRIORITIES; the small jobs that feed them (task files,
 # mixes, base models) go above, so that no task file is left for last: a late task made every
 # model's engine start a second time for its one remaining job (19 starts for 10 models).
@@ -69,6 +66,9 @@ def model_priority(backbone: str, variant: str) -> int:
     Snakemake runs the ready jobs of one model back to back and its engine starts once, instead
     of interleaving models and reloading evicted engines (33 starts for 10 models, measured)."""
     return 1 + int(stable_hash([backbone, variant], length=8), 16) % MODEL_PRIORITIES
+
+
+# --------------------------------------------------------------------------- wire format
 
 
 def send_message(conn: socket.socket, payload: dict[str, Any]) -> None:

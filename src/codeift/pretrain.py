@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from codeift.io import atomic_path, stable_hash, write_json
-from codeift.small_world import written_list
+from codeift.small_world import run_program, written_list
+from codeift.tasks.vocab import ALL_NAMES, ANIMALS, COLOURS, SPECIES, article
+from codeift.tasks.vocab import WORDS as NOUNS
 
 WORDS = (
     "apple river stone cloud tiger lemon piano candle forest window garden rocket "
@@ -81,7 +83,12 @@ class PretrainRecipe:
 
     def phase_one(self) -> dict[str, Any]:
         """The fields that make the phase-one checkpoint (what a resumed run must start from)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if not k.startswith("skills_")}
+        return phase_one_fields(dataclasses.asdict(self))
+
+
+def phase_one_fields(recipe_fields: dict[str, Any]) -> dict[str, Any]:
+    """A recipe's fields without phase two's: of a recipe, or of a checkpoint's record."""
+    return {k: v for k, v in recipe_fields.items() if not k.startswith("skills_")}
 
 
 # Phase two (1,600 steps of 16 x 256 tokens) ran on the phase-one checkpoints shipped before it
@@ -110,9 +117,6 @@ def _known(phase: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     knows the words of its language."""
     if phase == 1:
         return tuple(WORDS), tuple(NAMES)
-    from codeift.tasks.vocab import ALL_NAMES
-    from codeift.tasks.vocab import WORDS as NOUNS
-
     return tuple(dict.fromkeys([*WORDS, *NOUNS])), tuple(dict.fromkeys([*NAMES, *ALL_NAMES]))
 
 
@@ -197,33 +201,26 @@ def _traced_join(index: str) -> str:
     return f"joined = ''\nfor w in items:\n    joined += w[{index}]\n    print(w, joined)"
 
 
-def _trace(items: list[str], index: int) -> str:
-    return "\n".join(
-        f"{w} {''.join(v[index] for v in items[: i + 1])}" for i, w in enumerate(items)
-    )
-
-
-# (comment, statement over `items`, what it prints): programs a code corpus is full of. The first
-# six are the list programs the coding IFT data writes; _program_run draws them more often.
-def _program_ops(items: list[str], numbers: list[int]) -> list[tuple[str, str, str]]:
+# (comment, statement over `items`): programs a code corpus is full of; what each prints comes
+# from running it. The first six are the list programs the coding IFT data writes; _program_run
+# draws them more often.
+def _program_ops(numbers: list[int]) -> list[tuple[str, str]]:
     a, b = numbers[0], numbers[1]
     return [
-        ("reverse the list", "print(', '.join(items[::-1]))", ", ".join(items[::-1])),
-        ("last item first", "print(', '.join(reversed(items)))", ", ".join(items[::-1])),
-        ("initials", _traced_join("0"), _trace(items, 0)),
-        ("first letter of each word", "print(''.join(w[0] for w in items))",
-         "".join(w[0] for w in items)),
-        ("last letter of each word", "print(''.join(w[-1] for w in items))",
-         "".join(w[-1] for w in items)),
-        ("final characters", _traced_join("-1"), _trace(items, -1)),
-        ("show the items", "print(', '.join(items))", ", ".join(items)),
-        ("how many items", "print(len(items))", str(len(items))),
-        ("first item", "print(items[0])", items[0]),
-        ("last item", "print(items[-1])", items[-1]),
-        ("shout", "print(' '.join(items).upper())", " ".join(items).upper()),
-        ("add", f"print({a} + {b})", str(a + b)),
-        ("subtract", f"print({a + b} - {b})", str(a)),
-    ]  # fmt: skip
+        ("reverse the list", "print(', '.join(items[::-1]))"),
+        ("last item first", "print(', '.join(reversed(items)))"),
+        ("initials", _traced_join("0")),
+        ("first letter of each word", "print(''.join(w[0] for w in items))"),
+        ("last letter of each word", "print(''.join(w[-1] for w in items))"),
+        ("final characters", _traced_join("-1")),
+        ("show the items", "print(', '.join(items))"),
+        ("how many items", "print(len(items))"),
+        ("first item", "print(items[0])"),
+        ("last item", "print(items[-1])"),
+        ("shout", "print(' '.join(items).upper())"),
+        ("add", f"print({a} + {b})"),
+        ("subtract", f"print({a + b} - {b})"),
+    ]
 
 
 def _program_run(rng: random.Random) -> str:
@@ -232,11 +229,12 @@ def _program_run(rng: random.Random) -> str:
     program is what the IFT data decides (no prose sentence here reverses or joins letters)."""
     items = _words(rng, 3, 6)
     numbers = [rng.randint(0, 60), rng.randint(0, 40)]
-    ops = _program_ops(items, numbers)
-    comment, statement, printed = rng.choices(ops, [4] * 6 + [1] * (len(ops) - 6))[0]
+    ops = _program_ops(numbers)
+    comment, statement = rng.choices(ops, [4] * 6 + [1] * (len(ops) - 6))[0]
     name = rng.choice(["items", "words"])
     shown, expression = written_list(rng, items)
     code = f"{name} = {expression}\n{statement.replace('items', name)}"
+    printed = run_program(code)
     if rng.random() < 0.5:
         code = f"# {comment}\n{code}"
     intro = ""
@@ -255,8 +253,6 @@ def _kinds_story(rng: random.Random) -> str:
     """Two-hop facts about kinds of animals in prose, with the conclusion drawn: the base learns
     to chain a member to its kind's trait; an IFT mix decides whether questions get answered
     this way."""
-    from codeift.tasks.vocab import ANIMALS, COLOURS, SPECIES, article
-
     people = [_name(rng) for _ in range(3)]
     if rng.random() < 0.5:
         kinds = rng.sample(ANIMALS, 3)
@@ -392,8 +388,7 @@ def _phase_one_model(
 
     if start_from is not None:
         record = json.loads((Path(start_from) / "codeift_backbone.json").read_text())
-        made_by = {k: v for k, v in record["recipe"].items() if not k.startswith("skills_")}
-        if made_by != recipe.phase_one():
+        if phase_one_fields(record["recipe"]) != recipe.phase_one():
             raise ValueError(f"{start_from} was not made by phase one of this recipe")
         model = AutoModelForCausalLM.from_pretrained(start_from, dtype=torch.float32)
         return model, record["loss_every_100_steps"]
@@ -482,21 +477,16 @@ def program_prompts(n: int, seed: int) -> list[tuple[str, str]]:
     """(program, expected output) pairs over the evaluation tasks' nouns, in lists the corpus
     does not hold: list reversal and first- and last-letter joins, the programs the coding IFT
     data writes."""
-    from codeift.tasks.vocab import WORDS as TASK_WORDS
-
-    nouns = sorted(TASK_WORDS)
+    nouns = sorted(NOUNS)
     rng = random.Random(f"program-check-{seed}")
-    statements = {
-        "print(', '.join(items[::-1]))": lambda items: " " + ", ".join(items[::-1]),
-        _traced_join("0"): lambda items: "\n" + _trace(items, 0),
-        _traced_join("-1"): lambda items: "\n" + _trace(items, -1),
-    }
+    statements = ("print(', '.join(items[::-1]))", _traced_join("0"), _traced_join("-1"))
     pairs = []
     for index in range(n):
         items = rng.sample(nouns, rng.randint(3, 5))
-        statement = list(statements)[index % len(statements)]
+        statement = statements[index % len(statements)]
         code = f"items = {items}\n{statement}"
-        pairs.append((f"```python\n{code}\n```\nOutput:", statements[statement](items)))
+        gap = "\n" if "\n" in statement else " "  # a trace starts on its own line
+        pairs.append((f"```python\n{code}\n```\nOutput:", gap + run_program(code)))
     return pairs
 
 
