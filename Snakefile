@@ -14,11 +14,12 @@ if not workflow.overwrite_configfiles:
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/tasks.smk"
+include: "workflow/rules/models.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/infer.smk"
 include: "workflow/rules/score.smk"
-include: "workflow/rules/report.smk"
-include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/analysis.smk"
 
 
 rule all:

@@ -1,7 +1,7 @@
 """Benchmark the IFT pool build on ShareGPT-shaped data: `python scripts/bench_pool.py`.
 
 Writes bench_pool.json and bench_pool.md under --out (default results/bench); the logic is in
-codeift.bench.
+codeift.data.bench.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from codeift.bench import markdown, run_benchmark
+from codeift.data.bench import markdown, run_benchmark
 from codeift.io import write_json, write_text
 
 

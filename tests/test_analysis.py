@@ -8,7 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from codeift import analysis
+from codeift import study
+from codeift.analysis import aggregate, figures, load, markdown, tables
 from codeift.io import write_parquet
 
 # Task names are chosen so alphabetical order differs from the required domain order.
@@ -33,7 +34,7 @@ def make_scores(correct: dict[tuple[str, str], tuple[int, ...]] = CORRECT) -> pl
     """Score rows in the contract's schema: the first k examples of a task are correct."""
     rows = []
     for (backbone, variant), counts in correct.items():
-        proportion = analysis.variant_proportion(variant)
+        proportion = study.variant_proportion(variant)
         for task, k in zip(DOMAINS, counts, strict=True):
             size = SIZES[task]
             for index in range(size):
@@ -75,7 +76,7 @@ def acc(backbone: str, variant: str, task: str) -> float:
 
 
 def test_task_table_counts_accuracy_and_deltas() -> None:
-    table = analysis.task_table(make_scores())
+    table = tables.task_table(make_scores())
     assert table.height == 2 * 4 * 3
     row = table.filter(
         (pl.col("backbone") == "b1")
@@ -96,7 +97,7 @@ def test_task_table_counts_accuracy_and_deltas() -> None:
 
 
 def test_task_table_sort_order() -> None:
-    table = analysis.task_table(make_scores().sample(fraction=1.0, shuffle=True, seed=3))
+    table = tables.task_table(make_scores().sample(fraction=1.0, shuffle=True, seed=3))
     first = table.filter(pl.col("backbone") == "a2")
     assert table["backbone"].to_list()[:12] == ["a2"] * 12
     assert first["variant"].to_list()[::3] == ["base", "code0", "code50", "code100"]
@@ -104,7 +105,7 @@ def test_task_table_sort_order() -> None:
 
 
 def test_domain_table_is_macro_over_tasks() -> None:
-    table = analysis.domain_table(make_scores())
+    table = tables.domain_table(make_scores())
     assert table.height == 2 * 4 * 2
     logical = {"backbone": "b1", "variant": "code100", "domain": "logical"}
     # (4/10 + 10/20) / 2, not the micro 14/30
@@ -120,7 +121,7 @@ def test_domain_table_is_macro_over_tasks() -> None:
 
 
 def test_overall_table_is_macro_over_tasks() -> None:
-    table = analysis.overall_table(make_scores())
+    table = tables.overall_table(make_scores())
     assert table["variant"].to_list() == ["base", "code0", "code50", "code100"] * 2
     assert table["backbone"].to_list() == ["a2"] * 4 + ["b1"] * 4
     b1 = {"backbone": "b1", "variant": "code50"}
@@ -137,9 +138,9 @@ def test_deltas_null_without_reference_variants() -> None:
     without = {key: value for key, value in CORRECT.items() if key[1] not in {"base", "code0"}}
     scores = make_scores(without)
     for table in (
-        analysis.task_table(scores),
-        analysis.domain_table(scores),
-        analysis.overall_table(scores),
+        tables.task_table(scores),
+        tables.domain_table(scores),
+        tables.overall_table(scores),
     ):
         assert table["delta_vs_code0"].null_count() == table.height
         assert table["delta_vs_base"].null_count() == table.height
@@ -149,7 +150,7 @@ def test_deltas_null_without_reference_variants() -> None:
 def test_extra_proportion_sorts_numerically() -> None:
     extra = dict(CORRECT)
     extra[("b1", "code25")] = (6, 6, 6)
-    table = analysis.overall_table(make_scores(extra))
+    table = tables.overall_table(make_scores(extra))
     assert table.filter(pl.col("backbone") == "b1")["variant"].to_list() == [
         "base",
         "code0",
@@ -168,14 +169,14 @@ def test_unknown_variant_is_rejected() -> None:
         .alias("variant")
     )
     with pytest.raises(ValueError, match="codeX"):
-        analysis.task_table(scores)
+        tables.task_table(scores)
 
 
 def test_variant_colours_are_fixed_per_proportion() -> None:
-    assert analysis.variant_colour("base") == analysis.BASE_COLOUR
-    colours = [analysis.variant_colour(f"code{p}") for p in (0, 25, 50, 100)]
+    assert figures.variant_colour("base") == figures.BASE_COLOUR
+    colours = [figures.variant_colour(f"code{p}") for p in (0, 25, 50, 100)]
     assert len(set(colours)) == 4
-    assert analysis.variant_colour("code50") == colours[2]
+    assert figures.variant_colour("code50") == colours[2]
 
 
 def test_load_scores_concatenates_parquet_files(tmp_path: Path) -> None:
@@ -185,9 +186,9 @@ def test_load_scores_concatenates_parquet_files(tmp_path: Path) -> None:
         path = tmp_path / str(backbone) / str(variant) / "all.parquet"
         write_parquet(part, path)
         paths.append(path)
-    loaded = analysis.load_scores(paths)
+    loaded = load.load_scores(paths)
     assert loaded.height == scores.height
-    assert analysis.overall_table(loaded).equals(analysis.overall_table(scores))
+    assert tables.overall_table(loaded).equals(tables.overall_table(scores))
 
 
 def test_load_scores_names_file_and_missing_column(tmp_path: Path) -> None:
@@ -196,23 +197,23 @@ def test_load_scores_names_file_and_missing_column(tmp_path: Path) -> None:
     write_parquet(make_scores(), good)
     write_parquet(make_scores().drop("missing_reason"), bad)
     with pytest.raises(ValueError, match=r"bad\.parquet.*missing_reason"):
-        analysis.load_scores([good, bad])
+        load.load_scores([good, bad])
 
 
 def test_load_scores_rejects_empty_file_and_duplicates(tmp_path: Path) -> None:
     empty = tmp_path / "empty.parquet"
     write_parquet(make_scores().head(0), empty)
     with pytest.raises(ValueError, match=r"empty\.parquet.*empty"):
-        analysis.load_scores([empty])
+        load.load_scores([empty])
     good = tmp_path / "good.parquet"
     write_parquet(make_scores(), good)
     with pytest.raises(ValueError, match="scored twice"):
-        analysis.load_scores([good, good])
+        load.load_scores([good, good])
 
 
 def test_write_tables_files_and_markdown(tmp_path: Path) -> None:
-    written = analysis.write_tables(make_scores(), tmp_path)
-    names = ["overall", "domain", "task", *analysis.EVIDENCE_FILES]
+    written = aggregate.write_tables(make_scores(), tmp_path)
+    names = ["overall", "domain", "task", *study.EVIDENCE_TABLES]
     expected = {f"{n}.{ext}" for n in names for ext in ("csv", "md")} | {"summary.md"}
     assert set(written) == expected
     assert all(path.is_file() for path in written.values())
@@ -238,9 +239,9 @@ def test_write_tables_files_and_markdown(tmp_path: Path) -> None:
 def test_summary_reports_ties() -> None:
     tied = dict(CORRECT)
     tied[("a2", "code100")] = CORRECT[("a2", "code50")]
-    overall = analysis.overall_table(make_scores(tied))
-    domain = analysis.domain_table(make_scores(tied))
-    report = analysis.summary_report(make_scores(tied), overall, domain)
+    overall = tables.overall_table(make_scores(tied))
+    domain = tables.domain_table(make_scores(tied))
+    report = markdown.summary_report(make_scores(tied), overall, domain)
     assert "| a2 | code50 / code100 | 60.0 |" in report
 
 
@@ -256,7 +257,7 @@ def test_run_analysis_writes_deterministic_outputs(tmp_path: Path) -> None:
     outputs = []
     for run in ("one", "two"):
         root = tmp_path / run
-        analysis.run_analysis([score_path], root / "tables", root / "figures")
+        aggregate.run_analysis([score_path], root / "tables", root / "figures")
         outputs.append(read_outputs(root))
     assert outputs[0] == outputs[1]
     for name in ("overall", "domain", "task"):
@@ -280,19 +281,19 @@ def test_plots_handle_twelve_tasks_and_extra_proportions(tmp_path: Path) -> None
                         "family": "f",
                         "size_label": "1B",
                         "variant": variant,
-                        "proportion": analysis.variant_proportion(variant),
+                        "proportion": study.variant_proportion(variant),
                         "domain": domains[t % 3],
                         "task": f"task{t:02d}",
                         "accuracy": (t + len(variant) + 8 * int(backbone[1])) / 50,
                     }
                 )
     task = pl.DataFrame(rows, schema_overrides={"proportion": pl.Int64})
-    analysis.plot_task(task, tmp_path / "task.png")
-    analysis.plot_overall(
-        task.group_by(analysis._MODEL_KEYS).agg(pl.col("accuracy").mean()), tmp_path / "overall.png"
+    figures.plot_task(task, tmp_path / "task.png")
+    figures.plot_overall(
+        task.group_by(tables.MODEL_KEYS).agg(pl.col("accuracy").mean()), tmp_path / "overall.png"
     )
-    domain = task.group_by([*analysis._MODEL_KEYS, "domain"]).agg(pl.col("accuracy").mean())
-    analysis.plot_domain(domain, tmp_path / "domain.png")
+    domain = task.group_by([*tables.MODEL_KEYS, "domain"]).agg(pl.col("accuracy").mean())
+    figures.plot_domain(domain, tmp_path / "domain.png")
     for name in ("task", "overall", "domain"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
 
@@ -310,31 +311,26 @@ def _card(proportion: int, code: int, tokens: int, code_tokens: int) -> dict:
 
 
 def test_mix_cards_become_a_table_and_a_summary_section(tmp_path):
-    from codeift.analysis import mix_table, write_mix_tables
-
     paths = []
     for proportion, code, tokens, code_tokens in ((50, 5, 400, 300), (0, 0, 200, 0)):
         path = tmp_path / f"code{proportion}.card.json"
         path.write_text(json.dumps(_card(proportion, code, tokens, code_tokens)))
         paths.append(path)
-    mixes = mix_table(paths)
+    mixes = tables.mix_table(paths)
     assert mixes["variant"].to_list() == ["code0", "code50"]
     assert mixes["code_example_share"].to_list() == [0.0, 0.5]
     assert mixes["code_token_share"].to_list() == [0.0, 0.75]
-    (tmp_path / "summary.md").write_text("# summary\n")
-    write_mix_tables(paths, tmp_path)
-    summary = (tmp_path / "summary.md").read_text()
+    written = aggregate.write_tables(make_scores(), tmp_path / "out", mixes=mixes)
+    summary = written["summary.md"].read_text()
+    assert summary.rstrip().endswith("| code50 | 10 | 50.0 | 400 | 75.0 | examples | yes |")
     assert "## What each arm was trained on" in summary
-    assert "| code50 | 10 | 50.0 | 400 | 75.0 | examples | yes |" in summary
-    assert (tmp_path / "mixes.csv").exists()
+    assert (tmp_path / "out" / "mixes.csv").read_text().splitlines()[0].startswith("variant,")
 
 
 def test_a_card_missing_a_field_names_the_file(tmp_path):
-    from codeift.analysis import mix_table
-
     card = _card(0, 0, 10, 0)
     del card["code_token_share"]
     path = tmp_path / "code0.card.json"
     path.write_text(json.dumps(card))
     with pytest.raises(ValueError, match=r"code0.card.json: mix card lacks 'code_token_share'"):
-        mix_table([path])
+        tables.mix_table([path])

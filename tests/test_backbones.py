@@ -3,8 +3,10 @@ from __future__ import annotations
 import pytest
 from transformers import AutoConfig, AutoTokenizer
 
-from codeift.backbones import BackboneError, build_tiny, prepare_backbone
+from codeift.errors import BackboneError
 from codeift.io import file_hash
+from codeift.models.backbones import prepare_backbone
+from codeift.models.tiny import build_tiny
 
 
 @pytest.mark.parametrize("architecture", ["llama", "qwen2"])

@@ -8,10 +8,10 @@ from codeift.config import (
     backbone_train,
     load_yaml,
     validate_config,
-    variant_proportion,
     variants,
     with_defaults,
 )
+from codeift.study import variant_proportion, variant_replicate
 from tests.conftest import REPO
 
 
@@ -105,7 +105,7 @@ def test_variants_and_their_proportions(config):
 
 
 def test_replicate_arms_extend_the_variants_and_move_the_seed(config):
-    from codeift.config import arm_train, replicate_arms, variant_replicate
+    from codeift.config import arm_train, replicate_arms
 
     config["proportions"] = [0, 50, 100]
     config["replicates"] = {"proportions": [50], "count": 2}

@@ -7,15 +7,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from codeift import analysis, controls
+from codeift import study
+from codeift.analysis import aggregate, controls, load, tables
+from codeift.analysis.stats import AnalysisSettings
 from codeift.io import write_parquet
-from codeift.stats import AnalysisSettings
 
 N = 30  # examples per task
 
 
 def _rows(backbone: str, variant: str, task: str, correct: list[bool]) -> list[dict]:
-    proportion = analysis.variant_proportion(variant)
+    proportion = study.variant_proportion(variant)
     return [
         {
             "id": f"{task}-{index}",
@@ -80,12 +81,12 @@ def _scores(arms: dict = ARMS) -> pl.DataFrame:
         for variant, tasks in arms.items():
             for task, correct in tasks.items():
                 rows += _rows(backbone, variant, task, correct)
-    return analysis.split_replicates(pl.DataFrame(rows))
+    return load.split_replicates(pl.DataFrame(rows))
 
 
 def _table(scores: pl.DataFrame, planted: dict[str, str] = PLANTED) -> pl.DataFrame:
     settings = AnalysisSettings(bootstrap_samples=200)
-    found = analysis.evidence_tables(scores, settings, planted)
+    found = tables.evidence_tables(scores, settings, planted)
     return found["controls"]
 
 
@@ -158,8 +159,8 @@ def test_binomial_allowance() -> None:
 
 def test_tables_and_comparisons_use_first_seeds_only() -> None:
     scores = _scores()
-    first = analysis.task_table(scores.filter(pl.col("seed") == 0))
-    found = analysis.evidence_tables(scores, AnalysisSettings(bootstrap_samples=200), PLANTED)
+    first = tables.task_table(scores.filter(pl.col("seed") == 0))
+    found = tables.evidence_tables(scores, AnalysisSettings(bootstrap_samples=200), PLANTED)
     comparisons = found["comparisons"].filter(
         (pl.col("level") == "task") & (pl.col("variant") == "code50")
     )
@@ -183,7 +184,7 @@ def test_run_analysis_reports_the_verdicts(tmp_path: Path, with_controls: bool) 
         paths.append(path)
     planted = PLANTED if with_controls else None
     settings = AnalysisSettings(bootstrap_samples=200)
-    analysis.run_analysis(
+    aggregate.run_analysis(
         paths, tmp_path / "summary", tmp_path / "figures", settings, planted=planted
     )
     summary = (tmp_path / "summary" / "summary.md").read_text()

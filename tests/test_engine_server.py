@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from codeift.backbones import build_tiny, model_fingerprint
 from codeift.config import DEFAULT_INFERENCE, variants, with_defaults
-from codeift.engine_server import (
+from codeift.infer.engines import load_engine
+from codeift.infer.server import (
     INPUT_PRIORITY,
     EngineError,
     live_engines,
@@ -14,9 +14,12 @@ from codeift.engine_server import (
     shared_chat,
     stop_engines,
 )
-from codeift.engines import load_engine
+from codeift.models.backbones import model_fingerprint
+from codeift.models.tiny import build_tiny
 
-SETTINGS = {**DEFAULT_INFERENCE, "engine": "hf", "dtype": "float32", "threads": 1}
+# The fake engine loads no model: these tests are about sharing, not generation.
+SETTINGS = {**DEFAULT_INFERENCE, "engine": "fake", "dtype": "float32", "threads": 1}
+HF_SETTINGS = {**SETTINGS, "engine": "hf"}
 PROMPTS = [[{"role": "user", "content": f"Reverse the list {i}, {i + 1}"}] for i in range(5)]
 
 
@@ -42,9 +45,9 @@ def test_jobs_of_one_model_share_one_engine_with_in_process_answers(engine_env, 
     first, info_first = shared_chat(model, model_fingerprint(model), SETTINGS, PROMPTS, 8)
     second, info_second = shared_chat(model, model_fingerprint(model), SETTINGS, PROMPTS[:2], 8)
     assert info_first["pid"] == info_second["pid"]
-    assert [r["response"] for r in second] == [r["response"] for r in first[:2]]
+    assert [r.response for r in second] == [r.response for r in first[:2]]
     local = load_engine(model, SETTINGS).chat(PROMPTS, 8)
-    assert [r["response"] for r in first] == [r["response"] for r in local]
+    assert [r.response for r in first] == [r.response for r in local]
     assert len(live_engines()) == 1
 
 
@@ -61,7 +64,7 @@ def test_an_engine_that_cannot_start_reports_its_log(engine_env, tmp_path):
     broken.mkdir()
     (broken / "config.json").write_text("{}")
     with pytest.raises(EngineError, match="exited with code .* while starting; log"):
-        shared_chat(str(broken), model_fingerprint(broken), SETTINGS, PROMPTS, 4)
+        shared_chat(str(broken), model_fingerprint(broken), HF_SETTINGS, PROMPTS, 4)
 
 
 def test_each_model_of_the_default_gets_its_own_priority_below_its_inputs(default_config):

@@ -8,10 +8,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from codeift import analysis, cli, evidence
+from codeift import cli, study
+from codeift.analysis import aggregate, evidence
+from codeift.analysis.stats import AnalysisSettings
 from codeift.config import ConfigError, validate_config
 from codeift.io import write_parquet
-from codeift.stats import AnalysisSettings
 from tests.conftest import REPO
 
 SETTINGS = AnalysisSettings(bootstrap_samples=1000, alpha=0.05, seed=0)
@@ -31,7 +32,7 @@ def frame(outcomes: dict[tuple[str, str, str], list[bool]], **extra: list) -> pl
                     "correct": ok,
                     "backbone": backbone,
                     "variant": variant,
-                    "proportion": analysis.variant_proportion(variant),
+                    "proportion": study.variant_proportion(variant),
                     "response": "The answer is 3.",
                     "program_status": None,
                 }
@@ -199,14 +200,44 @@ def test_interval_table_macro_levels() -> None:
     assert again.equals(table)
 
 
-def test_workflow_lists_every_table_and_figure() -> None:
-    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
-    report = (REPO / "workflow" / "rules" / "report.smk").read_text()
-    for name in (*analysis.EVIDENCE_FILES, "overall", "domain", "task"):
-        assert f'"{name}"' in common, name
-    for name in analysis.FIGURE_FILES:
-        assert f"figures/{name}.png" in report, name
-        assert (REPO / "workflow" / "report" / f"{name}.rst").is_file(), name
+def test_the_aggregate_stage_writes_exactly_the_registered_outputs(tmp_path) -> None:
+    """The registry in codeift.study is what the workflow declares: the files a real run writes
+    must be those, each figure with a caption file for the report."""
+    arms = {
+        ("b1", v, t): outcomes(i, 10, 0.5)
+        for i, t in enumerate(TASKS)
+        for v in ("base", "code0", "code50")
+    }
+    scores = frame(arms).with_columns(
+        pl.lit("f").alias("family"),
+        pl.lit("1B").alias("size_label"),
+        pl.lit("hf").alias("engine"),
+        pl.lit(None, dtype=pl.Utf8).alias("missing_reason"),
+    )
+    path = tmp_path / "scores.parquet"
+    write_parquet(scores, path)
+    card = {
+        "proportion": 0,
+        "examples": 4,
+        "labels": {"general": 4},
+        "tokens": {"measure": "chars", "total": 40},
+        "code_token_share": 0.0,
+        "content_hash": "h",
+    }
+    (tmp_path / "code0.card.json").write_text(json.dumps(card))
+    aggregate.run_analysis(
+        [path],
+        tmp_path / "summary",
+        tmp_path / "figures",
+        card_paths=[tmp_path / "code0.card.json"],
+    )
+    written = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
+    written -= {"scores.parquet", "code0.card.json"}
+    declared = {f for o in study.OUTPUTS for f in o.files("summary", "figures")}
+    assert written == declared | {f"summary/{study.SUMMARY_FILE}"}
+    for output in study.OUTPUTS:
+        if output.kind == "figure":
+            assert (REPO / "workflow" / "report" / output.caption).is_file(), output.name
 
 
 @pytest.mark.parametrize("key, bad", [("alpha", 1.5), ("bootstrap_samples", 10), ("seeds", 1)])
@@ -246,8 +277,8 @@ def test_run_analysis_without_a_comparable_pair(tmp_path, variants: tuple[str, .
     )
     path = tmp_path / "scores.parquet"
     write_parquet(scores, path)
-    analysis.run_analysis([path], tmp_path / "t", tmp_path / "f")
-    for name in analysis.FIGURE_FILES:
+    aggregate.run_analysis([path], tmp_path / "t", tmp_path / "f")
+    for name in study.FIGURES:
         assert (tmp_path / "f" / f"{name}.png").is_file()
     comparisons = pl.read_csv(tmp_path / "t" / "comparisons.csv")
     summary = (tmp_path / "t" / "summary.md").read_text()

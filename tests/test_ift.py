@@ -8,16 +8,11 @@ import sys
 import polars as pl
 import pytest
 
-from codeift.ift import (
-    IFTError,
-    build_mix,
-    build_pool,
-    classify_code,
-    code_count,
-    generate_conversations,
-    label_pool,
-    mix_card,
-)
+from codeift.data.labels import classify_code, label_pool
+from codeift.data.mix import build_mix, code_count, mix_card
+from codeift.data.pool import build_pool
+from codeift.data.small_world import generate_conversations
+from codeift.errors import IFTError
 from tests.conftest import shared_file
 
 # A program, then (traced programs) what it prints, then the answer line.

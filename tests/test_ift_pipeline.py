@@ -10,19 +10,13 @@ import polars as pl
 import pytest
 
 from codeift.config import ConfigError, validate_config
-from codeift.ift import (
-    SKIP_SAMPLE_LIMIT,
-    IFTError,
-    build_mix,
-    build_pool,
-    classify_code,
-    label_pool,
-    mix_card,
-    near_key,
-    strip_html,
-    token_budget,
-)
-from codeift.judge import judge_prompt, parse_answer
+from codeift.data.cleaning import near_key, strip_html
+from codeift.data.judge import judge_prompt, parse_answer
+from codeift.data.labels import classify_code, label_pool
+from codeift.data.mix import build_mix, mix_card, token_budget
+from codeift.data.pool import build_pool
+from codeift.data.sources import SKIP_SAMPLE_LIMIT
+from codeift.errors import IFTError
 from tests.conftest import REPO, shared_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -91,9 +85,9 @@ def test_truncated_json_array_keeps_what_came_before_and_counts_the_break(tmp_pa
 
 
 def test_parquet_source_with_a_field_mapping_is_read_in_batches(tmp_path, monkeypatch):
-    import codeift.ift as ift
+    import codeift.data.sources as sources
 
-    monkeypatch.setattr(ift, "BATCH_ROWS", 3)
+    monkeypatch.setattr(sources, "BATCH_ROWS", 3)
     frame = pl.DataFrame(
         {
             "question": [f"Question number {i}?" for i in range(8)],
@@ -203,7 +197,7 @@ def test_over_long_by_characters_without_a_tokenizer_is_said_in_the_report(tmp_p
 def test_over_long_by_tokens_of_a_configured_tokenizer(tmp_path):
     from transformers import AutoTokenizer
 
-    from codeift.backbones import build_tiny
+    from codeift.models.tiny import build_tiny
 
     build_tiny({"architecture": "llama", "corpus_examples": 100, "vocab_size": 400}, tmp_path / "m")
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "m")
@@ -301,7 +295,7 @@ def test_judge_prompt_and_answer_parsing():
 
 @pytest.mark.slow
 def test_llm_judge_answers_only_with_a_label_even_untrained(tmp_path, labelled_pool):
-    from codeift.backbones import build_tiny
+    from codeift.models.tiny import build_tiny
 
     build_tiny({"architecture": "llama", "corpus_examples": 100}, tmp_path / "judge")
     for key, value in {
@@ -407,7 +401,7 @@ def test_both_shipped_configs_validate_their_ift_sections():
 
 
 def test_benchmark_streams_a_sharegpt_file_and_reports_throughput_and_memory(tmp_path):
-    from codeift.bench import markdown, run_benchmark
+    from codeift.data.bench import markdown, run_benchmark
 
     result = run_benchmark(600, seed=0, workdir=tmp_path)
     skipped = sum(v for k, v in result["cleaning"].items() if k != "html_stripped")
@@ -420,7 +414,7 @@ def test_benchmark_streams_a_sharegpt_file_and_reports_throughput_and_memory(tmp
 
 
 def test_pool_is_the_same_whatever_the_arrow_chunk_size(monkeypatch):
-    import codeift.ift as ift
+    import codeift.data.pool as ift
 
     source = [{"kind": "generator", "n_general": 60, "n_code": 60}]
     whole, _ = build_pool(source, seed=0)

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from codeift.pretrain import (
+from codeift.models.pretrain import (
     RECIPES,
     char_tokenizer,
     copy_accuracy,
@@ -47,7 +47,7 @@ def _program_and_output(text: str) -> tuple[str, str] | None:
 
 
 def test_phase_two_programs_print_what_they_claim_and_prose_never_reverses():
-    from codeift.small_world import run_program
+    from codeift.data.small_world import run_program
 
     texts = list(itertools.islice(corpus_texts(0, phase=2), 4000))
     assert texts == list(itertools.islice(corpus_texts(0, phase=2), 4000))
@@ -75,7 +75,7 @@ def test_copy_check_lists_are_held_out_from_the_training_stream():
 
 
 def test_copy_check_uses_words_the_corpus_never_holds():
-    from codeift.pretrain import _known
+    from codeift.models.pretrain import _known
 
     words = {
         w for _, expected in copy_prompts(100, seed=7) for w in expected.strip(" .").split(", ")
@@ -85,7 +85,7 @@ def test_copy_check_uses_words_the_corpus_never_holds():
 
 
 def test_program_check_asks_for_the_outputs_the_coding_data_teaches():
-    from codeift.small_world import run_program
+    from codeift.data.small_world import run_program
 
     pairs = program_prompts(30, seed=3)
     for prefix, expected in pairs:
@@ -179,8 +179,8 @@ def test_shipped_base_is_what_its_recipe_makes(architecture):
 def test_a_backbone_can_start_from_a_shipped_base(tmp_path, config):
     from transformers import AutoTokenizer
 
-    from codeift.backbones import prepare_backbone
     from codeift.config import validate_config
+    from codeift.models.backbones import prepare_backbone
 
     config["backbones"]["tiny-llama"] = {
         "source": {"pretrained": "llama"},
@@ -200,10 +200,11 @@ def test_a_backbone_can_start_from_a_shipped_base(tmp_path, config):
 
 
 def test_a_missing_shipped_base_is_a_clear_error(tmp_path, monkeypatch):
-    import codeift.pretrain
-    from codeift.backbones import BackboneError, prepare_backbone
+    import codeift.models.pretrain
+    from codeift.errors import BackboneError
+    from codeift.models.backbones import prepare_backbone
 
-    monkeypatch.setattr(codeift.pretrain, "SHIPPED_DIR", tmp_path / "nowhere")
+    monkeypatch.setattr(codeift.models.pretrain, "SHIPPED_DIR", tmp_path / "nowhere")
     spec = {"source": {"pretrained": "qwen2"}, "family": "qwen2", "size": "1.8M"}
     with pytest.raises(BackboneError, match="shipped base .* is missing; rebuild it"):
         prepare_backbone("b", spec, tmp_path / "base")

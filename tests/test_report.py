@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from codeift import analysis
+from codeift import study
 from tests.conftest import REPO
 from tests.test_workflow import reduced_config, snakemake
 
@@ -35,7 +35,7 @@ def test_report_contains_every_figure_with_its_caption(report_run):
     _, report = report_run
     html = report.read_text(errors="replace")
     assert len(html) > 100_000  # the figures are embedded, not linked
-    for name in analysis.FIGURE_FILES:
+    for name in study.FIGURES:
         assert f"{name}.png" in html, name
         assert _caption_phrase(name) in html, name
 

@@ -8,7 +8,6 @@ import sys
 import pytest
 
 from codeift.config import ConfigError, backbone_inference, load_yaml, validate_config
-from codeift.launch import LaunchError, is_worker, needs_relaunch, train_command
 from codeift.resources import (
     DEFAULT_TIERS,
     ResourceError,
@@ -16,6 +15,7 @@ from codeift.resources import (
     parse_size,
     train_launch,
 )
+from codeift.train.launch import LaunchError, is_worker, needs_relaunch, train_command
 from tests.conftest import REPO
 
 PAPER = load_yaml(REPO / "config" / "paper.yaml")
@@ -116,18 +116,18 @@ TRAIN_ARGS = ["--model", "m", "--mix", "x.parquet", "--out", "o"]
 def test_cpu_and_single_gpu_jobs_run_a_plain_process():
     for gpus in (0, 1):
         command = train_command({"gpus": gpus, "strategy": "fsdp"}, TRAIN_ARGS, port=1234)
-        assert command == [sys.executable, "-m", "codeift", "train", *TRAIN_ARGS]
+        assert command == [sys.executable, "-m", "codeift", "sft", *TRAIN_ARGS]
 
 
 def test_multi_gpu_fsdp_uses_accelerate_with_the_repo_config():
     command = train_command({"gpus": 4, "strategy": "fsdp"}, TRAIN_ARGS, port=29611)
     assert command[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
     config_file = command[command.index("--config_file") + 1]
-    assert config_file == str(REPO / "workflow" / "accelerate" / "fsdp.yaml")
+    assert config_file == str(REPO / "src" / "codeift" / "train" / "accelerate" / "fsdp.yaml")
     assert load_yaml(config_file)["distributed_type"] == "FSDP"
     assert command[command.index("--num_processes") + 1] == "4"
     assert command[command.index("--main_process_port") + 1] == "29611"
-    assert command[-len(TRAIN_ARGS) - 3 :] == ["-m", "codeift", "train", *TRAIN_ARGS]
+    assert command[-len(TRAIN_ARGS) - 3 :] == ["-m", "codeift", "sft", *TRAIN_ARGS]
 
 
 def test_multi_gpu_ddp_uses_torchrun():
@@ -135,7 +135,7 @@ def test_multi_gpu_ddp_uses_torchrun():
     assert command[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert command[command.index("--nproc_per_node") + 1] == "2"
     assert command[command.index("--rdzv_endpoint") + 1] == "127.0.0.1:29700"
-    assert command[-len(TRAIN_ARGS) - 3 :] == ["-m", "codeift", "train", *TRAIN_ARGS]
+    assert command[-len(TRAIN_ARGS) - 3 :] == ["-m", "codeift", "sft", *TRAIN_ARGS]
 
 
 def test_workers_never_relaunch():

@@ -1,4 +1,4 @@
-"""Tests for codeift.sandbox: hostile and careless programs end classified, and nothing leaks."""
+"""Tests for codeift.score.sandbox: hostile and careless programs end classified, none leaks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from codeift.sandbox import (
+from codeift.score.answers import score_frame
+from codeift.score.sandbox import (
     STATUSES,
     ProgramRun,
     SandboxLimits,
@@ -18,7 +19,6 @@ from codeift.sandbox import (
     run_program,
     run_programs,
 )
-from codeift.scoring import score_frame
 
 FAST = SandboxLimits(wall_seconds=2.0, cpu_seconds=2)
 

@@ -1,4 +1,4 @@
-"""Tests for codeift.scoring: extraction from realistic responses, matching, score_frame."""
+"""Tests for codeift.score.answers: extraction from realistic responses, matching, score_frame."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 import polars as pl
 import pytest
 
-from codeift.scoring import (
+from codeift.score.answers import (
     ANSWER_TYPES,
     Extraction,
     ScoringError,

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from codeift.small_world import (
+from codeift.data.small_world import (
     CODE_SKILLS,
     DIRECTIONS,
     GENERAL_SKILLS,

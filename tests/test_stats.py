@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from codeift import stats
+from codeift.analysis import stats
 
 
 def test_mcnemar_exact_matches_hand_computed_binomial() -> None:

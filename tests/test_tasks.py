@@ -9,7 +9,7 @@ from collections import Counter
 import polars as pl
 import pytest
 
-from codeift.scoring import PLURAL_FORMS, canonical_number
+from codeift.score.answers import PLURAL_FORMS, canonical_number
 from codeift.tasks import (
     TASK_COLUMNS,
     TaskError,

@@ -11,10 +11,12 @@ import time
 
 import pytest
 
-from codeift.backbones import build_tiny
 from codeift.config import DEFAULT_TRAIN
-from codeift.ift import build_mix, build_pool, label_pool
+from codeift.data.labels import label_pool
+from codeift.data.mix import build_mix
+from codeift.data.pool import build_pool
 from codeift.io import write_parquet
+from codeift.models.tiny import build_tiny
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +35,7 @@ def _train_command(root, settings):
         sys.executable,
         "-m",
         "codeift",
-        "train",
+        "sft",
         "--model",
         str(root / "base"),
         "--mix",

@@ -26,13 +26,14 @@ def _json(text: str) -> Any:
 
 
 def cmd_prepare_backbone(args: argparse.Namespace) -> None:
-    from codeift.backbones import prepare_backbone
+    from codeift.models.backbones import prepare_backbone
 
     print(json.dumps(prepare_backbone(args.name, _json(args.spec), args.out)))
 
 
 def cmd_build_pool(args: argparse.Namespace) -> None:
-    from codeift.ift import build_pool, label_pool
+    from codeift.data.labels import label_pool
+    from codeift.data.pool import build_pool
 
     pool, report = build_pool(_json(args.sources), args.seed, _json(args.cleaning))
     labeller = _json(args.labeller)
@@ -47,7 +48,7 @@ def cmd_build_pool(args: argparse.Namespace) -> None:
 
 
 def cmd_build_mix(args: argparse.Namespace) -> None:
-    from codeift.ift import build_mix, mix_card, read_report
+    from codeift.data.mix import build_mix, mix_card, read_report
 
     pool = pl.read_parquet(args.pool)
     settings = {"nested": True, "match": "examples", **_json(args.mix)}
@@ -69,8 +70,8 @@ def cmd_build_mix(args: argparse.Namespace) -> None:
     print(json.dumps({k: card[k] for k in ("proportion", "examples", "labels", "content_hash")}))
 
 
-def cmd_train(args: argparse.Namespace) -> None:
-    from codeift.launch import free_port, needs_relaunch, train_command
+def cmd_sft(args: argparse.Namespace) -> None:
+    from codeift.train.launch import free_port, needs_relaunch, train_command
 
     launch = _json(args.launch)
     if needs_relaunch(launch):
@@ -82,7 +83,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         if code:
             raise SystemExit(f"distributed training exited with code {code}")
         return
-    from codeift.train import describe, train
+    from codeift.train.sft import describe, train
 
     record = train(args.model, args.mix, args.out, args.checkpoints, _json(args.settings))
     if record["world_size"] == 1 or os.environ.get("RANK", "0") == "0":
@@ -92,7 +93,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_pretrain(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from codeift.pretrain import RECIPES, describe, pretrain
+    from codeift.models.pretrain import RECIPES, describe, pretrain
 
     recipe = RECIPES[args.architecture]
     if args.steps:
@@ -109,7 +110,7 @@ def cmd_build_task(args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from codeift.generate import generate_task
+    from codeift.infer.generate import generate_task
 
     summary = generate_task(
         args.model,
@@ -123,7 +124,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from codeift.scoring import score_frame
+    from codeift.score.answers import score_frame
 
     scored = score_frame(pl.read_parquet(args.generations))
     write_parquet(scored, args.out)
@@ -140,8 +141,8 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
-    from codeift.analysis import run_analysis
-    from codeift.stats import AnalysisSettings
+    from codeift.analysis.aggregate import run_analysis
+    from codeift.analysis.stats import AnalysisSettings
 
     paths = (
         [line for line in Path(args.score_list).read_text().splitlines() if line]
@@ -154,7 +155,7 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
 
 
 def cmd_engines(args: argparse.Namespace) -> None:
-    from codeift.engine_server import live_engines, stop_engines
+    from codeift.infer.server import live_engines, stop_engines
 
     if args.action == "list":
         for info in live_engines():
@@ -198,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     mix.add_argument(
         "--replicate", type=int, default=0, help="r > 0: replicate arm code{p}r{r}, own order"
     )
-    train = add("train", cmd_train, "model", "mix", "out", "checkpoints", "settings")
+    train = add("sft", cmd_sft, "model", "mix", "out", "checkpoints", "settings")
     train.add_argument(
         "--launch", default="{}", help="JSON: gpus, strategy (fsdp|ddp); > 1 GPU relaunches"
     )

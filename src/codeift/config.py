@@ -8,14 +8,15 @@ an existing job and never reruns it.
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-DOMAINS = ("symbolic", "logical", "arithmetic")
+from codeift.errors import ConfigError
+from codeift.study import variant_name, variant_replicate
+
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 
 DEFAULT_TRAIN: dict[str, Any] = {
     "epochs": 1,
@@ -51,10 +52,6 @@ DEFAULT_INFERENCE: dict[str, Any] = {
 }
 
 DEFAULT_ENGINES: dict[str, Any] = {"idle_seconds": 120, "max_alive": 2}
-
-
-class ConfigError(ValueError):
-    """A config value the study cannot run with; the message names the key and what is allowed."""
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -204,32 +201,6 @@ def backbone_inference(config: dict[str, Any], backbone: str) -> dict[str, Any]:
         **config.get("inference", {}),
         **spec.get("inference", {}),
     }
-
-
-VARIANT_RE = re.compile(r"^code(\d+)(?:r(\d+))?$")
-
-
-def variant_name(proportion: int, replicate: int = 0) -> str:
-    return f"code{proportion}" + (f"r{replicate}" if replicate else "")
-
-
-def _parse_variant(variant: str) -> tuple[int, int]:
-    match = VARIANT_RE.match(variant)
-    if match is None:
-        raise ConfigError(
-            f"variant {variant!r}: expected 'base', 'code<percent>' or 'code<percent>r<replicate>'"
-        )
-    return int(match.group(1)), int(match.group(2) or 0)
-
-
-def variant_proportion(variant: str) -> int | None:
-    """The coding share of a variant, None for the untuned base."""
-    return None if variant == "base" else _parse_variant(variant)[0]
-
-
-def variant_replicate(variant: str) -> int:
-    """0 for an arm's first seed, r for its replicate arm code{p}r{r}."""
-    return 0 if variant == "base" else _parse_variant(variant)[1]
 
 
 def replicate_arms(config: dict[str, Any]) -> list[str]:

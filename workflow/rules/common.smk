@@ -9,12 +9,19 @@ from codeift.config import (
     arms,
     backbone_inference,
     validate_config,
-    variant_proportion,
-    variant_replicate,
     variants,
     with_defaults,
 )
-from codeift.engine_server import INPUT_PRIORITY, model_priority
+from codeift.study import (
+    ARM_PATTERN,
+    FIGURES,
+    OUTPUTS,
+    SUMMARY_FILE,
+    VARIANT_PATTERN,
+    variant_proportion,
+    variant_replicate,
+)
+from codeift.infer.server import INPUT_PRIORITY, model_priority
 from codeift.resources import job_request, train_launch
 
 validate_config(config)
@@ -29,8 +36,8 @@ os.environ["CODEIFT_MAX_ENGINES"] = str(config["engines"]["max_alive"])
 wildcard_constraints:
     backbone="|".join(sorted(config["backbones"])) or "^$",
     task="|".join(sorted(config["tasks"])) or "^$",
-    variant=r"base|code\d+(?:r\d+)?",
-    arm=r"code\d+(?:r\d+)?",
+    variant=VARIANT_PATTERN,
+    arm=ARM_PATTERN,
 
 
 def as_json(obj):
@@ -129,20 +136,27 @@ def score_targets():
     )
 
 
-SUMMARY_TABLES = [
-    "overall",
-    "domain",
-    "task",
-    "intervals",
-    "comparisons",
-    "consistency",
-    "best_proportion",
-    "reasoning_mode",
-    "seeds",
-    "controls",
-    "mixes",
-]
-FIGURES = ["overall", "domain", "task", "reasoning_mode", "controls"]
+def output_files(kind):
+    """The aggregate step's files of one kind, from the registry in codeift.study."""
+    return [
+        path
+        for output in OUTPUTS
+        if output.kind == kind
+        for path in output.files(f"{R}/summary", f"{R}/figures")
+    ]
+
+
+def figure_reports():
+    """Each figure as a named report() output with its caption (workflow/report/*.rst)."""
+    return {
+        output.name: report(
+            output.files(f"{R}/summary", f"{R}/figures")[0],
+            caption=f"../report/{output.caption}",
+            category="Figures",
+        )
+        for output in OUTPUTS
+        if output.kind == "figure"
+    }
 
 
 def card_targets():
@@ -150,10 +164,6 @@ def card_targets():
 
 
 def summary_targets():
-    tables = expand(
-        f"{R}/summary/{{view}}.{{ext}}",
-        view=SUMMARY_TABLES,
-        ext=["csv", "md"],
+    return (
+        output_files("table") + output_files("figure") + [f"{R}/summary/{SUMMARY_FILE}"]
     )
-    figures = expand(f"{R}/figures/{{view}}.png", view=FIGURES)
-    return tables + figures + [f"{R}/summary/summary.md"]

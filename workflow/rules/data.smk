@@ -1,5 +1,5 @@
 # IFT sources -> cleaned, labelled pool (one per study, shared by every backbone) -> one mix per
-# arm (proportion, and replicate seed where asked); one test set per task.
+# arm (proportion, and replicate seed where asked).
 
 
 rule build_pool:
@@ -52,23 +52,3 @@ rule build_mix:
         " --proportion {params.proportion} --replicate {params.replicate}"
         " --total {params.total} --seed {params.seed}"
         " --mix {params.mix:q} --out {output.mix} --card {output.card} > {log} 2>&1"
-
-
-rule build_task:
-    output:
-        f"{R}/tasks/{{task}}.parquet",
-    log:
-        f"{R}/logs/build_task/{{task}}.log",
-    priority: INPUT_PRIORITY
-    group:
-        "tasks"
-    conda:
-        "../envs/data.yaml"
-    resources:
-        **cluster_resources("small"),
-    params:
-        entry=task_entry_json,
-        seed=task_seed,
-    shell:
-        "python -m codeift build-task --name {wildcards.task} --entry {params.entry:q}"
-        " --seed {params.seed} --out {output} > {log} 2>&1"

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from codeift.scoring import canonical_number
+from codeift.score.answers import canonical_number
 from codeift.tasks.errors import task_error
 
 Record = dict[str, str]

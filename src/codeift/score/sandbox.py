@@ -4,7 +4,7 @@ Code-tuned models often answer with a program rather than prose, so scoring runs
 The program is untrusted, so each run gets its own interpreter (`python -I -S -B`, empty
 environment, stdin closed), its own temporary working folder that is deleted afterwards, rlimits
 (CPU, address space, file size, open files, processes), a wall-clock timeout that kills the whole
-process group, and an audit hook (see `codeift.sandbox_runner`) that ends the run as soon as the
+process group, and an audit hook (see `sandbox_runner`) that ends the run as soon as the
 program tries to start a process, use the network, load native code or change files outside its
 folder. Under root the child also drops to the unprivileged `nobody` user, because root ignores
 RLIMIT_NPROC and file permissions. This contains careless code; it is not a hardened jail.
@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from codeift.sandbox_runner import BLOCKED_EXIT, BLOCKED_MARKER
+from codeift.score.sandbox_runner import BLOCKED_EXIT, BLOCKED_MARKER
 
 RUNNER = Path(__file__).with_name("sandbox_runner.py")
 STATUSES: tuple[str, ...] = ("ok", "timeout", "crashed", "blocked", "memory", "no_output")

@@ -17,8 +17,8 @@ from decimal import Decimal, InvalidOperation
 
 import polars as pl
 
-from codeift import sandbox
-from codeift.sandbox import ProgramRun, SandboxLimits, extract_program
+from codeift.score import sandbox
+from codeift.score.sandbox import ProgramRun, SandboxLimits, extract_program
 
 ANSWER_TYPES: tuple[str, ...] = ("number", "yesno", "truefalse", "list", "text")
 

@@ -16,7 +16,7 @@ from itertools import combinations
 import numpy as np
 import polars as pl
 
-from codeift.stats import (
+from codeift.analysis.stats import (
     AnalysisSettings,
     PairedCounts,
     accuracy_draws,
@@ -32,10 +32,10 @@ from codeift.stats import (
     rng_for,
     spearman,
 )
+from codeift.study import REFERENCE_ARM, first_seed_proportion
 
-REFERENCE = "code0"
 MODES = ("text", "code", "both", "none")
-# A fenced block (same grammar as codeift.sandbox): an unclosed final fence runs to the end.
+# A fenced block (same grammar as codeift.score.sandbox): an unclosed final fence runs to the end.
 _FENCED_BLOCK = r"(?ms)^[ \t]*```[^\n`]*\n.*?(?:^[ \t]*```|\z)"
 
 
@@ -79,10 +79,6 @@ def _pair(x: pl.DataFrame, y: pl.DataFrame) -> PairedCounts:
     """Outcome cells of two arms on the examples both answered (inner join on id)."""
     joined = x.join(y, on="id", how="inner", suffix="_y")
     return paired_counts(joined["correct"].to_numpy(), joined["correct_y"].to_numpy())
-
-
-def _proportion(variant: str) -> int | None:
-    return int(variant[4:]) if variant.startswith("code") and variant[4:].isdigit() else None
 
 
 # ---------------------------------------------------------------- accuracy intervals
@@ -181,12 +177,12 @@ def comparison_table(scores: pl.DataFrame, settings: AnalysisSettings) -> pl.Dat
     draws: dict[tuple[str, str, str], np.ndarray] = {}
     task_rows: list[dict[str, object]] = []
     for backbone, domain, task, arms in _arms(_outcomes(scores)):
-        if REFERENCE not in arms:
+        if REFERENCE_ARM not in arms:
             continue
-        for variant in sorted(arms, key=lambda v: _proportion(v) or -1):
-            if (_proportion(variant) or 0) <= 0:
+        for variant in sorted(arms, key=lambda v: first_seed_proportion(v) or -1):
+            if (first_seed_proportion(variant) or 0) <= 0:
                 continue
-            counts = _pair(arms[variant], arms[REFERENCE])
+            counts = _pair(arms[variant], arms[REFERENCE_ARM])
             rng = rng_for(settings.seed, "paired", backbone, variant, task)
             sample = difference_draws(counts, settings.bootstrap_samples, rng)
             draws[(backbone, variant, task)] = sample
@@ -196,8 +192,8 @@ def comparison_table(scores: pl.DataFrame, settings: AnalysisSettings) -> pl.Dat
                     "level": "task",
                     "backbone": backbone,
                     "variant": variant,
-                    "proportion": _proportion(variant),
-                    "reference": REFERENCE,
+                    "proportion": first_seed_proportion(variant),
+                    "reference": REFERENCE_ARM,
                     "domain": domain,
                     "task": task,
                     "n_tasks": 1,
@@ -271,7 +267,7 @@ def _aggregate_comparisons(
                 {
                     **{name: first[name] for name in ("backbone", "variant", "proportion")},
                     "level": level,
-                    "reference": REFERENCE,
+                    "reference": REFERENCE_ARM,
                     "domain": first["domain"] if level == "domain" else None,
                     "task": None,
                     "n_tasks": group.height,
@@ -383,26 +379,30 @@ def best_proportion_table(scores: pl.DataFrame, settings: AnalysisSettings) -> p
     and with three or more shares a quadratic response curve and its optimum in [0, 100]."""
     rows: list[dict[str, object]] = []
     for backbone, domain, task, arms in _arms(_outcomes(scores)):
-        tuned = sorted((v for v in arms if _proportion(v) is not None), key=_proportion)
+        tuned = sorted(
+            (v for v in arms if first_seed_proportion(v) is not None), key=first_seed_proportion
+        )
         if not tuned:
             continue
         accuracy = {v: float(arms[v]["correct"].mean()) for v in tuned}
-        best = max(tuned, key=lambda v: (accuracy[v], -_proportion(v)))
+        best = max(tuned, key=lambda v: (accuracy[v], -first_seed_proportion(v)))
         tied = [
             v
             for v in tuned
             if v == best or mcnemar_exact(*_discordant(arms[v], arms[best])) >= settings.alpha
         ]
-        fit = quadratic_optimum([_proportion(v) for v in tuned], [accuracy[v] for v in tuned])
+        fit = quadratic_optimum(
+            [first_seed_proportion(v) for v in tuned], [accuracy[v] for v in tuned]
+        )
         rows.append(
             {
                 "backbone": backbone,
                 "domain": domain,
                 "task": task,
                 "n_proportions": len(tuned),
-                "best_proportion": _proportion(best),
+                "best_proportion": first_seed_proportion(best),
                 "best_accuracy": accuracy[best],
-                "indistinguishable": ", ".join(str(_proportion(v)) for v in tied),
+                "indistinguishable": ", ".join(str(first_seed_proportion(v)) for v in tied),
                 "fit_optimum": None if fit is None else fit.optimum,
                 "fit_accuracy": None if fit is None else fit.accuracy_at_optimum,
                 "fit_curvature": None if fit is None else fit.a,

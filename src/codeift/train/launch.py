@@ -1,8 +1,8 @@
 """How an SFT job starts inside its allocation: one plain process, or one process per GPU.
 
-A job whose backbone asks for more than one GPU relaunches `codeift train` under a
+A job whose backbone asks for more than one GPU relaunches `codeift sft` under a
 distributed launcher within the same allocation: `accelerate launch` with the FSDP config
-in workflow/accelerate/ (sharded: a 7B full fine-tune does not fit one GPU replicated), or
+in codeift/train/accelerate/ (sharded: a 7B full fine-tune does not fit one GPU replicated), or
 `torchrun` for plain data parallelism (DDP). CPU jobs and single-GPU jobs run in-process.
 """
 
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ACCELERATE_DIR = Path(__file__).resolve().parents[2] / "workflow" / "accelerate"
+ACCELERATE_DIR = Path(__file__).parent / "accelerate"
 STRATEGIES = ("fsdp", "ddp")
 # Set by torchrun and accelerate in every worker: a worker never relaunches itself.
 WORKER_VARIABLES = ("LOCAL_RANK", "WORLD_SIZE")
@@ -43,12 +43,12 @@ def train_command(
     python: str = sys.executable,
     accelerate_dir: Path = ACCELERATE_DIR,
 ) -> list[str]:
-    """The command that runs `codeift train <train_args>` for this allocation."""
+    """The command that runs `codeift sft <train_args>` for this allocation."""
     gpus = int(launch.get("gpus", 0))
     strategy = launch.get("strategy", "fsdp")
     if strategy not in STRATEGIES:
         raise LaunchError(f"launch strategy {strategy!r} is not allowed (allowed: {STRATEGIES})")
-    module = ["-m", "codeift", "train", *train_args]
+    module = ["-m", "codeift", "sft", *train_args]
     if gpus <= 1:
         return [python, *module]
     if strategy == "ddp":

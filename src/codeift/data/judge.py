@@ -7,10 +7,9 @@ kept beside the label so a reader can audit the judge.
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
-from codeift.engines import configure_cpu_environment
+from codeift.infer.engines import build_vllm
 
 LABELS = ["code", "general"]
 DEFAULT_PROMPT = (
@@ -46,23 +45,6 @@ def parse_answer(raw: str) -> str:
     return answer
 
 
-def _engine(settings: dict[str, Any]) -> Any:
-    configure_cpu_environment(settings)
-    import vllm
-
-    on_cpu = not shutil.which("nvidia-smi")
-    executor = {"distributed_executor_backend": "uni"} if on_cpu else {}
-    return vllm.LLM(
-        model=settings["model"],
-        dtype=settings["dtype"],
-        seed=0,
-        enforce_eager=settings["enforce_eager"],
-        max_model_len=settings["max_model_len"],
-        gpu_memory_utilization=settings["gpu_memory_utilization"],
-        **executor,
-    )
-
-
 def judge_labels(
     conversations: list[list[dict[str, str]]], labeller: dict[str, Any]
 ) -> tuple[list[str], list[str]]:
@@ -73,7 +55,7 @@ def judge_labels(
     from vllm import SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 
-    llm = _engine(settings)
+    llm = build_vllm(settings["model"], settings)
     params = SamplingParams(
         temperature=0.0,
         max_tokens=32,  # the grammar ends the answer; a byte-level tokenizer may spell it out

@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from codeift.ift import build_pool, generate_conversations, label_pool
+from codeift.data.labels import label_pool
+from codeift.data.pool import build_pool
+from codeift.data.small_world import generate_conversations
 
 HTML_WRAP = '<div class="markdown prose w-full break-words"><p>{}</p></div>'
 

@@ -2,8 +2,8 @@
 
 Positive control: the config's `controls.planted` says, per task, what the most-code arm should
 do against code0 (gain, lose or none; the embedded default's IFT data plants these, see
-codeift.small_world). A planted gain or loss is recovered when the task-level paired test of the
-comparisons table (exact McNemar, Holm-adjusted over the whole table) is significant in the
+codeift.data.small_world). A planted gain or loss is recovered when the task-level paired test of
+the comparisons table (exact McNemar, Holm-adjusted over the whole table) is significant in the
 planted direction. Tasks planted not to move are reported beside it: a significant change there
 is a finding the small world did not predict.
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import polars as pl
 
-from codeift.stats import AnalysisSettings, mcnemar_exact, paired_counts
+from codeift.analysis.stats import AnalysisSettings, mcnemar_exact, paired_counts
 
 CONTROL_SCHEMA = {
     "control": pl.Utf8,

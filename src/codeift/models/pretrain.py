@@ -32,8 +32,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from codeift.data.small_world import run_program, written_list
 from codeift.io import atomic_path, stable_hash, write_json
-from codeift.small_world import run_program, written_list
 from codeift.tasks.vocab import ALL_NAMES, ANIMALS, COLOURS, SPECIES, article
 from codeift.tasks.vocab import WORDS as NOUNS
 
@@ -45,7 +45,7 @@ WORDS = (
 ).split()
 NAMES = "Ann Ben Cara Dan Eve Finn Gia Hugo Ivy Jack Kim Leo Mia Noah Olga Pia".split()
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
-SHIPPED_DIR = Path(__file__).parent / "assets" / "tiny_bases"
+SHIPPED_DIR = Path(__file__).parents[1] / "assets" / "tiny_bases"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -311,7 +311,7 @@ def char_tokenizer() -> Any:
     """A character-level (byte) tokenizer with the study's special tokens and chat template."""
     from tokenizers import pre_tokenizers
 
-    from codeift.backbones import ROLE_MARKERS, train_tiny_tokenizer
+    from codeift.models.tiny import ROLE_MARKERS, train_tiny_tokenizer
 
     alphabet = len(pre_tokenizers.ByteLevel.alphabet())
     specials = 3 + len(ROLE_MARKERS)
@@ -384,7 +384,7 @@ def _phase_one_model(
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
 
-    from codeift.backbones import tiny_model_config
+    from codeift.models.tiny import tiny_model_config
 
     if start_from is not None:
         record = json.loads((Path(start_from) / "codeift_backbone.json").read_text())

@@ -1,4 +1,4 @@
-"""Child side of codeift.sandbox: limit the process, install a guard, then run one snippet.
+"""Child side of codeift.score.sandbox: limit the process, install a guard, then run one snippet.
 
 This file runs as a script under `python -I -S -B`, so it may import only the standard library.
 Everything it needs is bound before the snippet starts, because the snippet shares the

@@ -16,9 +16,11 @@ from typing import Any
 
 import polars as pl
 
-from codeift.backbones import model_fingerprint
-from codeift.config import variant_proportion
+from codeift.infer.engines import Generation, load_engine
+from codeift.infer.server import idle_seconds, shared_chat
 from codeift.io import file_hash, write_parquet
+from codeift.models.backbones import model_fingerprint
+from codeift.study import variant_proportion
 from codeift.tasks import TASK_COLUMNS
 
 
@@ -53,18 +55,14 @@ def conversations_for(frame: pl.DataFrame) -> list[list[dict[str, str]]]:
 
 def run_engine(
     model_dir: str, settings: dict[str, Any], conversations: list, max_new_tokens: int
-) -> tuple[list[dict[str, Any]], str, str]:
-    """(results, engine name, engine version), shared daemon or in-process."""
+) -> tuple[list[Generation], str, str]:
+    """(replies, engine name, engine version), from the shared daemon or in-process."""
     fingerprint = model_fingerprint(model_dir)
-    from codeift.engine_server import idle_seconds, shared_chat
-
     # A daemon would outlive a cluster job and hold its GPUs outside the allocation: a job
     # under SLURM loads its own engine.
     if idle_seconds() > 0 and "SLURM_JOB_ID" not in os.environ:
         results, info = shared_chat(model_dir, fingerprint, settings, conversations, max_new_tokens)
         return results, info["engine"], info["version"]
-    from codeift.engines import load_engine
-
     engine = load_engine(model_dir, settings)
     return engine.chat(conversations, max_new_tokens), engine.name, engine.version
 
@@ -89,10 +87,10 @@ def generate_task(
     if len(results) != frame.height:
         raise GenerationError(f"engine returned {len(results)} answers for {frame.height} prompts")
     out = frame.with_columns(
-        pl.Series("response", [r["response"] for r in results], dtype=pl.Utf8),
-        pl.Series("n_prompt_tokens", [r["n_prompt_tokens"] for r in results], dtype=pl.Int64),
-        pl.Series("n_response_tokens", [r["n_response_tokens"] for r in results], dtype=pl.Int64),
-        pl.Series("finish_reason", [r["finish_reason"] for r in results], dtype=pl.Utf8),
+        pl.Series("response", [r.response for r in results], dtype=pl.Utf8),
+        pl.Series("n_prompt_tokens", [r.n_prompt_tokens for r in results], dtype=pl.Int64),
+        pl.Series("n_response_tokens", [r.n_response_tokens for r in results], dtype=pl.Int64),
+        pl.Series("finish_reason", [r.finish_reason for r in results], dtype=pl.Utf8),
         pl.lit(backbone["name"]).alias("backbone"),
         pl.lit(backbone["family"]).alias("family"),
         pl.lit(backbone["size"]).alias("size_label"),

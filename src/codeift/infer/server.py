@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from codeift.infer.engines import Generation, load_engine
 from codeift.io import stable_hash
 
 START_TIMEOUT_SECONDS = 1800
@@ -105,8 +106,6 @@ def request(socket_path: Path, payload: dict[str, Any], timeout: float | None) -
 
 def serve(model_dir: str, settings: dict[str, Any], key: str, idle_limit: float) -> None:
     """Load the engine, then answer requests until idle for `engine_idle_seconds`."""
-    from codeift.engines import load_engine
-
     root = engine_dir()
     socket_path = root / f"{key}.sock"
     started = time.time()
@@ -137,7 +136,8 @@ def serve(model_dir: str, settings: dict[str, Any], key: str, idle_limit: float)
                         results = engine.chat(
                             message["conversations"], int(message["max_new_tokens"])
                         )
-                        send_message(conn, {"ok": True, "results": results})
+                        replies = [result.to_dict() for result in results]
+                        send_message(conn, {"ok": True, "results": replies})
                     except Exception as error:  # report to the client, keep serving
                         send_message(
                             conn, {"ok": False, "error": f"{type(error).__name__}: {error}"}
@@ -222,7 +222,7 @@ def _start_daemon(model_dir: str, settings: dict[str, Any], key: str) -> None:
             [
                 sys.executable,
                 "-m",
-                "codeift.engine_server",
+                "codeift.infer.server",
                 "--model",
                 model_dir,
                 "--settings",
@@ -266,7 +266,7 @@ def shared_chat(
     settings: dict[str, Any],
     conversations: list[list[dict[str, str]]],
     max_new_tokens: int,
-) -> tuple[list[dict], dict]:
+) -> tuple[list[Generation], dict]:
     """Generate through the model's shared engine, starting it if no live one answers.
 
     A daemon can exit between our check and our request (idle timeout, or evicted by another
@@ -303,7 +303,7 @@ def shared_chat(
             ) from error
         if not reply.get("ok"):
             raise EngineError(f"engine for {model_dir}: {reply.get('error')}")
-        return reply["results"], info
+        return [Generation(**result) for result in reply["results"]], info
     raise EngineError(f"engine for {model_dir} kept going away; log {log_path}:\n{_tail(log_path)}")
 
 

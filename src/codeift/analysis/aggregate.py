@@ -1,0 +1,114 @@
+"""The aggregate stage: every score file -> all tables, the summary and the figures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from codeift.analysis import evidence
+from codeift.analysis.figures import (
+    plot_controls,
+    plot_domain,
+    plot_overall,
+    plot_reasoning_mode,
+    plot_task,
+)
+from codeift.analysis.load import load_scores
+from codeift.analysis.markdown import (
+    EVIDENCE_NOTES,
+    evidence_markdown,
+    markdown_table,
+    mix_markdown,
+    summary_report,
+)
+from codeift.analysis.stats import AnalysisSettings
+from codeift.analysis.tables import (
+    domain_table,
+    evidence_tables,
+    mix_table,
+    overall_table,
+    task_table,
+)
+from codeift.io import write_text
+from codeift.study import MIX_TABLE, RESULT_TABLES, SUMMARY_FILE
+
+
+def write_tables(
+    scores: pl.DataFrame,
+    outdir: Path,
+    settings: AnalysisSettings | None = None,
+    found: dict[str, pl.DataFrame] | None = None,
+    mixes: pl.DataFrame | None = None,
+) -> dict[str, Path]:
+    """Write CSV (machine use), Markdown (reading) and the summary report; returns name -> path.
+
+    `found` passes evidence tables already computed (by run_analysis, which also plots them);
+    `mixes` the mix table (from the mix data cards), written beside them and summarised.
+    """
+    settings = settings or AnalysisSettings()
+    found = found if found is not None else evidence_tables(scores, settings)
+    scores = evidence.first_seed(scores)
+    tables = {
+        "overall": overall_table(scores),
+        "domain": domain_table(scores),
+        "task": task_table(scores),
+    }
+    outdir = Path(outdir)
+    written: dict[str, Path] = {}
+    for name in RESULT_TABLES:
+        written.update(_write_pair(tables[name], markdown_table(tables[name]), outdir, name))
+    for name, table in found.items():
+        text = EVIDENCE_NOTES[name] + "\n\n" + evidence_markdown(name, table)
+        written.update(_write_pair(table, text, outdir, name))
+    if mixes is not None:
+        written.update(_write_pair(mixes, mix_markdown(mixes), outdir, MIX_TABLE))
+    summary_path = outdir / SUMMARY_FILE
+    report = summary_report(scores, tables["overall"], tables["domain"], found, settings, mixes)
+    write_text(report, summary_path)
+    written[SUMMARY_FILE] = summary_path
+    return written
+
+
+def _write_pair(table: pl.DataFrame, markdown: str, outdir: Path, name: str) -> dict[str, Path]:
+    """One table as CSV and as Markdown; returns their names and paths."""
+    csv_path, md_path = outdir / f"{name}.csv", outdir / f"{name}.md"
+    write_text(table.write_csv(float_precision=6, null_value=""), csv_path)
+    write_text(markdown + "\n", md_path)
+    return {f"{name}.csv": csv_path, f"{name}.md": md_path}
+
+
+def run_analysis(
+    score_paths: Sequence[str | Path],
+    outdir: Path,
+    figdir: Path,
+    settings: AnalysisSettings | None = None,
+    card_paths: Sequence[str | Path] = (),
+    planted: dict[str, str] | None = None,
+) -> None:
+    """Load every score file, write all tables, the summary and the figures."""
+    settings = settings or AnalysisSettings()
+    scores = load_scores(score_paths)
+    found = evidence_tables(scores, settings, planted)
+    mixes = mix_table(card_paths) if card_paths else None
+    write_tables(scores, Path(outdir), settings, found, mixes)
+    scores = evidence.first_seed(scores)
+    intervals = found["intervals"].select(
+        "level", "backbone", "variant", "domain", "task", "ci_low", "ci_high"
+    )
+    figdir = Path(figdir)
+    plot_overall(
+        _with_intervals(overall_table(scores), intervals, "overall"), figdir / "overall.png"
+    )
+    plot_domain(domain_table(scores), figdir / "domain.png", found["comparisons"])
+    plot_task(_with_intervals(task_table(scores), intervals, "task"), figdir / "task.png")
+    plot_reasoning_mode(found["reasoning_mode"], figdir / "reasoning_mode.png")
+    plot_controls(found["controls"], settings.alpha, figdir / "controls.png")
+
+
+def _with_intervals(table: pl.DataFrame, intervals: pl.DataFrame, level: str) -> pl.DataFrame:
+    """Attach the bootstrap interval of each row (joined on the keys of that level)."""
+    keys = ["backbone", "variant"] + (["domain", "task"] if level == "task" else [])
+    rows = intervals.filter(pl.col("level") == level).select(*keys, "ci_low", "ci_high")
+    return table.join(rows, on=keys, how="left", nulls_equal=True)

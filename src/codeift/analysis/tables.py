@@ -1,0 +1,194 @@
+"""The study's result tables (task, domain, overall accuracy with deltas), the evidence tables
+and the mix table, in a deterministic row order.
+
+Accuracies are macro averages (every task weighs the same whatever its test-set size), as in the
+paper, so a large task cannot drown out a small one when domains or whole models are compared.
+Deltas are always taken at the same level of aggregation against the same backbone's `code0`
+(instruction tuning without coding data) and `base` (no tuning) rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import polars as pl
+
+from codeift.analysis import controls, evidence
+from codeift.analysis.load import check_variants
+from codeift.analysis.stats import AnalysisSettings
+from codeift.study import BASE, DOMAINS, REFERENCE_ARM, domain_rank, variant_rank
+
+MODEL_KEYS = ["backbone", "family", "size_label", "variant", "proportion"]
+
+
+def _sort_rows(table: pl.DataFrame) -> pl.DataFrame:
+    """Deterministic order: backbone, variant (numeric), domain (paper order), task."""
+    keys: list[str] = ["backbone", "_variant_rank"]
+    extra = [_rank_expr("variant", variant_rank, table)]
+    if "domain" in table.columns:
+        keys += ["_domain_rank", "domain"]
+        extra.append(_rank_expr("domain", domain_rank, table))
+    if "task" in table.columns:
+        keys.append("task")
+    ordered = table.with_columns(extra).sort(keys, maintain_order=True)
+    return ordered.drop([key for key in keys if key.startswith("_")])
+
+
+def _rank_expr(column: str, rank: Callable[[str], int], table: pl.DataFrame) -> pl.Expr:
+    mapping = {value: rank(value) for value in table[column].unique().to_list()}
+    return pl.col(column).replace_strict(mapping, return_dtype=pl.Int64).alias(f"_{column}_rank")
+
+
+def variants_in_order(table: pl.DataFrame) -> list[str]:
+    return sorted(table["variant"].unique().to_list(), key=variant_rank)
+
+
+def tasks_in_order(table: pl.DataFrame) -> list[tuple[str, str]]:
+    pairs = table.select("task", "domain").unique().rows()
+    return sorted(pairs, key=lambda pair: (domain_rank(pair[1]), pair[1], pair[0]))
+
+
+def task_table(scores: pl.DataFrame) -> pl.DataFrame:
+    """Per backbone x variant x task accuracy, the unit every other table averages over."""
+    check_variants(scores)
+    table = scores.group_by([*MODEL_KEYS, "domain", "task"]).agg(
+        pl.len().cast(pl.Int64).alias("n"),
+        pl.col("correct").fill_null(False).sum().cast(pl.Int64).alias("n_correct"),
+        pl.col("missing_reason").is_not_null().sum().cast(pl.Int64).alias("n_missing"),
+    )
+    table = table.with_columns((pl.col("n_correct") / pl.col("n")).alias("accuracy"))
+    return _sort_rows(_add_deltas(table, ["backbone", "domain", "task"]))
+
+
+def domain_table(scores: pl.DataFrame) -> pl.DataFrame:
+    """Per backbone x variant x domain macro accuracy, so each task in a domain counts equally."""
+    return _sort_rows(_macro(task_table(scores), ["domain"]))
+
+
+def overall_table(scores: pl.DataFrame) -> pl.DataFrame:
+    """Per backbone x variant macro accuracy over all tasks, the paper's headline number."""
+    return _sort_rows(_macro(task_table(scores), []))
+
+
+def _macro(tasks: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Average task accuracies within a group, then recompute deltas at that level."""
+    table = tasks.group_by([*MODEL_KEYS, *keys]).agg(
+        pl.len().cast(pl.Int64).alias("n_tasks"),
+        pl.col("n").sum(),
+        pl.col("n_missing").sum(),
+        pl.col("accuracy").mean(),
+    )
+    return _add_deltas(table, ["backbone", *keys])
+
+
+def _add_deltas(table: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Subtract the same backbone's code0 / base accuracy at this level (null when absent)."""
+    for variant, column in ((REFERENCE_ARM, "delta_vs_code0"), (BASE, "delta_vs_base")):
+        reference = table.filter(pl.col("variant") == variant).select(
+            *keys, pl.col("accuracy").alias("_reference")
+        )
+        table = (
+            table.join(reference, on=keys, how="left")
+            .with_columns((pl.col("accuracy") - pl.col("_reference")).alias(column))
+            .drop("_reference")
+        )
+    return table
+
+
+def evidence_tables(
+    scores: pl.DataFrame, settings: AnalysisSettings, planted: dict[str, str] | None = None
+) -> dict[str, pl.DataFrame]:
+    """Intervals, paired comparisons, consistency, best proportion, reasoning modes, seeds and
+    the controls (planted effects from `planted`, the null control from replicate seeds).
+
+    The seeds table is always written (an empty one with its header when the scores have no
+    `seed` column), so the workflow's list of outputs does not depend on the data.
+    """
+    comparisons = evidence.comparison_table(scores, settings)
+    seeds = evidence.seed_spread_table(scores)
+    consistency = _by_domain(evidence.consistency_table(comparisons), ["proportion"])
+    return {
+        "intervals": _by_domain(
+            evidence.interval_table(scores, settings), ["level", "backbone", "proportion"]
+        ),
+        "comparisons": _by_domain(comparisons, ["level", "backbone", "proportion"]),
+        "consistency": consistency,
+        "best_proportion": _by_domain(
+            evidence.best_proportion_table(scores, settings), ["backbone"]
+        ),
+        "reasoning_mode": evidence.reasoning_mode_table(scores),
+        "seeds": pl.DataFrame(schema=_SEED_SCHEMA) if seeds is None else seeds,
+        "controls": controls.control_table(scores, comparisons, planted or {}, settings),
+    }
+
+
+def _by_domain(table: pl.DataFrame, before: list[str]) -> pl.DataFrame:
+    """Sort by `before`, then domains in the paper's order (overall/null last), then task."""
+    names = [name for name in table["domain"].unique().to_list() if name is not None]
+    order = {name: domain_rank(name) for name in names}
+    order["overall"] = len(DOMAINS) + 1
+    rank = pl.col("domain").replace_strict(order, default=len(DOMAINS) + 2)
+    level = (
+        [pl.col("level").replace_strict({"task": 0, "domain": 1, "overall": 2}).alias("_level")]
+        if "level" in before
+        else []
+    )
+    renamed = {"level": "_level", "proportion": "_proportion"}
+    keys = [renamed.get(key, key) for key in before]
+    tail = ["task"] if "task" in table.columns else []
+    helpers = [rank.alias("_domain"), *level]
+    if "proportion" in before:
+        helpers.append(pl.col("proportion").fill_null(-1).alias("_proportion"))
+    return (
+        table.with_columns(helpers)
+        .sort([*keys, "_domain", "domain", *tail], nulls_last=True, maintain_order=True)
+        .drop([name for name in ("_domain", "_proportion", "_level") if name in keys + ["_domain"]])
+    )
+
+
+_SEED_SCHEMA = {
+    "backbone": pl.Utf8,
+    "variant": pl.Utf8,
+    "proportion": pl.Int64,
+    "task": pl.Utf8,
+    "n_seeds": pl.Int64,
+    "mean": pl.Float64,
+    "std": pl.Float64,
+    "min": pl.Float64,
+    "max": pl.Float64,
+}
+
+
+def mix_table(card_paths: Sequence[str | Path]) -> pl.DataFrame:
+    """What each arm was trained on, from the mix data cards: the independent variable as built.
+
+    Coding answers are longer, so an example-matched mix gives code a larger share of training
+    tokens than of examples; reading both shares beside the results keeps that visible.
+    """
+    rows = []
+    for path in card_paths:
+        card = json.loads(Path(path).read_text(encoding="utf-8"))
+        try:
+            labels, tokens = card["labels"], card["tokens"]
+            settings = card.get("mix_settings", {})
+            rows.append(
+                {
+                    "variant": f"code{card['proportion']}"
+                    + (f"r{card['replicate']}" if card.get("replicate") else ""),
+                    "proportion": int(card["proportion"]),
+                    "examples": int(card["examples"]),
+                    "code_examples": int(labels.get("code", 0)),
+                    "code_example_share": labels.get("code", 0) / max(int(card["examples"]), 1),
+                    "tokens": int(tokens["total"]),
+                    "token_measure": str(tokens.get("measure", "")),
+                    "code_token_share": float(card["code_token_share"]),
+                    "match": str(settings.get("match", "examples")),
+                    "nested": bool(settings.get("nested", True)),
+                    "content_hash": str(card["content_hash"]),
+                }
+            )
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"{path}: mix card lacks {error} (rebuild the mix)") from error
+    return pl.DataFrame(rows).sort("proportion", "variant")

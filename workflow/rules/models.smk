@@ -1,0 +1,38 @@
+# Backbone preparation (hub download, local folder, shipped pretrained tiny base, tiny build)
+# and the pretraining of the shipped tiny bases (not part of `all`: the embedded default uses
+# the shipped checkpoints). Rebuild them from their recipes with
+#   snakemake --cores 2 --forcerun pretrain_tiny_base -- src/codeift/assets/tiny_bases/{llama,qwen2}
+
+
+rule prepare_backbone:
+    output:
+        directory(f"{R}/models/{{backbone}}/base"),
+    log:
+        f"{R}/logs/prepare_backbone/{{backbone}}.log",
+    priority: INPUT_PRIORITY
+    conda:
+        "../envs/train.yaml"
+    resources:
+        **cluster_resources("prepare"),
+    params:
+        spec=backbone_source_json,
+    shell:
+        "python -m codeift prepare-backbone --name {wildcards.backbone} --spec {params.spec:q}"
+        " --out {output} > {log} 2>&1"
+
+
+rule pretrain_tiny_base:
+    output:
+        directory("src/codeift/assets/tiny_bases/{architecture}"),
+    log:
+        f"{R}/logs/pretrain/{{architecture}}.log",
+    wildcard_constraints:
+        architecture="llama|qwen2",
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    resources:
+        **cluster_resources("pretrain"),
+    shell:
+        "python -m codeift pretrain --architecture {wildcards.architecture} --out {output}"
+        " 2>&1 | tee {log}"

@@ -1,0 +1,21 @@
+# One test set per task, from the task catalogue (offline generator or hub loader).
+
+
+rule build_task:
+    output:
+        f"{R}/tasks/{{task}}.parquet",
+    log:
+        f"{R}/logs/build_task/{{task}}.log",
+    priority: INPUT_PRIORITY
+    group:
+        "tasks"
+    conda:
+        "../envs/data.yaml"
+    resources:
+        **cluster_resources("small"),
+    params:
+        entry=task_entry_json,
+        seed=task_seed,
+    shell:
+        "python -m codeift build-task --name {wildcards.task} --entry {params.entry:q}"
+        " --seed {params.seed} --out {output} > {log} 2>&1"
