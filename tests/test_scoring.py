@@ -336,6 +336,10 @@ def test_a_4301_digit_number_in_response_or_gold_does_not_raise():
         # program source never feeds the text view
         ("The answer is `print(6*7)`", "number", None),
         ("Compute it:\nprint(6 * 7)", "number", None),
+        ("def f(n):\n    total = 1\n    return total * n\nprint(f(6))", "number", None),
+        ("x = 5\ny = x * 2\nprint(y)", "number", None),
+        ("if n > 2:\n    print(3)\nelse:\n    print(4)\nSo it is 9.", "number", "9"),
+        ("Code:\n\nx = 5\ny = x * 2\nprint(y)\n\nSo the answer is 10.", "number", "10"),
         ("Here:\n```python\nx = 41\nprint(x + 1)\n```\nSo the answer is 42.", "number", "42"),
         ("```\n5\n```\nThe answer is 6.", "number", "6"),  # a fenced block is not the answer
         ("Cut off:\n```python\nfor i in range(9):\n    print(i)", "number", None),

@@ -4,21 +4,25 @@
 response holds is the program view: it is run, and only its printed output may score
 (`program_correct`, `correct_any`). So before any answer is read, `text_view` removes program
 source: fenced blocks (closed, or left open by a generation cut off at the token limit), inline
-code spans that are code rather than a quoted value, and bare lines that are Python statements
-calling something (`print(6 * 7)`). Digits inside a program are never a text answer.
+code spans that are code rather than a quoted value, and unfenced Python: a paragraph that
+parses as a program, a bare line that calls, imports, defines or loops (`print(6 * 7)`), and the
+body indented under such a header. Digits inside a program are never a text answer. A program
+line mixed into a prose paragraph without its header (a lone `x = 5`) is left as text: it
+cannot be told from an equation reliably.
 
 The other helpers here turn written shapes into the canonical ones the matcher compares:
 LaTeX fractions (`\\frac{1}{2}` -> `1/2`), number words ("forty-two" -> 42, through the
 maintained `text2num` package), numbered or bulleted lines as list items, negated candidates
 ("not 5, it is 7") and self-corrections ("no, wait, yes"). Every function is total: on any
-string it returns a value, never raises, and runs in time linear in the input (no regex here
-can backtrack catastrophically; tests/test_scoring_properties.py checks both).
+string it returns a value, never raises, and runs in time about linear in the input (no regex
+here can backtrack catastrophically; tests/test_scoring_properties.py checks both).
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import textwrap
 from collections.abc import Callable, Iterator
 
 # A fenced block (``` or ~~~, three or more, at a line start, indented or not) up to its closing
@@ -33,9 +37,13 @@ _INLINE_CODE_RE = re.compile(r"(?<!`)(`{1,3})(?!`)([^`\n]+)(?<!`)\1(?!`)")
 # What Python source looks like before it is parsed: an identifier glued to "(" (prose puts a
 # space there), or a line opening with a statement keyword.
 _CODE_SHAPE_RE = re.compile(
-    r"[A-Za-z_][\w.]*\(|\A[ \t]*(?:import|from|def|class|return|for|while|with|lambda)[ \t]"
+    r"[A-Za-z_][\w.]*\(|^[ \t]*(?:import|from|def|class|return|for|while|with|lambda)[ \t]",
+    re.MULTILINE,
 )
+_CLAUSE_RE = re.compile(r"[ \t]*(?:else|elif\b[^\n]*|except\b[^\n]*|finally)[ \t]*:[ \t]*$")
 _CODE_LINE_MAX = 400  # longer lines are prose for this purpose (and parse in bounded time)
+_PARAGRAPH_MAX = 20_000  # an unfenced program paragraph is parsed whole up to this size
+_PARAGRAPH_RE = re.compile(r"\n[ \t]*\n")
 _PROGRAM_NODES = (
     ast.Call,
     ast.Import,
@@ -89,7 +97,26 @@ def text_view(response: str) -> str:
     """The response without program source: what it says, not what its code contains."""
     without_blocks = _FENCE_RE.sub("\n", response)
     without_spans = _INLINE_CODE_RE.sub(_inline_replacement, without_blocks)
-    return "\n".join(line for line in without_spans.split("\n") if not is_program_line(line))
+    paragraphs = _PARAGRAPH_RE.split(without_spans)
+    kept = [para for para in paragraphs if not _is_program_source(para, _PARAGRAPH_MAX)]
+    return "\n".join(_prose_lines("\n\n".join(kept).split("\n")))
+
+
+def _prose_lines(lines: list[str]) -> Iterator[str]:
+    """Drop bare program lines, and with a dropped header ("def f(n):") the body indented
+    under it and its else/elif/except/finally clauses, so an unfenced program leaves nothing."""
+    body_indent: int | None = None  # indentation of the dropped header whose body we are in
+    for line in lines:
+        indent = len(line) - len(line.lstrip(" \t"))
+        if body_indent is not None:
+            if not line.strip() or indent > body_indent or _CLAUSE_RE.match(line):
+                continue
+            body_indent = None
+        if is_program_line(line):
+            if line.rstrip().endswith(":"):
+                body_indent = indent
+            continue
+        yield line
 
 
 def _inline_replacement(match: re.Match[str]) -> str:
@@ -106,10 +133,10 @@ def is_program_line(line: str) -> bool:
     return _is_program_source(stripped)
 
 
-def _is_program_source(code: str) -> bool:
-    if len(code) > _CODE_LINE_MAX or _CODE_SHAPE_RE.search(code) is None:
+def _is_program_source(code: str, max_chars: int = _CODE_LINE_MAX) -> bool:
+    if len(code) > max_chars or _CODE_SHAPE_RE.search(code) is None:
         return False
-    source = code.strip()
+    source = textwrap.dedent(code).strip()
     if source.endswith(":"):  # a compound statement's header line: give it a body to parse
         source += "\n    pass"
     try:
