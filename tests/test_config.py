@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from codeift.config import (
@@ -135,3 +137,105 @@ def test_a_planted_direction_must_be_gain_lose_or_none(config):
 def test_a_malformed_variant_is_named():
     with pytest.raises(ConfigError, match="code50x"):
         variant_proportion("code50x")
+
+
+# Issue 15: malformed configs that used to pass validation, one test per case.
+@pytest.mark.parametrize("key", ["proportions", "replicates"])
+def test_a_fractional_proportion_is_rejected(config, key):
+    if key == "proportions":
+        config["proportions"] = [0, 50.0, 100]
+    else:
+        config["replicates"] = {"proportions": [50.0]}
+    message = _error(config)
+    assert "50.0" in message and "an integer 0..100" in message
+    assert ("proportions[1]" if key == "proportions" else "replicates.proportions[0]") in message
+
+
+@pytest.mark.parametrize("section", ["backbones", "tasks"])
+def test_a_name_ending_in_a_newline_is_rejected(config, section):
+    name = "tiny-llama" if section == "backbones" else "coin_flip"
+    config[section][name + "\n"] = config[section].pop(name)
+    message = _error(config)
+    assert f"config key '{section}'" in message and repr(name + "\n") in message
+    assert "no newline" in message
+
+
+def test_results_that_is_an_existing_file_is_rejected(config, tmp_path):
+    existing = tmp_path / "results.txt"
+    existing.write_text("not a folder")
+    config["results"] = str(existing)
+    message = _error(config)
+    assert "config key 'results'" in message and "existing file" in message
+    config["results"] = str(tmp_path / "new-folder")
+    validate_config(config)
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_empty_results_is_rejected(config, value):
+    config["results"] = value
+    message = _error(config)
+    assert "config key 'results'" in message and "non-space character" in message
+
+
+def test_a_task_size_of_10_to_the_12_is_rejected(config):
+    config["tasks"]["coin_flip"]["size"] = 10**12
+    message = _error(config)
+    assert "tasks.coin_flip.size" in message and "1..1000000" in message
+
+
+def test_an_ift_total_of_10_to_the_12_is_rejected(config):
+    config["ift"]["total"] = 10**12
+    message = _error(config)
+    assert "ift.total" in message and "1..10000000" in message
+
+
+def test_max_model_len_below_max_new_tokens_is_rejected(config):
+    config["inference"].update(max_model_len=100, max_new_tokens=256)
+    message = _error(config)
+    assert "'inference.max_model_len'" in message and "inference.max_new_tokens = 256" in message
+    assert "max_model_len > max_new_tokens" in message
+
+
+def test_a_backbone_override_of_max_model_len_is_checked_too(config):
+    config["inference"].update(max_model_len=2048, max_new_tokens=128)
+    validate_config(config)
+    config["backbones"]["tiny-qwen2"]["inference"] = {"max_model_len": 128}
+    message = _error(config)
+    assert "'backbones.tiny-qwen2.inference.max_model_len'" in message
+    assert "backbone tiny-qwen2" in message
+
+
+def test_a_planted_control_for_a_task_not_in_the_study_is_rejected(config):
+    config["controls"] = {"planted": {"list_reversal": "gain", "chess": "lose"}}
+    message = _error(config)
+    assert "controls.planted.chess" in message and "not a task of this study" in message
+    assert "list_reversal" in message  # the allowed tasks are listed
+
+
+def test_backbone_names_differing_only_in_case_are_rejected(config):
+    config["backbones"]["Tiny-Llama"] = copy.deepcopy(config["backbones"]["tiny-llama"])
+    message = _error(config)
+    assert "'backbones.tiny-llama' and 'backbones.Tiny-Llama' differ only in case" in message
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda c: c.__setitem__("proportions", []), "proportions"),
+        (lambda c: c.__setitem__("proportions", [0, 0]), "proportions"),
+        (lambda c: c.__setitem__("proportions", [0, True]), "proportions[1]"),
+        (lambda c: c.__setitem__("backbones", {}), "backbones"),
+        (lambda c: c["tasks"]["coin_flip"].__setitem__("size", 0), "tasks.coin_flip.size"),
+        (lambda c: c["tasks"]["coin_flip"].__setitem__("size", "24"), "tasks.coin_flip.size"),
+        (lambda c: c["train"].__setitem__("learning_rate", 0), "train.learning_rate"),
+        (lambda c: c["train"].__setitem__("warmup_ratio", 1), "train.warmup_ratio"),
+        (lambda c: c["inference"].__setitem__("max_new_tokens", 0), "inference.max_new_tokens"),
+        (lambda c: c["ift"].__setitem__("total", 2.5), "ift.total"),
+        (lambda c: c["ift"]["labeller"].__setitem__("method", "gpt"), "ift.labeller.method"),
+        (lambda c: c.__setitem__("results", 5), "results"),
+        (lambda c: c["tasks"].__setitem__("bad name", {"domain": "symbolic"}), "tasks"),
+    ],
+)
+def test_other_malformed_configs_stay_rejected(config, change, named):
+    change(config)
+    assert f"'{named}'" in _error(config)

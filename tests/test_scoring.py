@@ -16,6 +16,7 @@ from codeift.score.answers import (
     answers_match,
     canonical_number,
     extract_answer,
+    program_answer,
     score_frame,
 )
 from codeift.tasks import build_task_frame, load_catalog
@@ -271,3 +272,125 @@ def test_markup_only_responses_are_missing_not_crashes(answer_type, response):
     extraction = extract_answer(response, answer_type)
     assert extraction.value is None
     assert extraction.missing_reason in {"no_answer", "empty_response"}
+
+
+# Issue 15: each misread, with the answer a careful human grader reads (not the scorer's output).
+@pytest.mark.parametrize(
+    ("response", "answer_type", "gold", "value", "correct"),
+    [
+        ("```python\nprint(6 * 7)\n```", "number", "7", None, False),
+        ("```python\nprint(6 * 7)\n```", "number", "42", None, False),
+        ("The answer is not 5, it is 7.", "number", "7", "7", True),
+        ("\\boxed{\\frac{1}{2}}", "number", "0.5", "0.5", True),
+        ("\\boxed{\\dfrac{3}{4}}", "number", "0.75", "0.75", True),
+        ("1.000,50", "number", "1000.5", "1000.5", True),
+        ("forty-two", "number", "42", "42", True),
+        ("1. apple\n2. banana\n3. cherry", "list", "apple, banana, cherry",
+         "apple, banana, cherry", True),
+        ("cherry, banana and apple", "list", "cherry, banana, apple", "cherry, banana, apple",
+         True),
+        ("The answer is no, wait, yes.", "yesno", "yes", "yes", True),
+        ("The answer is not true.", "truefalse", "False", "False", True),
+    ],
+)  # fmt: skip
+def test_issue_15_misreads(response, answer_type, gold, value, correct):
+    assert extract_answer(response, answer_type).value == value
+    assert answers_match(extract_answer(response, answer_type).value, gold, answer_type) is correct
+
+
+def test_a_program_only_response_has_no_text_answer():
+    extraction = extract_answer("```python\nprint(6 * 7)\n```", "number")
+    assert extraction == Extraction(None, "none", "code_only")
+    frame = pl.DataFrame(
+        {
+            "answer_type": ["number", "number"],
+            "answer": ["7", "42"],
+            "response": ["```python\nprint(6 * 7)\n```"] * 2,
+        }
+    )
+    scored = score_frame(frame, run_programs=False)
+    assert scored["correct"].to_list() == [False, False]
+    assert scored["missing_reason"].to_list() == ["code_only", "code_only"]
+
+
+def test_a_4301_digit_number_in_response_or_gold_does_not_raise():
+    huge = "9" * 4301
+    frame = pl.DataFrame(
+        {
+            "answer_type": ["number"] * 3,
+            "answer": [huge, "5", huge[:-1] + "8"],
+            "response": [f"The answer is {huge}.", f"The answer is {huge}.", f"So {huge}"],
+        }
+    )
+    scored = score_frame(frame, run_programs=False)
+    assert scored["extracted"].to_list() == [huge] * 3
+    # The third gold differs in the last digit only: within the 1e-9 relative tolerance.
+    assert scored["correct"].to_list() == [True, False, True]
+    assert canonical_number(huge) == huge and canonical_number(10**4301 - 1) == huge
+    assert not answers_match("1" + "0" * 5000, "2" + "0" * 5000, "number")  # not equal via inf
+
+
+@pytest.mark.parametrize(
+    ("response", "answer_type", "value"),
+    [
+        # program source never feeds the text view
+        ("The answer is `print(6*7)`", "number", None),
+        ("Compute it:\nprint(6 * 7)", "number", None),
+        ("def f(n):\n    total = 1\n    return total * n\nprint(f(6))", "number", None),
+        ("x = 5\ny = x * 2\nprint(y)", "number", None),
+        ("if n > 2:\n    print(3)\nelse:\n    print(4)\nSo it is 9.", "number", "9"),
+        ("Code:\n\nx = 5\ny = x * 2\nprint(y)\n\nSo the answer is 10.", "number", "10"),
+        ("Here:\n```python\nx = 41\nprint(x + 1)\n```\nSo the answer is 42.", "number", "42"),
+        ("```\n5\n```\nThe answer is 6.", "number", "6"),  # a fenced block is not the answer
+        ("Cut off:\n```python\nfor i in range(9):\n    print(i)", "number", None),
+        ("~~~python\nprint(3)\n~~~\nAnswer: 4", "number", "4"),
+        ("The answer is `42`.", "number", "42"),  # a quoted value is text, not code
+        ("Answer: `[c, b, a]`", "list", "c, b, a"),
+        # more real shapes
+        ("**7**", "number", "7"),
+        ("The answer is **$7**.", "number", "7"),
+        ("7%", "number", "7"),
+        ("x = 7", "number", "7"),
+        ("She has 7 apples.", "number", "7"),
+        ("#### 42", "number", "42"),
+        ("The answer is 5, wait, 6.", "number", "6"),
+        ("It is 7, not 5.", "number", "7"),
+        ("The answer is not 5.", "number", None),
+        ("The answer is $\\boxed{-\\frac{1}{2}}$", "number", "-0.5"),
+        ("\\boxed{\\frac12}", "number", "0.5"),
+        ("The answer is 1{,}000.", "number", "1000"),
+        ("1.000.000", "number", "1000000"),
+        ("The answer is 1.000", "number", "1"),  # ambiguous: the English reading, documented
+        ("The answer is one hundred and five.", "number", "105"),
+        ("The answer is three thousand two hundred.", "number", "3200"),
+        ('The answer is "Yes".', "yesno", "yes"),
+        ("The answer is yes, because no flip happened.", "yesno", "yes"),
+        ("Two flips, so it is not true.", "truefalse", "False"),
+        ("The answer is:\n1. cup\n2. door\n3. lamp", "list", "cup, door, lamp"),
+        ("Reversed:\n- cup\n- door\n- lamp", "list", "cup, door, lamp"),
+        ("lamp and cup", "list", "lamp, cup"),
+        ("Answer: B", "text", "B"),
+        ("Answer: (B)", "text", "B"),
+    ],
+)
+def test_more_answer_shapes(response, answer_type, value):
+    assert extract_answer(response, answer_type).value == value
+
+
+@pytest.mark.parametrize(
+    ("stdout", "answer_type", "value", "method"),
+    [
+        ("step 1: 3 + 4 = 7\nstep 2: 7 * 6 = 42\n42", "number", "42", "output_last_line"),
+        ("Total: 42", "number", "42", "output_last_line"),
+        ("The answer is 12\ndone", "number", "12", "answer_is"),
+        ("flip 1: tails\nflip 2: heads\nyes", "yesno", "yes", "output_last_line"),
+        ("no flips\nTrue", "truefalse", "True", "output_last_line"),
+        ("['a', 'b', 'c']\n['c', 'b', 'a']", "list", "c, b, a", "output_last_line"),
+        ("checking relations...\nnephew", "text", "nephew", "output_last_line"),
+        ("print(6 * 7)", "number", "7", "output_last_line"),  # output is output, not source
+        ("", "number", None, "none"),
+    ],
+)
+def test_program_answer_reads_the_last_printed_line(stdout, answer_type, value, method):
+    extraction = program_answer(stdout, answer_type)
+    assert (extraction.value, extraction.method) == (value, method)

@@ -86,28 +86,109 @@ def _describe_error(error: Any) -> str:
         low, high = schema.get("minimum"), schema.get("maximum")
         span = f"{low}..{high}" if low is not None and high is not None else error.message
         return f"config key '{where}': {error.instance!r} is out of range (allowed: {span})"
-    if error.validator == "propertyNames":
-        return f"config key '{where}': name {error.instance!r} must match {schema.get('pattern')}"
+    if error.validator == "pattern":
+        allowed = schema.get("description") or f"must match {schema['pattern']}"
+        return f"config key '{where}': {error.instance!r} is not allowed (allowed: {allowed})"
+    if error.validator == "type" and error.validator_value == "integer":
+        low, high = schema.get("minimum"), schema.get("maximum")
+        span = f" {low}..{high}" if low is not None and high is not None else ""
+        return (
+            f"config key '{where}': {error.instance!r} is not allowed (allowed: an integer{span}, "
+            "written without a decimal point)"
+        )
     return f"config key '{where}': {error.message}"
+
+
+def _strict_integer(checker: Any, instance: Any) -> bool:
+    """JSON Schema counts 50.0 as an integer; the study does not (it would become `code50.0`)."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    strict = jsonschema.validators.extend(
+        base, type_checker=base.TYPE_CHECKER.redefine("integer", _strict_integer)
+    )
+    return strict(schema)
 
 
 def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> None:
     """Check the config against the schema and the study's own rules; raise ConfigError."""
-    import jsonschema
-
     schema = load_yaml(schema_path)
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _validator(schema)
     errors = sorted(
         validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.path))
     )
     if errors:
         lines = [_describe_error(error) for error in errors[:5]]
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
+    _check_names_differ_beyond_case(config)
+    _check_results(config)
     _check_tasks(config["tasks"])
     _check_replicates(config)
+    _check_controls(config)
     _check_resources(config)
+    _check_inference_lengths(config)
     _check_ift_sources(config["ift"]["sources"])
     _check_ift_settings(config["ift"])
+
+
+def _check_names_differ_beyond_case(config: dict[str, Any]) -> None:
+    """Backbone and task names become folder names, which collide on case-insensitive disks."""
+    for section in ("backbones", "tasks"):
+        seen: dict[str, str] = {}
+        for name in config[section]:
+            other = seen.setdefault(name.casefold(), name)
+            if other != name:
+                raise ConfigError(
+                    f"config keys '{section}.{other}' and '{section}.{name}' differ only in case "
+                    f"(allowed: {section[:-1]} names that differ ignoring case; they name "
+                    "result folders)"
+                )
+
+
+def _check_results(config: dict[str, Any]) -> None:
+    """`results` is a folder every output goes under: an existing file cannot be one."""
+    results = Path(config.get("results", "results"))
+    if results.exists() and not results.is_dir():
+        raise ConfigError(
+            f"config key 'results': {str(results)!r} is an existing file (allowed: a folder "
+            "path, existing or not)"
+        )
+
+
+def _check_controls(config: dict[str, Any]) -> None:
+    """A planted effect is checked on a task's results, so the study must have that task."""
+    planted = (config.get("controls") or {}).get("planted") or {}
+    for task in planted:
+        if task not in config["tasks"]:
+            raise ConfigError(
+                f"config key 'controls.planted.{task}': not a task of this study (allowed: "
+                f"{', '.join(sorted(config['tasks']))})"
+            )
+
+
+def _check_inference_lengths(config: dict[str, Any]) -> None:
+    """Each backbone's context (max_model_len) must hold the reply (max_new_tokens) and a
+    prompt, after the backbone's own `inference` overrides."""
+    for backbone, spec in config["backbones"].items():
+        settings = backbone_inference(config, backbone)
+        if settings["max_model_len"] > settings["max_new_tokens"]:
+            continue
+        own = spec.get("inference", {})
+        where = {
+            key: f"backbones.{backbone}.inference.{key}"
+            if key in own
+            else (f"inference.{key}" if key in config.get("inference", {}) else f"default {key}")
+            for key in ("max_model_len", "max_new_tokens")
+        }
+        raise ConfigError(
+            f"config key '{where['max_model_len']}': {settings['max_model_len']} leaves no room "
+            f"for a prompt with {where['max_new_tokens']} = {settings['max_new_tokens']} "
+            f"(backbone {backbone}; allowed: max_model_len > max_new_tokens)"
+        )
 
 
 def _check_ift_settings(ift: dict[str, Any]) -> None:

@@ -1,9 +1,22 @@
 """Answer extraction and matching for zero-shot generations.
 
 Models seldom answer in exactly the requested form, so extraction tries the explicit forms first
-(a \\boxed{} value, then "the answer is ...") and only then falls back to type-specific heuristics.
-Every result records its `method`, so an analysis can tell a formatting failure (fallbacks,
-missing answers) from a reasoning failure (an explicit but wrong answer).
+(a \\boxed{} value, then "the answer is ..." / "Answer:" / "#### ...") and only then falls back to
+type-specific heuristics. Every result records its `method`, so an analysis can tell a formatting
+failure (fallbacks, missing answers) from a reasoning failure (an explicit but wrong answer).
+
+Two views of a response are scored, and they never mix:
+- the text view (`correct`, the study's metric) reads only what the response says: program
+  source (fenced blocks, code spans, bare Python lines; `codeift.score.answer_text.text_view`) is
+  removed first, so digits in a program never count. A response that is only a program has no
+  text answer (`missing_reason` "code_only").
+- the program view (`program_correct`) reads what the response's program printed when run
+  (`program_answer`: its last printed line first, as a traced program prints its answer last).
+
+Numbers: "1,234.50" is 1234.5; a dot-grouped number with a decimal comma ("1.000,50") or with
+two or more dot groups ("1.000.000") is read the European way (1000.5, 1000000); a lone "1.000"
+stays 1 (the tasks are English, where the dot is decimal). Fractions (3/4, \\frac{3}{4}) become
+decimals (0.75). Nothing here raises on any text, whatever its size (no int(str) conversion).
 """
 
 from __future__ import annotations
@@ -13,11 +26,20 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, InvalidOperation, localcontext
 
 import polars as pl
 
 from codeift.score import sandbox
+from codeift.score.answer_text import (
+    is_negated,
+    leading_list_lines,
+    leading_word_number,
+    list_lines,
+    normalise_latex,
+    stated_candidates,
+    text_view,
+)
 from codeift.score.sandbox import ProgramRun, SandboxLimits, extract_program
 
 ANSWER_TYPES: tuple[str, ...] = ("number", "yesno", "truefalse", "list", "text")
@@ -40,28 +62,28 @@ PLURAL_FORMS: dict[str, str] = {
 }
 _SINGULAR_OF = {plural: singular for singular, plural in PLURAL_FORMS.items()}
 
-_WORD_NUMBERS = {
-    word: index
-    for index, word in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-        "fifteen sixteen seventeen eighteen nineteen twenty".split()
-    )
-}
-
-# A number token: optional sign, digits with well-formed thousands commas, optional decimals or a
+# A number token: optional sign, then a European-grouped number ("1.000,50", "1.000.000"; see
+# the module docstring), or digits with well-formed thousands commas, optional decimals or a
 # simple fraction. The look-behind keeps "x2" or the "5" of "2.5" from counting as numbers.
-_NUMBER_RE = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+|/\d+)?")
-_LEADING_WORD_NUMBER_RE = re.compile(
-    r"\W*(" + "|".join(_WORD_NUMBERS) + r")\b(?!\s*(?:hundred|thousand|million))", re.IGNORECASE
+_NUMBER_RE = re.compile(
+    r"(?<![\w.])-?(?:\d{1,3}(?:\.\d{3})+,\d+(?!\d|\.\d)|\d{1,3}(?:\.\d{3}){2,}(?!\d|[.,]\d)"
+    r"|(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+|/\d+)?)"
 )
 _ANSWER_IS_RE = re.compile(
-    r"\b(?:final\s+)?answer\s*(?:is\s*:?|:|=|would\s+be|will\s+be)", re.IGNORECASE
+    r"\b(?:final\s+)?answer\s*(?:is\s*:?|:|=|would\s+be|will\s+be)|^[ \t]*####",
+    re.IGNORECASE | re.MULTILINE,
 )
+# Decimal arithmetic on numbers of any size: no exponent overflow, no traps, so matching a
+# 100,000-digit number neither raises nor silently agrees through float infinity.
+_DECIMAL = Context(prec=50, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[])
+_REL_TOL, _ABS_TOL = Decimal("1e-9"), Decimal("1e-6")
 _BOXED_RE = re.compile(r"\\boxed\s*\{")
 _TEXT_WRAPPER_RE = re.compile(r"\\(?:text|textbf|mathrm)\s*\{([^{}]*)\}")
 _YESNO_RE = re.compile(r"\b(yes|no|true|false)\b", re.IGNORECASE)
 _SENTENCE_END_RE = re.compile(r"[.!?](?:\s|$)")
 _ARROW_RE = re.compile(r"\s*(?:->|=>|→|⟶)\s*")
+_AND_RE = re.compile(r"\s(?:and|&)\s", re.IGNORECASE)
+_LIST_SEPARATOR_RE = re.compile(r"[,;]|\s(?:and|&)\s", re.IGNORECASE)
 _QUOTES = "'\"`“”‘’"
 _EDGE_PUNCTUATION = _QUOTES + "*_.,;:!?()[]{} \t"
 
@@ -97,19 +119,34 @@ def canonical_number(value: object) -> str | None:
 
 def _parse_number_token(text: str) -> Decimal | None:
     """Parse one number written the way people write it: $, commas, %, a trailing unit word."""
-    cleaned = text.strip().replace("−", "-").replace("$", "").replace("€", "").replace("£", "")
+    cleaned = _strip_currency(text.strip().replace("−", "-"))
     match = _NUMBER_RE.search(cleaned)
     if match is None or cleaned[: match.start()].strip(" -+") or _has_second_number(cleaned, match):
         return None
-    token = match.group(0).replace(",", "")
+    return _token_decimal(match.group(0))
+
+
+def _strip_currency(text: str) -> str:
+    return text.replace("$", "").replace("€", "").replace("£", "")
+
+
+def _token_decimal(token: str) -> Decimal | None:
+    """The value of one _NUMBER_RE token, European grouping included."""
+    if "," in token and "." in token and token.rfind(",") > token.rfind("."):
+        token = token.replace(".", "").replace(",", ".")  # 1.000,50
+    elif token.count(".") > 1:
+        token = token.replace(".", "")  # 1.000.000
+    else:
+        token = token.replace(",", "")
     try:
-        if "/" in token:
-            numerator, denominator = token.split("/")
-            if Decimal(denominator) == 0:
-                return None
-            return Decimal(numerator) / Decimal(denominator)
-        return Decimal(token)
-    except InvalidOperation:
+        with localcontext(_DECIMAL):
+            if "/" in token:
+                numerator, denominator = token.split("/")
+                if Decimal(denominator) == 0:
+                    return None
+                return Decimal(numerator) / Decimal(denominator)
+            return Decimal(token)
+    except (InvalidOperation, ValueError):
         return None
 
 
@@ -118,9 +155,11 @@ def _has_second_number(text: str, first: re.Match[str]) -> bool:
 
 
 def _format_decimal(decimal: Decimal) -> str:
-    if decimal == decimal.to_integral_value():
-        return str(int(decimal))
-    return format(decimal.normalize(), "f")
+    """Plain digits, no exponent, no trailing zeros; exact at any size (never int(str))."""
+    text = format(decimal, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 def _to_decimal(text: str) -> Decimal | None:
@@ -128,11 +167,14 @@ def _to_decimal(text: str) -> Decimal | None:
     return None if canonical is None else Decimal(canonical)
 
 
-def _normalise_response(response: str) -> str:
-    """Undo presentation that hides answers: markdown emphasis, unicode minus, LaTeX \\text{}."""
+def _normalise_response(response: str, strip_code: bool = True) -> str:
+    """The text view, minus presentation that hides answers: program source (see the module
+    docstring), markdown emphasis, unicode minus, LaTeX \\text{} and number notation."""
     text = unicodedata.normalize("NFKC", response).replace("−", "-")
+    if strip_code:
+        text = text_view(text)
     text = text.replace("**", "").replace("`", "")
-    return _TEXT_WRAPPER_RE.sub(r"\1", text).strip()
+    return normalise_latex(_TEXT_WRAPPER_RE.sub(r"\1", text)).strip()
 
 
 def _last_boxed(text: str) -> str | None:
@@ -162,7 +204,12 @@ def _after_answer_is(text: str) -> str | None:
     if not matches:
         return None
     rest = text[matches[-1].end() :]
-    for line in rest.splitlines():
+    lines = rest.splitlines()
+    if lines and not lines[0].strip():  # "The answer is:" then a numbered list: its items
+        items = leading_list_lines(_non_empty_lines(rest))
+        if items:
+            return ", ".join(items)
+    for line in lines:
         if line.strip():
             return line.strip()
     return None
@@ -174,36 +221,55 @@ def _first_sentence(segment: str) -> str:
 
 
 def _parse_number(segment: str) -> str | None:
-    match = _NUMBER_RE.search(segment.replace("$", "").replace("€", "").replace("£", ""))
-    if match is not None:
-        return canonical_number(match.group(0))
-    word = _LEADING_WORD_NUMBER_RE.match(segment)
-    return None if word is None else str(_WORD_NUMBERS[word.group(1).lower()])
+    """The number an answer segment states: in its first sentence, after any self-correction,
+    skipping denied ones ("not 5, it is 7" -> 7); else a leading number word ("forty-two")."""
+    text = _strip_currency(segment)
+    for scope in dict.fromkeys((_first_sentence(text), text)):
+        for match, negated in stated_candidates(scope, _NUMBER_RE.finditer):
+            if not negated:
+                decimal = _token_decimal(match.group(0))
+                if decimal is not None:
+                    return _format_decimal(decimal)
+    word = leading_word_number(segment)
+    return None if word is None else str(word)
 
 
 def _polarity(word: str) -> bool:
     return word.lower() in ("yes", "true")
 
 
+def _parse_polar(segment: str) -> bool | None:
+    """The polarity an answer segment states: after any self-correction ("no, wait, yes" ->
+    yes), inverted when denied ("not true" -> False)."""
+    text = segment.replace("\n", " ")
+    for scope in dict.fromkeys((_first_sentence(text), text)):
+        stated = stated_candidates(scope, _YESNO_RE.finditer)
+        if stated:
+            match, negated = stated[0]
+            return _polarity(match.group(1)) != negated
+    return None
+
+
 def _parse_yesno(segment: str) -> str | None:
-    match = _YESNO_RE.search(segment)
-    return None if match is None else ("yes" if _polarity(match.group(1)) else "no")
+    polarity = _parse_polar(segment)
+    return None if polarity is None else ("yes" if polarity else "no")
 
 
 def _parse_truefalse(segment: str) -> str | None:
-    match = _YESNO_RE.search(segment)
-    return None if match is None else ("True" if _polarity(match.group(1)) else "False")
+    polarity = _parse_polar(segment)
+    return None if polarity is None else ("True" if polarity else "False")
 
 
 def split_list(segment: str) -> list[str]:
-    """Items of a list written as "a, b, c", "[a, b, c]", "['a','b']", "a b c" or "a -> b -> c"."""
+    """Items of a list written as "a, b, c", "a, b and c", "[a, b, c]", "['a','b']", "a b c" or
+    "a -> b -> c"."""
     text = segment.strip().rstrip(".")
     if "[" in text and "]" in text:
         text = text[text.rfind("[", 0, text.rfind("]")) + 1 : text.rfind("]")]
     if _ARROW_RE.search(text):
         parts = _ARROW_RE.split(text)
-    elif "," in text or ";" in text:
-        parts = re.split(r"[,;]", text)
+    elif "," in text or ";" in text or _AND_RE.search(text):
+        parts = _LIST_SEPARATOR_RE.split(text)
     else:
         parts = text.split()
     items = [_strip_and(part.strip().strip(_EDGE_PUNCTUATION)) for part in parts]
@@ -244,19 +310,33 @@ def _non_empty_lines(text: str) -> list[str]:
 
 
 def _fallback_number(text: str) -> tuple[str | None, str]:
-    matches = _NUMBER_RE.findall(text.replace("$", "").replace("€", "").replace("£", ""))
-    return (canonical_number(matches[-1]) if matches else None), "last_number"
+    """The last number that is not denied ("7, not 5" -> 7); else a leading number word."""
+    cleaned = _strip_currency(text)
+    for match in reversed(list(_NUMBER_RE.finditer(cleaned))):
+        decimal = None if is_negated(cleaned, match.start()) else _token_decimal(match.group(0))
+        if decimal is not None:
+            return _format_decimal(decimal), "last_number"
+    for line in (text, *_non_empty_lines(text)[-1:]):
+        word = leading_word_number(line)
+        if word is not None:
+            return str(word), "number_word"
+    return None, "last_number"
 
 
 def _fallback_polar(
     text: str, parse: Callable[[str], str | None], method: str
 ) -> tuple[str | None, str]:
-    """A leading yes/no is the direct answer; otherwise the last one closes the reasoning."""
+    """A leading yes/no is the direct answer; otherwise the last one closes the reasoning
+    (inverted when denied: "... so it is not true")."""
     leading = re.match(r"\W*(yes|no|true|false)\b", text, re.IGNORECASE)
     if leading is not None:
         return parse(leading.group(1)), method
-    words = _YESNO_RE.findall(text)
-    return (parse(words[-1]) if words else None), method
+    words = list(_YESNO_RE.finditer(text))
+    if not words:
+        return None, method
+    last = words[-1]
+    polarity = _polarity(last.group(1)) != is_negated(text, last.start())
+    return parse("yes" if polarity else "no"), method
 
 
 def _fallback_list(text: str) -> tuple[str | None, str]:
@@ -264,6 +344,9 @@ def _fallback_list(text: str) -> tuple[str | None, str]:
     if brackets:
         return _parse_list(brackets[-1]), "list_brackets"
     lines = _non_empty_lines(text)
+    items = list_lines(lines)  # a numbered or bulleted list closing the response
+    if items:
+        return _parse_list(", ".join(items)), "list_lines"
     arrows = [line for line in lines if _ARROW_RE.search(line)]
     if arrows:
         return _parse_list(arrows[-1].rsplit(":", 1)[-1]), "list_arrow"
@@ -294,14 +377,20 @@ def _check_answer_type(answer_type: str) -> None:
         )
 
 
-def extract_answer(response: str | None, answer_type: str) -> Extraction:
-    """Read the final answer of `answer_type` from a model response; never raises on text."""
+def extract_answer(response: str | None, answer_type: str, strip_code: bool = True) -> Extraction:
+    """Read the final answer of `answer_type` from what a response says; never raises on text.
+
+    Program source is removed first (`strip_code`; off only for a program's printed output), so
+    a response that is only a program is missing ("code_only"), never scored by its digits.
+    """
     _check_answer_type(answer_type)
     if response is None or not str(response).strip():
         return Extraction(None, "none", "empty_response")
-    text = _normalise_response(str(response))
-    if not text:  # only markup (e.g. a run of code fences): nothing to read an answer from
-        return Extraction(None, "none", "no_answer")
+    text = _normalise_response(str(response), strip_code)
+    if not text:
+        if strip_code and _normalise_response(str(response), False):
+            return Extraction(None, "none", "code_only")
+        return Extraction(None, "none", "no_answer")  # only markup, e.g. a run of empty fences
     parse = _PARSERS[answer_type]
     for method, segment in (("boxed", _last_boxed(text)), ("answer_is", _after_answer_is(text))):
         if segment:
@@ -325,10 +414,13 @@ def _singular(normalised: str) -> str:
 
 
 def _numbers_match(extracted: str, gold: str) -> bool:
+    """Equal within 1e-9 relative or 1e-6 absolute, computed in Decimal at any magnitude."""
     left, right = _to_decimal(extracted), _to_decimal(gold)
     if left is None or right is None:
         return False
-    return math.isclose(float(left), float(right), rel_tol=1e-9, abs_tol=1e-6)
+    with localcontext(_DECIMAL):
+        tolerance = max(_REL_TOL * max(abs(left), abs(right)), _ABS_TOL)
+        return abs(left - right) <= tolerance
 
 
 def _polar_match(extracted: str, gold: str) -> bool:
@@ -375,9 +467,18 @@ def score_frame(
 ) -> pl.DataFrame:
     """Score every generation from its text and, where it holds a program, from what that prints.
 
-    Adds extracted/method/missing_reason/correct (the text answer), then the program_* columns
-    (null where a response has no program, or `run_programs` is False) and `correct_any`, so an
-    analysis can credit a code-tuned model that answers with a program. Row order is kept.
+    Adds, per row (row order is kept):
+    - `extracted`, `method`, `missing_reason`, `correct`: the text view, the study's metric. It
+      reads only what the response says; program source never counts (a response that is only
+      a program is missing, `missing_reason` "code_only", and `correct` is False).
+    - `program_status`, `program_output`, `program_detail`: how the response's last Python
+      block ran in the sandbox and what it printed (all null where the response has no
+      program, or `run_programs` is False).
+    - `program_extracted`, `program_method`, `program_correct`: the program view, the answer
+      read from that printed output (`program_answer`); `program_correct` is False when the
+      run did not end ok, null when nothing ran.
+    - `correct_any`: `correct` or `program_correct`, the program-aided metric, so an analysis
+      can show how much of a code arm's score comes from running its programs.
     """
     absent = [column for column in _SCORE_INPUTS if column not in generations.columns]
     if absent:
@@ -416,8 +517,24 @@ def _program_score(
         return None, None, None
     if run.status != "ok":
         return None, "none", False
-    extraction = extract_answer(run.stdout, answer_type)
+    extraction = program_answer(run.stdout, answer_type)
     return extraction.value, extraction.method, answers_match(extraction.value, gold, answer_type)
+
+
+def program_answer(stdout: str | None, answer_type: str) -> Extraction:
+    """The answer a program printed: its last non-empty line, as a traced program prints its
+    steps first and its answer last ("step 1: ...", then "42"); when that line holds none (a
+    closing "done"), the whole output read like a reply. Method "output_last_line" or the
+    whole-output method. Never raises.
+    """
+    _check_answer_type(answer_type)
+    lines = _non_empty_lines(str(stdout)) if stdout else []
+    if not lines:
+        return Extraction(None, "none", "empty_output")
+    last = extract_answer(lines[-1], answer_type, strip_code=False)
+    if last.value is not None:
+        return Extraction(last.value, "output_last_line", None)
+    return extract_answer(str(stdout), answer_type, strip_code=False)
 
 
 PROGRAM_COLUMNS: tuple[str, ...] = (
