@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from codeift import jail
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 DOMAINS = ("symbolic", "logical", "arithmetic")
 
@@ -182,6 +184,7 @@ def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
     filled["ift"].setdefault("labeller", {"method": "heuristic"})
     filled["ift"]["mix"] = {"nested": True, "match": "examples", **filled["ift"].get("mix", {})}
     filled["engines"] = {**DEFAULT_ENGINES, **filled.get("engines", {})}
+    filled["scoring"] = {"sandbox": jail.DEFAULT_MODE, **filled.get("scoring", {})}
     return filled
 
 

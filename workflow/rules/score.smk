@@ -12,7 +12,10 @@ rule score:
         "eval"
     conda:
         "../envs/data.yaml"
+    params:
+        sandbox=config["scoring"]["sandbox"],
     resources:
         **cluster_resources("small"),
     shell:
-        "python -m codeift score --generations {input} --out {output} > {log} 2>&1"
+        "python -m codeift score --generations {input} --out {output}"
+        " --sandbox {params.sandbox} > {log} 2>&1"
