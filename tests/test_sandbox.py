@@ -284,3 +284,33 @@ def test_cleanup_of_a_folder_the_program_locked_never_raises(tmp_path):
     locked.chmod(0)
     sandbox._remove_tree(tmp_path / "work")
     assert not (tmp_path / "work").exists()
+
+
+def _set_immutable(path: Path, on: bool) -> None:
+    import fcntl
+    import struct
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.ioctl(fd, 0x40086602, struct.pack("l", 0x10 if on else 0))  # FS_IOC_SETFLAGS
+    finally:
+        os.close(fd)
+
+
+def test_an_immutable_leftover_is_counted_and_the_folder_above_is_left_alone(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    locked = work / "locked"
+    locked.write_text("x")
+    try:
+        _set_immutable(locked, True)
+    except OSError:
+        pytest.skip("needs root and a file system with the immutable flag")
+    tmp_path.chmod(0o755)
+    before = sandbox.leftover_count()
+    try:
+        sandbox._remove_tree(work)
+        assert sandbox.leftover_count() == before + 1 and locked.exists()
+        assert tmp_path.stat().st_mode & 0o777 == 0o755
+    finally:
+        _set_immutable(locked, False)

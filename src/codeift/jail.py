@@ -194,9 +194,9 @@ def _python_mounts(
     prefix = os.path.realpath(sys.base_prefix)
     stdlib = os.path.realpath(sysconfig.get_paths()["stdlib"])
     site = os.path.join(stdlib, "site-packages")
-    if _under(interpreter, "/usr") and _under(stdlib, "/usr"):
+    if is_under(interpreter, "/usr") and is_under(stdlib, "/usr"):
         return (), ()
-    if not _under(interpreter, prefix) or not _under(stdlib, prefix):
+    if not is_under(interpreter, prefix) or not is_under(stdlib, prefix):
         raise JailUnavailable(f"interpreter {interpreter} is not under its prefix {prefix}")
     masked = (site,) if os.path.isdir(site) else ()
     if user is None or _reachable_by_others(prefix):
@@ -204,7 +204,7 @@ def _python_mounts(
     return ((_stage(prefix, interpreter, stdlib), prefix),), ()
 
 
-def _under(path: str, folder: str) -> bool:
+def is_under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 

@@ -310,10 +310,14 @@ def _remove_tree(path: Path) -> None:
     is counted in `LEFTOVERS` and logged, not raised, so one program cannot stop a scoring job.
     """
 
+    root = os.path.realpath(path)
+
     def retry(function: Callable, name: str, _error: object) -> None:
+        """Open up `name` and its folder, but never a folder above the work folder."""
         try:
-            os.chmod(os.path.dirname(name), 0o700)
-            os.chmod(name, 0o700)
+            for target in (os.path.dirname(name), name):
+                if jail.is_under(os.path.realpath(target), root) and not os.path.islink(target):
+                    os.chmod(target, 0o700)
             function(name)
         except OSError:
             pass

@@ -12,10 +12,10 @@ rule score:
         "eval"
     conda:
         "../envs/data.yaml"
-    params:
-        sandbox=config["scoring"]["sandbox"],
     resources:
         **cluster_resources("small"),
+    params:
+        sandbox=config["scoring"]["sandbox"],
     shell:
         "python -m codeift score --generations {input} --out {output}"
         " --sandbox {params.sandbox} > {log} 2>&1"
