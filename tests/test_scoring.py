@@ -191,6 +191,7 @@ def test_score_frame_adds_columns_and_keeps_rows_and_inputs():
         "program_extracted",
         "program_method",
         "program_correct",
+        "program_sandbox",
         "correct_any",
     ]
     assert scored["program_status"].null_count() == scored.height  # no response holds a program

@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from codeift.io import write_json, write_parquet
+from codeift.score import jail
 
 
 def _json(text: str) -> Any:
@@ -124,17 +125,26 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from codeift.score.answers import score_frame
+    import logging
 
-    scored = score_frame(pl.read_parquet(args.generations))
+    from codeift.score.answers import score_frame
+    from codeift.score.sandbox import leftover_count
+
+    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s %(message)s")
+    scored = score_frame(pl.read_parquet(args.generations), sandbox_mode=args.sandbox)
     write_parquet(scored, args.out)
     missing = scored["missing_reason"].drop_nulls().value_counts(sort=True).rows()
+    statuses = scored["program_status"].drop_nulls().value_counts(sort=True).rows()
     print(
         json.dumps(
             {
                 "examples": scored.height,
                 "correct": int(scored["correct"].sum()),
                 "missing": dict(missing),
+                "sandbox": args.sandbox,
+                "program_status": dict(statuses),
+                "not_run": int((scored["program_status"] == "not_run").sum()),
+                "work_folders_left": leftover_count(),
             }
         )
     )
@@ -214,7 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.set_defaults(handler=cmd_pretrain)
     add("build-task", cmd_build_task, "name", "entry", "out", ints=("seed",))
     add("generate", cmd_generate, "model", "task-file", "out", "backbone", "variant", "settings")
-    add("score", cmd_score, "generations", "out")
+    score = add("score", cmd_score, "generations", "out")
+    score.add_argument(
+        "--sandbox",
+        default=jail.DEFAULT_MODE,
+        choices=jail.MODES,
+        help="config scoring.sandbox: jail (OS boundary; default) or python_guard (weaker, opt-in)",
+    )
     aggregate = commands.add_parser("aggregate")
     aggregate.add_argument("--scores", nargs="*", default=[])
     aggregate.add_argument("--score-list", help="file with one score path per line")

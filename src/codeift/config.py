@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from codeift.errors import ConfigError
+from codeift.score import jail
 from codeift.study import variant_name, variant_replicate
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
@@ -260,6 +261,7 @@ def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
     filled["ift"].setdefault("labeller", {"method": "heuristic"})
     filled["ift"]["mix"] = {"nested": True, "match": "examples", **filled["ift"].get("mix", {})}
     filled["engines"] = {**DEFAULT_ENGINES, **filled.get("engines", {})}
+    filled["scoring"] = {"sandbox": jail.DEFAULT_MODE, **filled.get("scoring", {})}
     return filled
 
 

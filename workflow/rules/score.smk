@@ -14,5 +14,8 @@ rule score:
         "../envs/data.yaml"
     resources:
         **cluster_resources("small"),
+    params:
+        sandbox=config["scoring"]["sandbox"],
     shell:
-        "python -m codeift score --generations {input} --out {output} > {log} 2>&1"
+        "python -m codeift score --generations {input} --out {output}"
+        " --sandbox {params.sandbox} > {log} 2>&1"

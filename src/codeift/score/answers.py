@@ -464,6 +464,7 @@ def score_frame(
     run_programs: bool = True,
     limits: SandboxLimits | None = None,
     workers: int = 2,
+    sandbox_mode: str = sandbox.jail.DEFAULT_MODE,
 ) -> pl.DataFrame:
     """Score every generation from its text and, where it holds a program, from what that prints.
 
@@ -479,6 +480,8 @@ def score_frame(
       run did not end ok, null when nothing ran.
     - `correct_any`: `correct` or `program_correct`, the program-aided metric, so an analysis
       can show how much of a code arm's score comes from running its programs.
+    `sandbox_mode` (config `scoring.sandbox`) is what programs run under; where the jail cannot be
+    set up, program_status is `not_run` and program_detail says why; program_sandbox names it.
     """
     absent = [column for column in _SCORE_INPUTS if column not in generations.columns]
     if absent:
@@ -505,8 +508,8 @@ def score_frame(
         pl.Series("correct", correct, dtype=pl.Boolean),
     )
     programs = [extract_program(response) if run_programs else None for response, _, _ in rows]
-    runs = sandbox.run_programs(programs, limits, workers)
-    return _add_program_columns(scored, rows, runs)
+    runs = sandbox.run_programs(programs, limits, workers, sandbox_mode)
+    return _add_program_columns(scored, rows, runs, sandbox_mode)
 
 
 def _program_score(
@@ -544,11 +547,12 @@ PROGRAM_COLUMNS: tuple[str, ...] = (
     "program_extracted",
     "program_method",
     "program_correct",
+    "program_sandbox",
 )
 
 
 def _add_program_columns(
-    scored: pl.DataFrame, rows: list[tuple], runs: list[ProgramRun | None]
+    scored: pl.DataFrame, rows: list[tuple], runs: list[ProgramRun | None], sandbox_mode: str
 ) -> pl.DataFrame:
     scores = [
         _program_score(run, gold, answer_type)
@@ -561,6 +565,7 @@ def _add_program_columns(
         pl.Series("program_extracted", [score[0] for score in scores], dtype=pl.Utf8),
         pl.Series("program_method", [score[1] for score in scores], dtype=pl.Utf8),
         pl.Series("program_correct", [score[2] for score in scores], dtype=pl.Boolean),
+        pl.Series("program_sandbox", [run and sandbox_mode for run in runs], dtype=pl.Utf8),
     ).with_columns(
         (pl.col("correct") | pl.col("program_correct").fill_null(False)).alias("correct_any")
     )

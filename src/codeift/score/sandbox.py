@@ -1,37 +1,54 @@
 """Run model-written Python programs in a limited child process and capture what they print.
 
 Code-tuned models often answer with a program rather than prose, so scoring runs that program.
-The program is untrusted, so each run gets its own interpreter (`python -I -S -B`, empty
-environment, stdin closed), its own temporary working folder that is deleted afterwards, rlimits
-(CPU, address space, file size, open files, processes), a wall-clock timeout that kills the whole
-process group, and an audit hook (see `sandbox_runner`) that ends the run as soon as the
-program tries to start a process, use the network, load native code or change files outside its
-folder. Under root the child also drops to the unprivileged `nobody` user, because root ignores
-RLIMIT_NPROC and file permissions. This contains careless code; it is not a hardened jail.
+The program is untrusted input, so by default each run happens inside the operating-system jail
+of `codeift.score.jail` (bubblewrap namespaces, unprivileged uid, no capabilities, seccomp, an empty
+tmpfs work folder). Inside it the runner (`python -I -S -B`, empty environment, stdin closed)
+sets rlimits (CPU, address space, file size, open files, processes) and installs the audit hook
+of `sandbox_runner` as a second layer; a wall-clock timeout kills the whole run. Where the
+jail cannot be set up, programs are not run (`not_run`) unless the config opts into the
+Python-only guard (`scoring.sandbox: python_guard`), the old, weaker mode.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import json
+import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
+from codeift.score import jail
 from codeift.score.sandbox_runner import BLOCKED_EXIT, BLOCKED_MARKER
 
 RUNNER = Path(__file__).with_name("sandbox_runner.py")
-STATUSES: tuple[str, ...] = ("ok", "timeout", "crashed", "blocked", "memory", "no_output")
-NOBODY = 65534
+STATUSES: tuple[str, ...] = (
+    "ok",
+    "timeout",
+    "crashed",
+    "blocked",
+    "memory",
+    "no_output",
+    "not_run",
+)
+NOBODY = jail.NOBODY
+LOG = logging.getLogger("codeift.score.sandbox")
+LEFTOVERS: list[str] = []  # host work folders that could not be removed (python_guard only)
+_LEFTOVER_LOCK = threading.Lock()
 _PYTHON_FLAGS = ("-I", "-S", "-B", "-X", "utf8")
 _FENCE_RE = re.compile(
     r"^[ \t]*```[ \t]*([^\n`]*)\n(.*?)(?:^[ \t]*```|\Z)", re.DOTALL | re.MULTILINE
@@ -50,6 +67,7 @@ class SandboxLimits:
     open_files: int = 64
     processes: int = 128
     output_chars: int = 4000
+    disk_bytes: int = 64 * 1024**2  # the jail's tmpfs work folder
 
 
 @dataclass(frozen=True)
@@ -95,55 +113,127 @@ def _looks_like_code(code: str) -> bool:
     return any(isinstance(node, ast.Call) for node in ast.walk(tree))
 
 
-def run_program(source: str, limits: SandboxLimits | None = None) -> ProgramRun:
-    """Run `source` in the sandbox and classify how it ended; never raises on the program."""
+def run_program(
+    source: str, limits: SandboxLimits | None = None, boundary: jail.Boundary | None = None
+) -> ProgramRun:
+    """Run `source` under `boundary` (default: this job's jail) and classify how it ended.
+
+    Never raises on the program: a boundary that is not ready gives `not_run` with its reason.
+    """
     limits = limits or SandboxLimits()
-    user = _sandbox_user()
-    with tempfile.TemporaryDirectory(
-        prefix="codeift-sandbox-", ignore_cleanup_errors=True
-    ) as outer_name:
-        outer = Path(outer_name)
-        work = outer / "work"
-        work.mkdir()
-        program = work / "program.py"
-        program.write_text(source, encoding="utf-8")
-        if user is not None:
-            os.chown(work, user, user)
-            os.chown(program, user, user)
-        with open(outer / "stdout", "wb") as out, open(outer / "stderr", "wb") as err:
-            command = _command(work, program, limits)
-            returncode, timed_out = _execute(command, work, user, limits.wall_seconds, (out, err))
-        stdout = _read_capped(outer / "stdout", limits.output_chars)
-        stderr = _read_capped(outer / "stderr", limits.output_chars)
-    return classify(returncode, timed_out, stdout, stderr)
+    boundary = boundary or jail.prepare(jail.DEFAULT_MODE)
+    if not boundary.ready:
+        return ProgramRun("not_run", "", boundary.reason)
+    if boundary.mode == "python_guard":
+        return _run_guarded(source, limits)
+    return _run_jailed(source, limits, boundary)
 
 
 def run_programs(
-    sources: Sequence[str | None], limits: SandboxLimits | None = None, workers: int = 2
+    sources: Sequence[str | None],
+    limits: SandboxLimits | None = None,
+    workers: int = 2,
+    mode: str = jail.DEFAULT_MODE,
 ) -> list[ProgramRun | None]:
-    """Run each program (None stays None) on a small thread pool, keeping the input order."""
+    """Run each program (None stays None) on a small thread pool, keeping the input order.
+
+    The boundary is prepared once for all of them; where it cannot be, no program runs and every
+    one is `not_run` with the reason (the job log says so once).
+    """
     todo = [(index, source) for index, source in enumerate(sources) if source is not None]
     runs: list[ProgramRun | None] = [None] * len(sources)
     if not todo:
         return runs
+    boundary = jail.prepare(mode)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        finished = pool.map(lambda item: run_program(item[1], limits), todo)
+        finished = pool.map(lambda item: run_program(item[1], limits, boundary), todo)
         for (index, _), run in zip(todo, finished, strict=True):
             runs[index] = run
     return runs
 
 
-def _command(work: Path, program: Path, limits: SandboxLimits) -> list[str]:
-    config = {
-        "root": str(work),
-        "program": str(program),
-        "cpu_seconds": limits.cpu_seconds,
-        "memory_bytes": limits.memory_bytes,
-        "file_bytes": limits.file_bytes,
-        "open_files": limits.open_files,
-        "processes": limits.processes,
+def _run_jailed(source: str, limits: SandboxLimits, boundary: jail.Boundary) -> ProgramRun:
+    """One run inside bwrap: the program and runner go in as in-memory files, the work folder is
+    the jail's own tmpfs, so nothing the program makes exists on the host afterwards.
+    """
+    fds = {
+        "runner": jail.memfd("runner", jail.RUNNER_SOURCE.read_bytes()),
+        "program": jail.memfd("program", source.encode("utf-8", "replace")),
+        "seccomp": jail.memfd("seccomp", jail.seccomp_filter()),
     }
-    return [sys.executable, *_PYTHON_FLAGS, str(RUNNER), json.dumps(config)]
+    config = _config(jail.BOX, f"{jail.BOX}/{jail.PROGRAM_NAME}", limits)
+    command = jail.bwrap_command(boundary, fds, config, limits.disk_bytes)
+    try:
+        with _captures() as (out, err):
+            user = boundary.bwrap_user
+            identity = {} if user is None else {"user": user, "group": user, "extra_groups": []}
+            returncode, timed_out = _execute(
+                command, Path("/"), {}, identity, limits.wall_seconds, (out, err), fds.values()
+            )
+            returncode = _signal_of_bwrap_status(returncode)
+            stdout = _read_capped(out, limits.output_chars)
+            stderr = _read_capped(err, limits.output_chars)
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    return classify(returncode, timed_out, stdout, stderr)
+
+
+def _signal_of_bwrap_status(returncode: int) -> int:
+    """bwrap reports a child killed by signal N as exit status 128 + N; give it back as -N."""
+    if 128 < returncode <= 128 + 64:
+        return -(returncode - 128)
+    return returncode
+
+
+def _run_guarded(source: str, limits: SandboxLimits) -> ProgramRun:
+    """The opt-in Python-only guard: a host temporary folder, rlimits and the audit hook."""
+    user = _sandbox_user()
+    outer = Path(tempfile.mkdtemp(prefix="codeift-sandbox-"))
+    try:
+        work = outer / "work"
+        work.mkdir()
+        program = work / "program.py"
+        program.write_bytes(source.encode("utf-8", "replace"))
+        identity = {}
+        if user is not None:
+            os.chown(work, user, user)
+            os.chown(program, user, user)
+            identity = {"user": user, "group": user, "extra_groups": []}
+        with _captures() as (out, err):
+            config = _config(str(work), str(program), limits)
+            command = [sys.executable, *_PYTHON_FLAGS, str(RUNNER), config]
+            returncode, timed_out = _execute(
+                command, work, _environment(work), identity, limits.wall_seconds, (out, err)
+            )
+            stdout = _read_capped(out, limits.output_chars)
+            stderr = _read_capped(err, limits.output_chars)
+    finally:
+        _remove_tree(outer)
+    return classify(returncode, timed_out, stdout, stderr)
+
+
+@contextlib.contextmanager
+def _captures() -> Iterator[tuple[BinaryIO, BinaryIO]]:
+    """Unnamed temporary files for the child's stdout and stderr (no path the child could name);
+    RLIMIT_FSIZE in the child bounds how much it can write to them."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        yield out, err
+
+
+def _config(root: str, program: str, limits: SandboxLimits) -> str:
+    """The runner's argument: where its folder and program are, and the limits to set on itself."""
+    return json.dumps(
+        {
+            "root": root,
+            "program": program,
+            "cpu_seconds": limits.cpu_seconds,
+            "memory_bytes": limits.memory_bytes,
+            "file_bytes": limits.file_bytes,
+            "open_files": limits.open_files,
+            "processes": limits.processes,
+        }
+    )
 
 
 def _environment(work: Path) -> dict[str, str]:
@@ -152,22 +242,29 @@ def _environment(work: Path) -> dict[str, str]:
 
 
 def _execute(
-    command: list[str], work: Path, user: int | None, wall_seconds: float, streams: tuple
+    command: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    identity: dict,
+    wall_seconds: float,
+    streams: tuple,
+    pass_fds: Iterable[int] = (),
 ) -> tuple[int, bool]:
     """Start the child in its own session and kill that whole group if the wall clock runs out.
 
     Limits are set by the runner itself rather than in `preexec_fn`, which CPython documents as
-    unsafe when the parent has threads (scoring runs programs from a thread pool).
+    unsafe when the parent has threads (scoring runs programs from a thread pool). In the jail,
+    killing bwrap ends its PID namespace, so every process of the run goes with it.
     """
-    identity = {} if user is None else {"user": user, "group": user, "extra_groups": []}
     process = subprocess.Popen(
         command,
-        cwd=work,
-        env=_environment(work),
+        cwd=cwd,
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=streams[0],
         stderr=streams[1],
         close_fds=True,
+        pass_fds=tuple(pass_fds),
         start_new_session=True,
         **identity,
     )
@@ -185,21 +282,60 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _read_capped(path: Path, limit: int) -> str:
-    """At most `limit` characters of a capture, keeping head and tail: answers come last."""
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        if size <= 4 * limit:
-            text = handle.read().decode("utf-8", "replace")
-        else:
-            head = handle.read(2 * limit).decode("utf-8", "replace")
-            handle.seek(size - 2 * limit)
-            text = head + "\n" + handle.read().decode("utf-8", "replace")
-    text = text.strip()
+def _read_capped(handle: BinaryIO, limit: int) -> str:
+    """At most `limit` characters of a capture, keeping head and tail: answers come last.
+
+    Only about 4 x `limit` bytes are ever read, whatever the child wrote; odd bytes become U+FFFD
+    and NUL bytes are dropped, so the text is safe to store and to parse.
+    """
+    size = os.fstat(handle.fileno()).st_size
+    handle.seek(0)
+    if size <= 4 * limit:
+        text = handle.read().decode("utf-8", "replace")
+    else:
+        head = handle.read(2 * limit).decode("utf-8", "replace")
+        handle.seek(size - 2 * limit)
+        text = head + "\n" + handle.read(2 * limit).decode("utf-8", "replace")
+    text = text.replace("\x00", "").strip()
     if len(text) <= limit:
         return text
     half = limit // 2
     return f"{text[:half]}\n[... output truncated ...]\n{text[-half:]}"
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a host work folder whatever the program did to it; never raises.
+
+    Unreadable folders are opened up and retried; what still cannot go (an immutable file, say)
+    is counted in `LEFTOVERS` and logged, not raised, so one program cannot stop a scoring job.
+    """
+
+    root = os.path.realpath(path)
+
+    def retry(function: Callable, name: str, _error: object) -> None:
+        """Open up `name` and its folder, but never a folder above the work folder."""
+        try:
+            for target in (os.path.dirname(name), name):
+                if jail.is_under(os.path.realpath(target), root) and not os.path.islink(target):
+                    os.chmod(target, 0o700)
+            function(name)
+        except OSError:
+            pass
+
+    try:
+        shutil.rmtree(path, onerror=retry)
+    except OSError:
+        pass
+    if os.path.lexists(path):
+        with _LEFTOVER_LOCK:
+            LEFTOVERS.append(str(path))
+        LOG.warning("could not remove the program's work folder %s; left in place", path)
+
+
+def leftover_count() -> int:
+    """How many work folders this process could not remove (reported in the score job's log)."""
+    with _LEFTOVER_LOCK:
+        return len(LEFTOVERS)
 
 
 def classify(returncode: int, timed_out: bool, stdout: str, stderr: str) -> ProgramRun:
@@ -230,11 +366,11 @@ def _last_line(text: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _sandbox_user() -> int | None:
-    """`nobody` when running as root and that user can start the runner, else no change.
+    """python_guard mode: `nobody` when running as root and that user can start the runner.
 
     Root ignores RLIMIT_NPROC and file permissions, so dropping it is the kernel-enforced layer
-    under the audit hook; the probe keeps machines where `nobody` cannot reach the interpreter
-    working (unprivileged, as before) instead of failing every run.
+    under the audit hook. Where `nobody` cannot start the interpreter (pyenv under a 0700 /root)
+    programs keep running as root, and the job log says so: that is never silent.
     """
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         return None
@@ -251,6 +387,16 @@ def _sandbox_user() -> int | None:
             group=NOBODY,
             extra_groups=[],
         )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return NOBODY if result.returncode == 0 else None
+        failure = result.stderr.decode("utf-8", "replace").strip().splitlines()[-1:]
+        failure = None if result.returncode == 0 else (failure or [f"exit {result.returncode}"])[0]
+    except (OSError, subprocess.SubprocessError) as error:
+        failure = str(error)
+    if failure is None:
+        return NOBODY
+    LOG.warning(
+        "python_guard: programs run AS ROOT, because user %d cannot start %s (%s)",
+        NOBODY,
+        sys.executable,
+        failure,
+    )
+    return None

@@ -1,0 +1,447 @@
+"""Attacks a hostile model could write, pushed through the scorer's own path (`score_frame`).
+
+Each test gives a response holding a fenced Python program and then checks FROM OUTSIDE that the
+side effect did not happen: a canary file outside the work folder, a secret's bytes in the
+output, a connection to a loopback server, a signal to a process the test started, a process
+left behind. Most attacks run twice: with the audit hook (what scoring does) and with a runner
+that has no guard at all ("jail only"), so a bypass of the Python layer is assumed, not hoped
+against. CI runs this as root, where a careless jail leaks most; CODEIFT_REQUIRE_JAIL=1 turns a
+jail that cannot be set up into failures, not skips.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import polars as pl
+import psutil
+import pytest
+
+from codeift.score import jail, sandbox
+from codeift.score.answers import score_frame
+from codeift.score.sandbox import SandboxLimits
+
+LIMITS = SandboxLimits(wall_seconds=6.0, cpu_seconds=3)
+REPO = Path(__file__).resolve().parents[1]
+
+# The runner without the audit hook: limits, work folder, then the program, nothing else.
+BARE_RUNNER = textwrap.dedent(
+    """
+    import json, os, resource, sys
+    config = json.loads(sys.argv[1])
+    resource.setrlimit(resource.RLIMIT_AS, (config["memory_bytes"],) * 2)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (config["file_bytes"],) * 2)
+    resource.setrlimit(resource.RLIMIT_NPROC, (config["processes"],) * 2)
+    resource.setrlimit(resource.RLIMIT_CPU, (config["cpu_seconds"], config["cpu_seconds"] + 1))
+    os.chdir(config["root"])
+    source = open(config["program"]).read()
+    exec(compile(source, "<program>", "exec"), {"__name__": "__main__"})
+    """
+)
+LAYERS = ("guard+jail", "jail only")
+
+
+@pytest.fixture(scope="module")
+def boundary() -> jail.Boundary:
+    """The real jail; where it cannot be set up, a failure under CODEIFT_REQUIRE_JAIL=1."""
+    jail.prepare.cache_clear()
+    ready = jail.prepare(jail.DEFAULT_MODE)
+    if not ready.ready:
+        if os.environ.get("CODEIFT_REQUIRE_JAIL") == "1":
+            pytest.fail(f"CODEIFT_REQUIRE_JAIL=1 but {ready.reason}")
+        pytest.skip(ready.reason)
+    return ready
+
+
+@pytest.fixture(params=LAYERS)
+def layers(request, boundary, monkeypatch, tmp_path) -> str:
+    if request.param == "jail only":
+        bare = tmp_path / "bare_runner.py"
+        bare.write_text(BARE_RUNNER)
+        monkeypatch.setattr(jail, "RUNNER_SOURCE", bare)
+    return request.param
+
+
+@pytest.fixture
+def outside(tmp_path) -> dict[str, Path | str]:
+    """A canary that must not appear, a kept file that must not change, a 0600 secret."""
+    token = uuid.uuid4().hex
+    secret = tmp_path / "secret.txt"
+    secret.write_text(f"SECRET-{token}")
+    secret.chmod(0o600)
+    kept = tmp_path / "kept.txt"
+    kept.write_text("unchanged")
+    return {"canary": tmp_path / "canary", "secret": secret, "token": token, "kept": kept}
+
+
+def score(program: str, limits: SandboxLimits = LIMITS) -> dict:
+    """One response through score_frame, exactly as a scoring job sees it; never raises."""
+    response = f"Let me compute it.\n```python\n{textwrap.dedent(program).strip()}\n```\n"
+    frame = pl.DataFrame(
+        {"id": ["attack"], "answer_type": ["number"], "answer": ["42"], "response": [response]}
+    )
+    started = time.monotonic()
+    row = score_frame(frame, limits=limits).row(0, named=True)
+    assert time.monotonic() - started < limits.wall_seconds + 10, "the run must end on time"
+    assert row["program_status"] in sandbox.STATUSES and row["program_status"] != "not_run"
+    return row
+
+
+def _descendants() -> list[psutil.Process]:
+    return psutil.Process().children(recursive=True)
+
+
+def _with_marker(marker: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline", "environ"]):
+        text = " ".join(process.info["cmdline"] or []) + str(process.info.get("environ") or "")
+        if marker in text:
+            found.append(process)
+    return found
+
+
+def _untouched(paths: dict) -> None:
+    assert not paths["canary"].exists(), "a file appeared outside the work folder"
+    assert paths["kept"].read_text() == "unchanged"
+
+
+# --- writes outside the work folder, by every route --------------------------------------------
+
+WRITES: dict[str, str] = {
+    "open": "open({canary!r}, 'w').write('x')",
+    "os_open": "import os\nos.write(os.open({canary!r}, os.O_CREAT | os.O_WRONLY), b'x')",
+    "pathlib": "import pathlib\npathlib.Path({canary!r}).write_text('x')",
+    "shutil_copy": "open('a', 'w').write('x')\nimport shutil\nshutil.copy('a', {canary!r})",
+    "sqlite3": "import sqlite3\nsqlite3.connect({canary!r}).execute('create table t(x)')",
+    "logging": "import logging\nlogging.FileHandler({canary!r}).emit(logging.makeLogRecord({{}}))",
+    "tarfile": (
+        "import io, tarfile\nbuf = io.BytesIO()\nt = tarfile.open(fileobj=buf, mode='w')\n"
+        "info = tarfile.TarInfo({canary!r}); info.size = 1\n"
+        "t.addfile(info, io.BytesIO(b'x')); t.close(); buf.seek(0)\n"
+        "tarfile.open(fileobj=buf).extractall('.')"
+    ),
+    "zipfile": (
+        "import zipfile\nwith zipfile.ZipFile('z.zip', 'w') as z:\n"
+        "    z.writestr('../../../../../../..' + {canary!r}, 'x')\n"
+        "zipfile.ZipFile('z.zip').extractall('.')"
+    ),
+    "symlink": "import os\nos.symlink({canary!r}, 'link')\nopen('link', 'w').write('x')",
+    "truncate_kept": "import os\nos.truncate({kept!r}, 0)",
+    "rename_kept": "import os\nos.rename({kept!r}, {canary!r})",
+    "ctypes_libc": (
+        "import ctypes\nlibc = ctypes.CDLL(None)\nlibc.open({canary!r}.encode(), 0o101, 0o644)"
+    ),
+}
+
+
+@pytest.mark.parametrize("route", sorted(WRITES))
+def test_no_write_outside_the_work_folder(route, layers, outside):
+    row = score(WRITES[route].format(canary=str(outside["canary"]), kept=str(outside["kept"])))
+    _untouched(outside)
+    assert row["program_correct"] is not True
+
+
+def test_tempfile_in_tmp_leaves_nothing_on_the_host(layers):
+    prefix = f"codeift-attack-{uuid.uuid4().hex}"
+    score(f"import tempfile\nprint(tempfile.mkstemp(prefix={prefix!r}, dir='/tmp'))")
+    assert not list(Path("/tmp").glob(f"{prefix}*"))
+
+
+# --- reads of secrets --------------------------------------------------------------------------
+
+READS: dict[str, str] = {
+    "secret_file": "print(open({secret!r}).read())",
+    "hard_link": "import os\nos.link({secret!r}, 'h')\nprint(open('h').read())",
+    "all_environ": (
+        "import os\nfor pid in os.listdir('/proc'):\n    try:\n"
+        "        print(open(f'/proc/{{pid}}/environ', 'rb').read())\n    except Exception:\n"
+        "        pass\nprint(dict(os.environ))"
+    ),
+    "parent_environ": "import os\nprint(open(f'/proc/{{os.getppid()}}/environ', 'rb').read())",
+    "repository_config": "print(open({config!r}).read())",
+    "shadow": "print(open('/etc/shadow').read())",
+    "home": "import os\nprint(os.listdir({home!r}))",
+}
+
+
+@pytest.mark.parametrize("route", sorted(READS))
+def test_no_secret_is_read(route, layers, outside, monkeypatch):
+    monkeypatch.setenv("CODEIFT_ATTACK_SECRET", f"ENV-{outside['token']}")
+    program = READS[route].format(
+        secret=str(outside["secret"]),
+        config=str(REPO / "config" / "config.yaml"),
+        home=str(Path.home()),
+    )
+    row = score(program)
+    seen = (row["program_output"] or "") + (row["program_detail"] or "")
+    assert outside["token"] not in seen
+    assert "proportions:" not in seen and "root:" not in seen
+    home = Path.home()
+    on_the_way = (
+        set(Path(sys.base_prefix).resolve().relative_to(home).parts[:1])
+        if Path(sys.base_prefix).resolve().is_relative_to(home)
+        else set()
+    )
+    for name in set(os.listdir(home)) - on_the_way:  # the interpreter's mount point may show
+        assert f"'{name}'" not in seen, f"the program saw {home / name}"
+
+
+# --- network -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def listener():
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    server.settimeout(0.3)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(0.3)
+    yield server, udp
+    server.close()
+    udp.close()
+
+
+NETWORK: dict[str, str] = {
+    "tcp": "import socket\nsocket.create_connection(('127.0.0.1', {tcp}), timeout=2).send(b'x')",
+    "udp": "import socket\nsocket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', "
+    "('127.0.0.1', {udp}))",
+    "urllib": "import urllib.request\nurllib.request.urlopen('http://127.0.0.1:{tcp}/', timeout=2)",
+    "ipv6": "import socket\nsocket.create_connection(('::1', {tcp}), timeout=2)",
+}
+
+
+@pytest.mark.parametrize("route", sorted(NETWORK))
+def test_no_connection_reaches_a_loopback_server(route, layers, listener):
+    server, udp = listener
+    tcp_port, udp_port = server.getsockname()[1], udp.getsockname()[1]
+    score(NETWORK[route].format(tcp=tcp_port, udp=udp_port))
+    with pytest.raises(TimeoutError):
+        server.accept()
+    with pytest.raises(TimeoutError):
+        udp.recvfrom(16)
+
+
+# --- signals, children, identity ---------------------------------------------------------------
+
+
+@pytest.fixture
+def victim(tmp_path):
+    """A sleeping process of the test's own whose SIGTERM/SIGUSR1 handler writes a file."""
+    touched = tmp_path / "signalled"
+    code = (
+        "import signal, sys, time\n"
+        f"h = lambda *a: open({str(touched)!r}, 'w').write('hit')\n"
+        "signal.signal(signal.SIGTERM, h); signal.signal(signal.SIGUSR1, h)\n"
+        "time.sleep(60)"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code])
+    time.sleep(0.3)
+    yield process, touched
+    process.kill()
+    process.wait()
+
+
+SIGNALS: dict[str, str] = {
+    "kill_pid": "import os, signal\nos.kill({pid}, signal.SIGTERM)",
+    "kill_all": "import os, signal\nos.kill(-1, signal.SIGUSR1)\nos.kill(-1, signal.SIGKILL)",
+    "pidfd": "import os, signal\nsignal.pidfd_send_signal(os.pidfd_open({pid}), signal.SIGTERM)",
+}
+
+
+@pytest.mark.parametrize("route", sorted(SIGNALS))
+def test_no_signal_reaches_another_process(route, layers, victim):
+    process, touched = victim
+    score(SIGNALS[route].format(pid=process.pid))
+    time.sleep(0.2)
+    assert process.poll() is None and not touched.exists()
+
+
+CHILDREN: dict[str, str] = {
+    "reimported_posixsubprocess": (
+        # the issue's first attack: a fresh copy of the C module the guard patched
+        "import sys, importlib.util\nsys.modules.pop('_posixsubprocess', None)\n"
+        "spec = importlib.util.find_spec('_posixsubprocess')\n"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "sys.modules['_posixsubprocess'] = m\nimport subprocess\n"
+        "subprocess.Popen(['/bin/sh', '-c', 'sleep 30 # {marker}; touch {canary}'],"
+        " start_new_session=True)\nprint('started')"
+    ),
+    "fork_daemon": (
+        "import os, time\nif os.fork() == 0:\n    os.setsid()\n"
+        "    os.execv('/bin/sh', ['/bin/sh', '-c', 'sleep 30 # {marker}; touch {canary}'])\n"
+        "print('parent done')"
+    ),
+    "os_system": "import os\nos.system('sleep 30 # {marker} &')",
+    "pty_spawn": "import pty\npty.spawn(['/bin/sh', '-c', 'sleep 30 # {marker}'])",
+    "multiprocessing": (
+        "import multiprocessing, time\n"
+        "p = multiprocessing.Process(target=time.sleep, args=(30,), name='{marker}')\n"
+        "p.daemon = False; p.start()"
+    ),
+    "posix_spawn": "import os\nos.posix_spawn('/bin/sh', ['/bin/sh', '-c', 'sleep 30 # {marker}'],"
+    " {{}})",
+}
+
+
+@pytest.mark.parametrize("route", sorted(CHILDREN))
+def test_no_process_is_created_or_outlives_the_run(route, layers, outside):
+    marker = f"codeift-marker-{uuid.uuid4().hex}"
+    score(CHILDREN[route].format(marker=marker, canary=outside["canary"]))
+    time.sleep(0.2)
+    assert not _with_marker(marker), "a process of the program is still alive"
+    assert not _descendants()
+    _untouched(outside)
+
+
+def test_the_program_is_an_unprivileged_host_user_without_capabilities(boundary):
+    """The issue's `_sandbox_user() is None` case: seen from the host while the program runs."""
+    import threading
+
+    result: dict = {}
+    thread = threading.Thread(
+        target=lambda: result.update(row=score("import time\ntime.sleep(1.5)\nprint(42)"))
+    )
+    thread.start()
+    time.sleep(0.8)
+    tree = [
+        (p.cmdline()[:1], p.uids(), Path(f"/proc/{p.pid}/status").read_text())
+        for p in _descendants()
+    ]
+    thread.join()
+    programs = [entry for entry in tree if entry[0] == [boundary.interpreter]]
+    assert programs and len(tree) > len(programs), "the jailed program was not seen running"
+    for command, uids, status in tree:  # bwrap and the program: all unprivileged
+        fields = dict(line.split(":", 1) for line in status.splitlines())
+        if os.geteuid() == 0:
+            assert uids.real == jail.NOBODY and uids.effective == jail.NOBODY
+        assert int(fields["CapEff"].strip(), 16) == 0 and fields["NoNewPrivs"].strip() == "1"
+        if command == [boundary.interpreter]:
+            assert fields["Seccomp"].strip() == "2"
+    assert result["row"]["program_status"] == "ok"
+
+
+# --- tampering with the guard ------------------------------------------------------------------
+
+TAMPERING: dict[str, str] = {
+    "gc_closure": (
+        # reach the guard's state through the interpreter's objects, then write
+        "import gc\nfor o in gc.get_objects():\n"
+        "    if isinstance(o, dict) and 'os.fork' in o:\n        o.clear()\n"
+        "open({canary!r}, 'w').write('x')"
+    ),
+    "patched_os": (
+        "import os, posixpath\nos.getcwd = lambda: '/'\nposixpath.abspath = lambda p: '/box/x'\n"
+        "os.fspath = lambda p: '/box/x'\nopen({canary!r}, 'w').write('x')"
+    ),
+    "lying_pathlike": (
+        "import os\nclass P:\n    n = 0\n    def __fspath__(self):\n        P.n += 1\n"
+        "        return '/box/ok' if P.n == 1 else {canary!r}\n"
+        "open(P(), 'w').write('x')"
+    ),
+    "str_subclass": (
+        "class S(str):\n    def startswith(self, *a):\n        return True\n"
+        "open(S({canary!r}), 'w').write('x')"
+    ),
+    "reimported_posix": (
+        "import sys, importlib\nsys.modules.pop('posix', None)\nposix = importlib.import_module("
+        "'posix')\nfd = posix.open({canary!r}, posix.O_CREAT | posix.O_WRONLY)\n"
+        "posix.write(fd, b'x')"
+    ),
+    "sys_audit_hooks": (
+        "import sys\nsys.addaudithook(lambda *a: None)\nsys.audit = lambda *a: None\n"
+        "import os\nos.fork() or open({canary!r}, 'w')"
+    ),
+}
+
+
+@pytest.mark.parametrize("route", sorted(TAMPERING))
+def test_tampering_with_the_guard_changes_nothing_outside(route, layers, outside):
+    score(TAMPERING[route].format(canary=str(outside["canary"])))
+    _untouched(outside)
+    assert not _descendants()
+
+
+# --- resource exhaustion -----------------------------------------------------------------------
+
+
+def test_fork_storm_is_contained_and_scoring_goes_on(layers):
+    row = score(
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+    )
+    assert row["program_status"] in ("blocked", "timeout")
+    assert not _descendants()
+    assert score("print(42)")["program_correct"] is True
+
+
+def test_memory_bomb_hits_the_limit(layers):
+    row = score("x = []\nwhile True:\n    x.append(bytearray(10**7))")
+    assert row["program_status"] in ("memory", "crashed")
+    assert psutil.Process().memory_info().rss < 2 * 1024**3
+
+
+def test_disk_fill_stays_inside_the_capped_work_folder(layers):
+    limits = SandboxLimits(wall_seconds=6.0, cpu_seconds=3, disk_bytes=8 * 1024**2)
+    free_before = psutil.disk_usage("/tmp").free
+    row = score(
+        "total = 0\ntry:\n    for i in range(10**6):\n        with open(f'f{i}', 'wb') as f:\n"
+        "            f.write(b'x' * 2**20)\n        total += 2**20\nexcept OSError as e:\n"
+        "    print(type(e).__name__, total)",
+        limits,
+    )
+    if row["program_status"] == "ok":
+        name, total = row["program_output"].split()
+        assert name == "OSError" and int(total) <= limits.disk_bytes
+    assert free_before - psutil.disk_usage("/tmp").free < 64 * 1024**2
+
+
+def test_output_flood_is_capped(layers):
+    row = score("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)")
+    assert row["program_status"] in ("timeout", "crashed", "memory")
+    assert len(row["program_output"]) <= LIMITS.output_chars + 64
+
+
+# --- attacks on the scorer itself --------------------------------------------------------------
+
+
+def test_immutable_and_unreadable_work_files_do_not_stop_scoring(layers):
+    leftovers = sandbox.leftover_count()
+    row = score(
+        "import fcntl, os, struct\nopen('locked', 'w').write('x')\n"
+        "fd = os.open('locked', os.O_RDONLY)\n"
+        "try:\n    fcntl.ioctl(fd, 0x40086602, struct.pack('l', 0x10))\nexcept OSError:\n    pass\n"
+        "os.mkdir('d'); open('d/f', 'w').write('x'); os.chmod('d', 0); os.chmod('.', 0o500)\n"
+        "print(42)"
+    )
+    assert row["program_status"] in ("ok", "blocked")
+    assert sandbox.leftover_count() == leftovers
+
+
+def test_huge_single_line_and_long_number_are_scored_without_raising(layers):
+    row = score("print('7' * 5000)\nprint(6 * 7)")
+    assert row["program_status"] == "ok" and row["program_output"].endswith("42")
+    row = score("print('9' * 10**7)")
+    assert len(row["program_output"]) <= LIMITS.output_chars + 64
+
+
+def test_odd_bytes_in_output_are_stored_as_text(layers):
+    row = score("import sys\nsys.stdout.buffer.write(b'\\xff\\xfe\\x00garbage\\x00\\n\\xc3(42\\n')")
+    assert row["program_status"] == "ok"
+    assert "\x00" not in row["program_output"] and row["program_output"].endswith("42")
+
+
+# --- the suite itself ----------------------------------------------------------------------------
+
+
+def test_ci_runs_the_suite_as_root():
+    """Root is where a careless jail leaks most, so CI must exercise it there."""
+    if os.environ.get("CI") == "true":
+        assert os.geteuid() == 0, "CI must run tests/test_jail_attacks.py as root"
