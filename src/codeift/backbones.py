@@ -1,9 +1,10 @@
 """Backbones: tiny models built locally (no download), the shipped pretrained tiny bases,
-hub models and local folders.
+hub models, local folders and GGUF checkpoints (converted once, see codeift.gguf).
 
 Base models mostly ship no chat template, so every backbone gets the same study template
 (`templates/chat.jinja`, text markers plus the tokenizer's own EOS) unless its config says `keep`:
-training and evaluation (base variant included) then render prompts identically.
+then a model's own template is kept, with generation markers added for the assistant-only loss
+(codeift.chat_templates). Training and evaluation (base variant included) render prompts alike.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from codeift.chat_templates import TemplateError, assign_chat_template
 from codeift.io import atomic_path, write_json
 
 CHAT_TEMPLATE = (Path(__file__).parent / "templates" / "chat.jinja").read_text(encoding="utf-8")
@@ -155,8 +157,13 @@ def prepare_existing(
     if not (source / "config.json").exists():
         raise BackboneError(f"{source}: no config.json; expected a transformers model folder")
     tokenizer = AutoTokenizer.from_pretrained(source)
-    if chat_template == "codeift" or not tokenizer.chat_template:
-        tokenizer.chat_template = CHAT_TEMPLATE
+    try:
+        record = {
+            **record,
+            "chat_template": assign_chat_template(tokenizer, chat_template, CHAT_TEMPLATE),
+        }
+    except TemplateError as error:
+        raise BackboneError(f"{source}: {error}") from error
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     with atomic_path(out_dir, directory=True) as tmp:
@@ -189,6 +196,10 @@ def prepare_backbone(name: str, spec: dict[str, Any], out_dir: str | Path) -> di
     template = spec.get("chat_template", "codeift")
     if "tiny" in source:
         return build_tiny(source["tiny"], out_dir)
+    if "gguf" in source:
+        from codeift.gguf import prepare_gguf
+
+        return prepare_gguf(name, source["gguf"], template, out_dir)
     if "pretrained" in source:
         from codeift.pretrain import shipped_base
 
