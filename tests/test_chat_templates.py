@@ -17,7 +17,16 @@ CONVERSATION = [
     {"role": "assistant", "content": "Yes. The answer is True."},
 ]
 WITH_SYSTEM = [{"role": "system", "content": "You are terse."}, *CONVERSATION[:2]]
-MARKERS = ["{%", "%}", "generation", "<|im_start|>", "<|im_end|>", "<|user|>", "<|assistant|>"]
+MARKERS = [
+    "{%",
+    "%}",
+    "generation",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+]
 
 
 def test_a_template_without_one_content_expression_is_refused():

@@ -141,7 +141,9 @@ def check_template(
                 current = []
         if current:
             spans.append(current)
-        found = [tokenizer.decode(span) for span in spans]
+        # lstrip: SentencePiece decoders may prefix a span with the space its first piece carries
+        found = [tokenizer.decode(span, clean_up_tokenization_spaces=False) for span in spans]
+        found = [text.lstrip(" ") for text in found]
         wanted = [m["content"] + end_of_turn for m in messages if m["role"] == "assistant"]
         if found != wanted:
             raise TemplateError(f"assistant mask covers {found!r}, expected {wanted!r}")
