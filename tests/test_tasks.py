@@ -514,6 +514,25 @@ def test_clutrr_mapping_builds_the_question_from_the_query_pair():
     assert "[" not in record["question"] and "Dorothy's brother Michael" in record["question"]
 
 
+def test_clutrr_mapping_on_a_published_test_row_asks_the_direction_of_its_proof():
+    # Row 0 of facebookresearch/clutrr hf/1.0/gen_train234_test2to10/test.csv (the CLUTRR/v1
+    # data): proof_state ('Clarence', 'grandson', 'Michael') means Michael is Clarence's grandson.
+    row = {
+        "id": "511be16e-05ba-4d6a-b258-ef2201d6757a",
+        "story": "[Clarence]'s granddaughter, [Emily], was busy helping her brother, [Michael], "
+        "move to college.",
+        "query": "('Clarence', 'Michael')",
+        "target": 10,
+        "target_text": "grandson",
+        "proof_state": "[{('Clarence', 'grandson', 'Michael'): [('Clarence', 'granddaughter', "
+        "'Emily'), ('Emily', 'brother', 'Michael')]}]",
+    }
+    (record,) = map_hub_records("clutrr", hub_spec("clutrr"), [row])
+    assert record["answer"] == "grandson"
+    assert record["question"].startswith("Clarence's granddaughter, Emily, was busy")
+    assert "How is Michael related to Clarence?" in record["question"]
+
+
 def test_clutrr_mapping_rejects_an_unreadable_query():
     row = {"story": "x", "query": "Dorothy and Donald", "target_text": "nephew"}
     with pytest.raises(TaskError, match=r"'clutrr'.*record 0.*'clutrr_query'.*pair of names"):

@@ -80,6 +80,9 @@ def _describe_error(error: Any) -> str:
     if error.validator in ("maxProperties", "minProperties") and "source" in where:
         options = ", ".join(schema.get("properties", {}))
         return f"config key '{where}': give exactly one of {options}"
+    if error.validator == "oneOf" and all(set(s) == {"required"} for s in error.validator_value):
+        options = ", ".join(s["required"][0] for s in error.validator_value)
+        return f"config key '{where}': give exactly one of {options}"
     if error.validator == "enum":
         allowed = error.validator_value
         return f"config key '{where}': {error.instance!r} is not allowed (allowed: {allowed})"

@@ -1,9 +1,11 @@
 """Backbones: tiny models built locally (no download), the shipped pretrained tiny bases,
-hub models and local folders.
+hub models, local folders and GGUF checkpoints (converted once, see codeift.models.gguf).
 
 Base models mostly ship no chat template, so every backbone gets the same study template
 (`templates/chat.jinja`, text markers plus the tokenizer's own EOS) unless its config says `keep`:
-training and evaluation (base variant included) then render prompts identically.
+then a model's own template is kept, with generation markers added for the assistant-only loss
+(codeift.models.chat_templates). Training and evaluation (base variant included) render prompts
+alike.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 
 from codeift.errors import BackboneError
 from codeift.io import atomic_path, stable_hash, write_json
+from codeift.models.chat_templates import TemplateError, assign_chat_template
+from codeift.models.gguf import prepare_gguf
 from codeift.models.pretrain import shipped_base
 from codeift.models.tiny import CHAT_TEMPLATE, build_tiny
 
@@ -44,8 +48,13 @@ def prepare_existing(
     if not (source / "config.json").exists():
         raise BackboneError(f"{source}: no config.json; expected a transformers model folder")
     tokenizer = AutoTokenizer.from_pretrained(source)
-    if chat_template == "codeift" or not tokenizer.chat_template:
-        tokenizer.chat_template = CHAT_TEMPLATE
+    try:
+        record = {
+            **record,
+            "chat_template": assign_chat_template(tokenizer, chat_template, CHAT_TEMPLATE),
+        }
+    except TemplateError as error:
+        raise BackboneError(f"{source}: {error}") from error
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     with atomic_path(out_dir, directory=True) as tmp:
@@ -78,6 +87,8 @@ def prepare_backbone(name: str, spec: dict[str, Any], out_dir: str | Path) -> di
     template = spec.get("chat_template", "codeift")
     if "tiny" in source:
         return build_tiny(source["tiny"], out_dir)
+    if "gguf" in source:
+        return prepare_gguf(name, source["gguf"], template, out_dir)
     if "pretrained" in source:
         folder = shipped_base(source["pretrained"])
         if not (folder / "config.json").exists():

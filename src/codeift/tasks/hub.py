@@ -61,9 +61,9 @@ _BRACKETED_NAME = re.compile(r"\[([^\[\]]+)\]")
 def _clutrr_query(record: Record) -> Record:
     """Split CLUTRR's query "('Dorothy', 'Donald')" into first/second; unbracket story names.
 
-    Assumption (from the dataset card's example, not checked against every row): target_text
-    names how the second person is related to the first, so the question reads "How is
-    {second} related to {first}?". Stories mark names as "[Dorothy]"; the brackets are dropped.
+    target_text names how the second person is related to the first (checked against the
+    published test rows and their proof_state; catalogue, `clutrr`), so the question reads "How
+    is {second} related to {first}?". Stories mark names as "[Dorothy]"; the brackets go.
     """
     try:
         first, second = ast.literal_eval(record["query"])
