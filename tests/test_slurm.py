@@ -21,6 +21,7 @@ import polars as pl
 import pytest
 import yaml
 
+from codeift.train import STEP_DELAY_ENV
 from tests.conftest import REPO
 from tests.test_workflow import reduced_config
 
@@ -67,9 +68,11 @@ def loopback_config(results: str, **train: int) -> dict:
 
 
 def snakemake_at_root(
-    workdir: Path, config: dict, *args: str, profile: bool = True
+    workdir: Path, config: dict, *args: str, profile: bool = True, step_delay: float = 0
 ) -> subprocess.CompletedProcess:
-    """`snakemake --profile slurm` typed in the repository root, state kept in `workdir`."""
+    """`snakemake --profile slurm` typed in the repository root, state kept in `workdir`.
+    `step_delay` sets the test-only SFT step delay (train.STEP_DELAY_ENV) in the environment,
+    which sbatch passes to every job (the executor submits with --export=ALL)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -90,6 +93,9 @@ def snakemake_at_root(
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         "CODEIFT_ENGINE_DIR": str(workdir / "engines"),
     }
+    env.pop(STEP_DELAY_ENV, None)
+    if step_delay:
+        env[STEP_DELAY_ENV] = str(step_delay)
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=2400)
 
 
@@ -191,8 +197,10 @@ def _sft_job(arm: str) -> str | None:
 
 
 def test_cancelled_training_resumes_from_its_checkpoint(cluster, tmp_path):
-    steps, every = 400, 20
-    config = loopback_config("results", max_steps=steps, save_steps=every, logging_steps=20)
+    # The first run sleeps after each step (the test-only delay), so it is still training when
+    # its first checkpoint appears whatever the machine's speed; the rerun resumes at full speed.
+    steps, every, delay = 40, 2, 4
+    config = loopback_config("results", max_steps=steps, save_steps=every, logging_steps=every)
     config["proportions"] = [0]
     config["evaluate_base"] = False
     config["tasks"] = {"list_reversal": {"domain": "symbolic", "size": 4}}
@@ -200,6 +208,7 @@ def test_cancelled_training_resumes_from_its_checkpoint(cluster, tmp_path):
     workdir.mkdir()
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env[STEP_DELAY_ENV] = str(delay)
     # The shipped profile would resubmit the cancelled job itself (retries: 2), resuming the
     # same way; without retries the test can look at the state between the two runs.
     command = [
@@ -243,7 +252,9 @@ def test_cancelled_training_resumes_from_its_checkpoint(cluster, tmp_path):
     resumed_at = int(record["resumed_from"].rsplit("-", 1)[1])
     assert resumed_at in left
     assert record["global_step"] == steps
-    assert "resuming from" in (results / "logs" / "sft" / "tiny-llama" / "code0.log").read_text()
+    log = (results / "logs" / "sft" / "tiny-llama" / "code0.log").read_text()
+    assert f"resuming from {record['resumed_from']}" in log
+    assert f"{STEP_DELAY_ENV}={delay}: not applied (resuming)" in log
     assert (results / "scores" / "tiny-llama" / "code0" / "list_reversal.parquet").exists()
 
 
@@ -277,17 +288,32 @@ def test_paper_study_submits_316_slurm_jobs(tmp_path):
     assert counts["total_submissions"] == 316
 
 
+def slurm_log(workdir: Path, job_id: str) -> str:
+    """What a SLURM job printed (the executor keeps the logs of jobs that did not complete)."""
+    logs = list((workdir / ".snakemake" / "slurm_logs").rglob(f"{job_id}.log"))
+    assert len(logs) == 1, f"SLURM log of job {job_id}: found {logs}"
+    return logs[0].read_text()
+
+
 def test_a_job_past_its_time_limit_is_retried_with_more_time_and_memory(cluster, tmp_path):
     """The shipped retries on a real scheduler: an SFT job given one minute hits TIMEOUT, the
-    profile resubmits it with memory and time x retry_scale, and it resumes from its checkpoint."""
-    # Long enough to outlast one minute (and SLURM's up to 30 s of slack) on a faster machine.
-    config = loopback_config("results", max_steps=5000, save_steps=100, logging_steps=100)
+    profile resubmits it with memory and time x retry_scale, and it resumes from its checkpoint.
+
+    Independent of the machine's speed: the first attempt sleeps 4 s after each step (the
+    test-only delay), so its 40 steps need over 160 s, far past the minute (SLURM kills a job
+    within about 30 s + KillWait of its limit), while its first checkpoint comes 8 s into
+    training (job start-up here is about 20 s); the retry resumes, which disables the delay, and
+    trains the rest at the machine's own speed, seconds of its four minutes.
+    """
+    steps, every, delay = 40, 2, 4
+    config = loopback_config("results", max_steps=steps, save_steps=every, logging_steps=every)
     config["proportions"] = [0]
     config["evaluate_base"] = False
     config["tasks"] = {"list_reversal": {"domain": "symbolic", "size": 4}}
     tiny = {"max_size": "100M", "gpus": 0, "cpus": 2, "mem_mb": 1000, "runtime": 1}
     config["resources"] = {"sft": [tiny], "retry_scale": 4}
-    run = snakemake_at_root(tmp_path / "retry", config)
+    workdir = tmp_path / "retry"
+    run = snakemake_at_root(workdir, config, step_delay=delay)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     sft_jobs = [
         job_id
@@ -301,13 +327,22 @@ def test_a_job_past_its_time_limit_is_retried_with_more_time_and_memory(cluster,
         check=True,
     ).stdout.split()
     rows = sorted((line.split("|") for line in limits), key=lambda row: int(row[0]))
-    # Usually one TIMEOUT; a slow machine may need the second retry (16 min) as well.
-    states = [row[1] for row in rows]
-    assert states[-1] == "COMPLETED" and set(states[:-1]) == {"TIMEOUT"}, rows
-    assert [row[2] for row in rows] == ["00:01:00", "00:04:00", "00:16:00"][: len(rows)], rows
-    assert [row[3] for row in rows] == ["1000M", "4000M", "16000M"][: len(rows)], rows
-    results = tmp_path / "retry" / "results"
+    assert [row[1] for row in rows] == ["TIMEOUT", "COMPLETED"], rows
+    assert [row[2] for row in rows] == ["00:01:00", "00:04:00"], rows
+    assert [row[3] for row in rows] == ["1000M", "4000M"], rows
+
+    # The delay reached the first job through sbatch, and it had saved a checkpoint.
+    first = slurm_log(workdir, rows[0][0])
+    assert f"{STEP_DELAY_ENV}={delay}: sleeping after each step" in first, first[-3000:]
+    results = workdir / "results"
     record = json.loads(
         (results / "models" / "tiny-llama" / "code0" / "codeift_training.json").read_text()
     )
-    assert record["resumed_from"] is not None and record["global_step"] == 5000
+    assert record["resumed_from"] is not None, record
+    resumed_at = int(record["resumed_from"].rsplit("-", 1)[1])
+    assert 0 < resumed_at < steps and resumed_at % every == 0, record["resumed_from"]
+    assert record["global_step"] == steps
+    second = (results / "logs" / "sft" / "tiny-llama" / "code0.log").read_text()
+    assert f"resuming from {record['resumed_from']}" in second
+    assert f"{STEP_DELAY_ENV}={delay}: not applied (resuming)" in second
+    assert (results / "scores" / "tiny-llama" / "code0" / "list_reversal.parquet").exists()

@@ -9,6 +9,7 @@ downstream ever sees a partial model.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -17,6 +18,13 @@ from typing import Any
 import polars as pl
 
 from codeift.io import publish, write_json
+
+# Test-only: seconds to sleep after each optimizer step of a run that starts from scratch, so a
+# test can make an SFT job outlast a time limit whatever the machine's speed. Read here alone
+# (step_delay_seconds) and never part of a job's settings or params: it cannot change a model,
+# a record or what Snakemake reruns. A run that resumes from a checkpoint does not sleep, so a
+# retry runs at the machine's own speed.
+STEP_DELAY_ENV = "CODEIFT_TEST_SFT_STEP_SECONDS"
 
 
 class TrainError(RuntimeError):
@@ -35,6 +43,39 @@ def last_checkpoint(checkpoint_dir: Path) -> str | None:
     if not candidates:
         return None
     return str(max(candidates, key=lambda path: int(path.name.split("-")[-1])))
+
+
+def step_delay_seconds() -> float:
+    """The test-only per-step delay from STEP_DELAY_ENV; 0 when unset or empty."""
+    raw = os.environ.get(STEP_DELAY_ENV, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise TrainError(f"{STEP_DELAY_ENV}={raw!r}: expected a number of seconds") from None
+    if not seconds >= 0:
+        raise TrainError(f"{STEP_DELAY_ENV}={raw!r}: expected a number of seconds >= 0")
+    return seconds
+
+
+def step_delay_callbacks(resuming: bool) -> list[Any]:
+    """The trainer callbacks of the test-only delay: none unless STEP_DELAY_ENV is set and this
+    run starts from scratch. Says in the job's log whether the delay applies."""
+    seconds = step_delay_seconds()
+    if not seconds:
+        return []
+    if resuming:
+        print(f"[codeift] {STEP_DELAY_ENV}={seconds:g}: not applied (resuming)", flush=True)
+        return []
+    from transformers import TrainerCallback
+
+    class StepDelay(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            time.sleep(seconds)
+
+    print(f"[codeift] {STEP_DELAY_ENV}={seconds:g}: sleeping after each step", flush=True)
+    return [StepDelay()]
 
 
 def load_mix_dataset(mix_path: str | Path) -> Any:
@@ -106,13 +147,14 @@ def train(
     dtype = torch.float32 if use_cpu else getattr(torch, settings["dtype"])
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
     dataset = load_mix_dataset(mix_path)
+    resume = last_checkpoint(checkpoints)
     trainer = SFTTrainer(
         model=model,
         args=sft_config(settings, checkpoints, use_cpu),
         train_dataset=dataset,
         processing_class=tokenizer,
+        callbacks=step_delay_callbacks(resuming=resume is not None),
     )
-    resume = last_checkpoint(checkpoints)
     if resume:
         print(f"[codeift] resuming from {resume}", flush=True)
     started = time.time()
