@@ -7,7 +7,7 @@ import pytest
 from transformers import TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import CallbackHandler
 
-from codeift import train
+from codeift.train import sft
 from codeift.train.sft import STEP_DELAY_ENV, TrainError, step_delay_callbacks
 
 
@@ -15,7 +15,7 @@ from codeift.train.sft import STEP_DELAY_ENV, TrainError, step_delay_callbacks
 def sleeps(monkeypatch):
     """Every time.sleep the hook makes, recorded instead of slept."""
     calls: list[float] = []
-    monkeypatch.setattr(train.time, "sleep", calls.append)
+    monkeypatch.setattr(sft.time, "sleep", calls.append)
     return calls
 
 
