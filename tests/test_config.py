@@ -89,11 +89,11 @@ def test_file_source_without_path(config):
 def test_backbone_overrides_layer_over_study_settings(config):
     config["backbones"]["tiny-llama"]["train"] = {"learning_rate": 0.5}
     config["backbones"]["tiny-llama"]["inference"] = {"engine": "hf"}
-    assert backbone_train(config, "tiny-llama")["learning_rate"] == 0.5
-    assert backbone_train(config, "tiny-qwen2")["learning_rate"] == config["train"]["learning_rate"]
-    assert backbone_train(config, "tiny-qwen2")["packing"] is False  # from the defaults
-    assert backbone_inference(config, "tiny-llama")["engine"] == "hf"
-    assert backbone_inference(config, "tiny-qwen2")["engine"] == "vllm"
+    assert backbone_train(config, "tiny-llama").learning_rate == 0.5
+    assert backbone_train(config, "tiny-qwen2").learning_rate == config["train"]["learning_rate"]
+    assert backbone_train(config, "tiny-qwen2").packing is False  # from the defaults
+    assert backbone_inference(config, "tiny-llama").engine == "hf"
+    assert backbone_inference(config, "tiny-qwen2").engine == "vllm"
 
 
 def test_variants_and_their_proportions(config):
@@ -116,8 +116,8 @@ def test_replicate_arms_extend_the_variants_and_move_the_seed(config):
     assert variants(config)[-2:] == ["code50r1", "code50r2"]
     assert variant_proportion("code50r2") == 50 and variant_replicate("code50r2") == 2
     assert variant_replicate("code50") == 0 and variant_replicate("base") == 0
-    seed = backbone_train(config, "tiny-llama")["seed"]
-    assert arm_train(config, "tiny-llama", "code50r2")["seed"] == seed + 2
+    seed = backbone_train(config, "tiny-llama").seed
+    assert arm_train(config, "tiny-llama", "code50r2").seed == seed + 2
     assert arm_train(config, "tiny-llama", "code50") == backbone_train(config, "tiny-llama")
 
 

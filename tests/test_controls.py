@@ -9,8 +9,8 @@ import pytest
 
 from codeift import study
 from codeift.analysis import aggregate, controls, load, tables
-from codeift.analysis.stats import AnalysisSettings
 from codeift.io import write_parquet
+from codeift.settings import AnalysisSettings
 
 N = 30  # examples per task
 

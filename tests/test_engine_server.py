@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from codeift.config import DEFAULT_INFERENCE, variants, with_defaults
+from codeift.config import variants, with_defaults
 from codeift.infer.engines import load_engine
 from codeift.infer.server import (
     INPUT_PRIORITY,
@@ -16,10 +16,11 @@ from codeift.infer.server import (
 )
 from codeift.models.backbones import model_fingerprint
 from codeift.models.tiny import build_tiny
+from codeift.settings import InferenceSettings
 
 # The fake engine loads no model: these tests are about sharing, not generation.
-SETTINGS = {**DEFAULT_INFERENCE, "engine": "fake", "dtype": "float32", "threads": 1}
-HF_SETTINGS = {**SETTINGS, "engine": "hf"}
+SETTINGS = InferenceSettings(engine="fake", dtype="float32", threads=1)
+HF_SETTINGS = InferenceSettings(engine="hf", dtype="float32", threads=1)
 PROMPTS = [[{"role": "user", "content": f"Reverse the list {i}, {i + 1}"}] for i in range(5)]
 
 

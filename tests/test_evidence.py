@@ -10,9 +10,9 @@ import pytest
 
 from codeift import cli, study
 from codeift.analysis import aggregate, evidence
-from codeift.analysis.stats import AnalysisSettings
 from codeift.config import ConfigError, validate_config
 from codeift.io import write_parquet
+from codeift.settings import AnalysisSettings
 from tests.conftest import REPO
 
 SETTINGS = AnalysisSettings(bootstrap_samples=1000, alpha=0.05, seed=0)

@@ -49,7 +49,7 @@ def test_paper_backbones_get_gpus_by_size():
     assert generate["gpu"] == 1
     assert train_launch(PAPER, "llama-2-7b") == {"gpus": 4, "strategy": "fsdp"}
     # vLLM spans the generation job's GPUs.
-    assert backbone_inference(PAPER, "llama-2-7b")["tensor_parallel_size"] == 1
+    assert backbone_inference(PAPER, "llama-2-7b").tensor_parallel_size == 1
 
 
 def test_backbone_overrides_its_tier_key_by_key(config):
@@ -63,7 +63,7 @@ def test_backbone_overrides_its_tier_key_by_key(config):
     assert sft["gpu"] == 2 and sft["mem_mb"] == tier["mem_mb"]
     assert train_launch(config, "tiny-llama") == {"gpus": 2, "strategy": "ddp"}
     assert job_request(config, "generate", "tiny-llama")["runtime"] == 90
-    assert backbone_inference(config, "tiny-llama")["tensor_parallel_size"] == 2
+    assert backbone_inference(config, "tiny-llama").tensor_parallel_size == 2
     # The other backbone keeps its tier.
     assert job_request(config, "sft", "tiny-qwen2")["gpu"] == 0
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from codeift.analysis import stats
+from codeift.settings import AnalysisSettings
 
 
 def test_mcnemar_exact_matches_hand_computed_binomial() -> None:
@@ -114,6 +115,6 @@ def test_quadratic_optimum_interior_and_clipped() -> None:
 
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="bootstrap_samples"):
-        stats.AnalysisSettings(bootstrap_samples=10)
+        AnalysisSettings(bootstrap_samples=10)
     with pytest.raises(ValueError, match="alpha"):
-        stats.AnalysisSettings(alpha=1.0)
+        AnalysisSettings(alpha=1.0)

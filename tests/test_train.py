@@ -11,12 +11,12 @@ import time
 
 import pytest
 
-from codeift.config import DEFAULT_TRAIN
 from codeift.data.labels import label_pool
 from codeift.data.mix import build_mix
 from codeift.data.pool import build_pool
 from codeift.io import write_parquet
 from codeift.models.tiny import build_tiny
+from codeift.settings import TrainSettings
 
 pytestmark = pytest.mark.slow
 
@@ -51,10 +51,10 @@ def _train_command(root, settings):
 
 def test_killed_training_resumes_from_its_last_checkpoint(inputs):
     settings = {
-        **DEFAULT_TRAIN,
+        **TrainSettings.defaults(),
         "max_steps": 400,
         "save_steps": 5,
-        "per_device_batch_size": 4,
+        "per_device_train_batch_size": 4,
         "max_length": 128,
         "dtype": "float32",
         "learning_rate": 1e-3,
@@ -87,10 +87,10 @@ def test_two_processes_train_data_parallel_and_rank_zero_publishes(inputs, tmp_p
     """The multi-GPU path on CPU: `--launch` with 2 GPUs relaunches under torchrun (DDP, gloo),
     every rank trains, and one complete model is published."""
     settings = {
-        **DEFAULT_TRAIN,
+        **TrainSettings.defaults(),
         "max_steps": 4,
         "save_steps": 2,
-        "per_device_batch_size": 2,
+        "per_device_train_batch_size": 2,
         "max_length": 128,
         "dtype": "float32",
         "learning_rate": 1e-3,

@@ -192,7 +192,7 @@ def test_generations_are_reproducible_in_process(vllm_run, tmp_path):
             "--variant",
             "code0",
             "--settings",
-            json.dumps(settings),
+            settings.to_json(),
         ],
         check=True,
         env=env,

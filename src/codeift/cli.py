@@ -20,6 +20,7 @@ import polars as pl
 
 from codeift.io import write_json, write_parquet
 from codeift.score import jail
+from codeift.settings import AnalysisSettings, InferenceSettings, MixSettings, TrainSettings
 
 
 def _json(text: str) -> Any:
@@ -52,20 +53,22 @@ def cmd_build_mix(args: argparse.Namespace) -> None:
     from codeift.data.mix import build_mix, mix_card, read_report
 
     pool = pl.read_parquet(args.pool)
-    settings = {"nested": True, "match": "examples", **_json(args.mix)}
+    settings = MixSettings.from_json(args.mix)
     mix = build_mix(
         pool,
         args.proportion,
         args.total,
         args.seed,
-        nested=settings["nested"],
-        match=settings["match"],
-        total_tokens=settings.get("total_tokens"),
+        nested=settings.nested,
+        match=settings.match,
+        total_tokens=settings.total_tokens,
         replicate=args.replicate,
     )
     write_parquet(mix, args.out)
+    # The card records the settings that were set (an unset token budget is left out).
+    recorded = {key: value for key, value in settings.to_dict().items() if value is not None}
     card = mix_card(
-        mix, args.proportion, read_report(args.pool_report), settings, replicate=args.replicate
+        mix, args.proportion, read_report(args.pool_report), recorded, replicate=args.replicate
     )
     write_json(card, args.card)
     print(json.dumps({k: card[k] for k in ("proportion", "examples", "labels", "content_hash")}))
@@ -86,7 +89,8 @@ def cmd_sft(args: argparse.Namespace) -> None:
         return
     from codeift.train.sft import describe, train
 
-    record = train(args.model, args.mix, args.out, args.checkpoints, _json(args.settings))
+    settings = TrainSettings.from_json(args.settings)
+    record = train(args.model, args.mix, args.out, args.checkpoints, settings)
     if record["world_size"] == 1 or os.environ.get("RANK", "0") == "0":
         print(describe(record))
 
@@ -119,7 +123,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         args.out,
         _json(args.backbone),
         args.variant,
-        _json(args.settings),
+        InferenceSettings.from_json(args.settings),
     )
     print(json.dumps(summary))
 
@@ -152,14 +156,13 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
     from codeift.analysis.aggregate import run_analysis
-    from codeift.analysis.stats import AnalysisSettings
 
     paths = (
         [line for line in Path(args.score_list).read_text().splitlines() if line]
         if args.score_list
         else args.scores
     )
-    settings = AnalysisSettings(**json.loads(args.analysis))
+    settings = AnalysisSettings.from_json(args.analysis)
     planted = json.loads(args.controls).get("planted", {})
     run_analysis(paths, Path(args.outdir), Path(args.figdir), settings, args.cards, planted)
 

@@ -8,51 +8,17 @@ an existing job and never reruns it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from codeift.errors import ConfigError
-from codeift.score import jail
+from codeift.settings import EngineSettings, InferenceSettings, ScoringSettings, TrainSettings
 from codeift.study import variant_name, variant_replicate
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
-
-DEFAULT_TRAIN: dict[str, Any] = {
-    "epochs": 1,
-    "max_steps": -1,
-    "learning_rate": 2e-5,
-    "lr_scheduler": "cosine",
-    "warmup_ratio": 0.03,
-    "weight_decay": 0.0,
-    "per_device_batch_size": 4,
-    "gradient_accumulation_steps": 1,
-    "max_length": 2048,
-    "packing": False,
-    "gradient_checkpointing": False,
-    "dtype": "bfloat16",
-    "save_steps": 200,
-    "logging_steps": 10,
-    "seed": 42,
-    "threads": 2,
-}
-
-DEFAULT_INFERENCE: dict[str, Any] = {
-    "engine": "vllm",
-    "dtype": "auto",
-    "max_new_tokens": 256,
-    "max_num_seqs": 256,
-    "max_model_len": 2048,
-    "batch_size": 16,
-    "enforce_eager": False,
-    "tensor_parallel_size": 1,
-    "gpu_memory_utilization": 0.85,
-    "cpu_kvcache_gib": 1,
-    "threads": 2,
-}
-
-DEFAULT_ENGINES: dict[str, Any] = {"idle_seconds": 120, "max_alive": 2}
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -179,7 +145,7 @@ def _check_inference_lengths(config: dict[str, Any]) -> None:
     prompt, after the backbone's own `inference` overrides."""
     for backbone, spec in config["backbones"].items():
         settings = backbone_inference(config, backbone)
-        if settings["max_model_len"] > settings["max_new_tokens"]:
+        if settings.max_model_len > settings.max_new_tokens:
             continue
         own = spec.get("inference", {})
         where = {
@@ -189,8 +155,8 @@ def _check_inference_lengths(config: dict[str, Any]) -> None:
             for key in ("max_model_len", "max_new_tokens")
         }
         raise ConfigError(
-            f"config key '{where['max_model_len']}': {settings['max_model_len']} leaves no room "
-            f"for a prompt with {where['max_new_tokens']} = {settings['max_new_tokens']} "
+            f"config key '{where['max_model_len']}': {settings.max_model_len} leaves no room "
+            f"for a prompt with {where['max_new_tokens']} = {settings.max_new_tokens} "
             f"(backbone {backbone}; allowed: max_model_len > max_new_tokens)"
         )
 
@@ -263,30 +229,27 @@ def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
     filled["ift"].setdefault("cleaning", {})
     filled["ift"].setdefault("labeller", {"method": "heuristic"})
     filled["ift"]["mix"] = {"nested": True, "match": "examples", **filled["ift"].get("mix", {})}
-    filled["engines"] = {**DEFAULT_ENGINES, **filled.get("engines", {})}
-    filled["scoring"] = {"sandbox": jail.DEFAULT_MODE, **filled.get("scoring", {})}
+    filled["engines"] = EngineSettings.from_mapping(filled.get("engines")).to_dict()
+    filled["scoring"] = ScoringSettings.from_mapping(filled.get("scoring")).to_dict()
     return filled
 
 
-def backbone_train(config: dict[str, Any], backbone: str) -> dict[str, Any]:
+def backbone_train(config: dict[str, Any], backbone: str) -> TrainSettings:
     """SFT settings of one backbone: defaults < study-wide `train` < the backbone's `train`."""
     spec = config["backbones"][backbone]
-    return {**DEFAULT_TRAIN, **config.get("train", {}), **spec.get("train", {})}
+    return TrainSettings.from_mapping({**config.get("train", {}), **spec.get("train", {})})
 
 
-def backbone_inference(config: dict[str, Any], backbone: str) -> dict[str, Any]:
+def backbone_inference(config: dict[str, Any], backbone: str) -> InferenceSettings:
     """Generation settings; vLLM's tensor parallelism spans the job's GPUs unless set."""
     from codeift.resources import base_request
 
     spec = config["backbones"][backbone]
     gpus = base_request(config, backbone, "generate")["gpus"]
     derived = {"tensor_parallel_size": max(1, int(gpus))}
-    return {
-        **DEFAULT_INFERENCE,
-        **derived,
-        **config.get("inference", {}),
-        **spec.get("inference", {}),
-    }
+    return InferenceSettings.from_mapping(
+        {**derived, **config.get("inference", {}), **spec.get("inference", {})}
+    )
 
 
 def replicate_arms(config: dict[str, Any]) -> list[str]:
@@ -307,7 +270,7 @@ def variants(config: dict[str, Any]) -> list[str]:
     return (["base"] if config.get("evaluate_base", True) else []) + arms(config)
 
 
-def arm_train(config: dict[str, Any], backbone: str, arm: str) -> dict[str, Any]:
+def arm_train(config: dict[str, Any], backbone: str, arm: str) -> TrainSettings:
     """SFT settings of one arm: its backbone's, with the seed moved by the arm's replicate."""
     settings = backbone_train(config, backbone)
-    return {**settings, "seed": settings["seed"] + variant_replicate(arm)}
+    return dataclasses.replace(settings, seed=settings.seed + variant_replicate(arm))

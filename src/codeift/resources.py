@@ -16,6 +16,8 @@ import math
 import re
 from typing import Any
 
+from codeift.settings import ResourceSettings
+
 STAGES = ("sft", "generate")
 REQUEST_KEYS = ("gpus", "cpus", "mem_mb", "runtime")
 
@@ -38,7 +40,6 @@ DEFAULT_PREPARE: dict[str, Any] = {"gpus": 0, "cpus": 2, "mem_mb": 8000, "runtim
 DEFAULT_PRETRAIN: dict[str, Any] = {"gpus": 0, "cpus": 2, "mem_mb": 4000, "runtime": 120}
 DEFAULT_POOL: dict[str, Any] = {"gpus": 0, "cpus": 2, "mem_mb": 8000, "runtime": 60}
 DEFAULT_JUDGE_POOL: dict[str, Any] = {"gpus": 1, "cpus": 8, "mem_mb": 64000, "runtime": 480}
-DEFAULT_RETRY_SCALE = 1.5
 
 _SIZE = re.compile(r"^\s*(?:(\d+)\s*x\s*)?(\d+(?:\.\d+)?)\s*([KMBT])\s*$", re.IGNORECASE)
 _UNITS = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
@@ -106,7 +107,7 @@ def scaled(request: dict[str, Any], attempt: int, scale: float) -> dict[str, Any
 
 
 def retry_scale(config: dict[str, Any]) -> float:
-    return float(config.get("resources", {}).get("retry_scale", DEFAULT_RETRY_SCALE))
+    return float(config.get("resources", {}).get("retry_scale", ResourceSettings().retry_scale))
 
 
 def train_launch(config: dict[str, Any], backbone: str) -> dict[str, Any]:
@@ -115,7 +116,7 @@ def train_launch(config: dict[str, Any], backbone: str) -> dict[str, Any]:
     spec = config["backbones"][backbone]
     strategy = spec.get("resources", {}).get("sft", {}).get("strategy") or config.get(
         "resources", {}
-    ).get("strategy", "fsdp")
+    ).get("strategy", ResourceSettings().strategy)
     return {"gpus": int(request["gpus"]), "strategy": strategy}
 
 

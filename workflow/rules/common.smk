@@ -68,7 +68,7 @@ def backbone_identity_json(wildcards):
 
 
 def train_settings_json(wildcards):
-    return as_json(arm_train(config, wildcards.backbone, wildcards.arm))
+    return arm_train(config, wildcards.backbone, wildcards.arm).to_json()
 
 
 def arm_proportion(wildcards):
@@ -100,15 +100,15 @@ def cluster_resources(stage):
 
 
 def train_threads(wildcards):
-    return arm_train(config, wildcards.backbone, wildcards.arm)["threads"]
+    return arm_train(config, wildcards.backbone, wildcards.arm).threads
 
 
 def inference_settings_json(wildcards):
-    return as_json(backbone_inference(config, wildcards.backbone))
+    return backbone_inference(config, wildcards.backbone).to_json()
 
 
 def inference_threads(wildcards):
-    return backbone_inference(config, wildcards.backbone)["threads"]
+    return backbone_inference(config, wildcards.backbone).threads
 
 
 def task_entry_json(wildcards):

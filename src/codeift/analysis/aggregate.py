@@ -23,7 +23,6 @@ from codeift.analysis.markdown import (
     mix_markdown,
     summary_report,
 )
-from codeift.analysis.stats import AnalysisSettings
 from codeift.analysis.tables import (
     domain_table,
     evidence_tables,
@@ -32,6 +31,7 @@ from codeift.analysis.tables import (
     task_table,
 )
 from codeift.io import write_text
+from codeift.settings import AnalysisSettings
 from codeift.study import MIX_TABLE, RESULT_TABLES, SUMMARY_FILE
 
 

@@ -21,7 +21,8 @@ from typing import Any
 
 import polars as pl
 
-from codeift.analysis.stats import AnalysisSettings, mcnemar_exact, paired_counts
+from codeift.analysis.stats import mcnemar_exact, paired_counts
+from codeift.settings import AnalysisSettings
 
 CONTROL_SCHEMA = {
     "control": pl.Utf8,

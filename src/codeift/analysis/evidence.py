@@ -17,7 +17,6 @@ import numpy as np
 import polars as pl
 
 from codeift.analysis.stats import (
-    AnalysisSettings,
     PairedCounts,
     accuracy_draws,
     bootstrap_p_value,
@@ -32,6 +31,7 @@ from codeift.analysis.stats import (
     rng_for,
     spearman,
 )
+from codeift.settings import AnalysisSettings
 from codeift.study import REFERENCE_ARM, first_seed_proportion
 
 MODES = ("text", "code", "both", "none")

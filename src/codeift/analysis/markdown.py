@@ -8,8 +8,8 @@ from collections.abc import Callable
 import polars as pl
 
 from codeift.analysis import controls
-from codeift.analysis.stats import AnalysisSettings
 from codeift.analysis.tables import tasks_in_order, variants_in_order
+from codeift.settings import AnalysisSettings
 from codeift.study import domain_rank
 
 EVIDENCE_NOTES = {

@@ -15,21 +15,6 @@ import numpy as np
 
 
 @dataclass(frozen=True)
-class AnalysisSettings:
-    """Knobs of the uncertainty analysis (config key `analysis`)."""
-
-    bootstrap_samples: int = 1000
-    alpha: float = 0.05
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.bootstrap_samples < 100:
-            raise ValueError("analysis.bootstrap_samples must be >= 100")
-        if not 0 < self.alpha < 1:
-            raise ValueError("analysis.alpha must be in (0, 1)")
-
-
-@dataclass(frozen=True)
 class PairedCounts:
     """Outcome cells of two arms on the same examples (x = the arm tested, y = the reference)."""
 

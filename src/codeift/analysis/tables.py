@@ -17,7 +17,7 @@ import polars as pl
 
 from codeift.analysis import controls, evidence
 from codeift.analysis.load import check_variants
-from codeift.analysis.stats import AnalysisSettings
+from codeift.settings import AnalysisSettings
 from codeift.study import BASE, DOMAINS, REFERENCE_ARM, domain_rank, variant_rank
 
 MODEL_KEYS = ["backbone", "family", "size_label", "variant", "proportion"]

@@ -11,6 +11,7 @@ from typing import Any
 
 from codeift.data.sources import check_conversation
 from codeift.errors import IFTError
+from codeift.settings import CleaningSettings
 
 HTML_TAG = re.compile(
     r"</?(div|p|span|br|hr|ol|ul|li|pre|code|table|thead|tbody|tr|td|th|a|b|i|em|strong|h[1-6]|"
@@ -76,10 +77,9 @@ class Measure:
         return sum(len(ids) for ids in encoded)
 
 
+# What an unset key means; the pool report records these with the config's own values.
 DEFAULT_CLEANING: dict[str, Any] = {
-    "html": "strip",
-    "max_chars": 100_000,
-    "near_duplicates": {"enabled": True, "method": "conversation"},
+    key: value for key, value in CleaningSettings.defaults().items() if value is not None
 }
 
 

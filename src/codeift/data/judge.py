@@ -10,23 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from codeift.infer.engines import build_vllm
+from codeift.settings import LabellerSettings
 
 LABELS = ["code", "general"]
-DEFAULT_PROMPT = (
-    "You label instruction-tuning conversations for a study of coding data. Answer 'code' if "
-    "the conversation is about programming: writing, reading, explaining or debugging source "
-    "code, queries, scripts or markup. Otherwise answer 'general'. Answer with one word.\n\n"
-    "Conversation:\n{conversation}"
-)
-DEFAULT_JUDGE: dict[str, Any] = {
-    "prompt": DEFAULT_PROMPT,
-    "batch_size": 256,
-    "max_chars": 4000,
-    "max_model_len": 2048,
-    "dtype": "auto",
-    "enforce_eager": True,
-    "gpu_memory_utilization": 0.85,
-}
 
 
 def judge_prompt(messages: list[dict[str, str]], template: str, max_chars: int) -> str:
@@ -49,13 +35,13 @@ def judge_labels(
     conversations: list[list[dict[str, str]]], labeller: dict[str, Any]
 ) -> tuple[list[str], list[str]]:
     """(label, raw answer) for every conversation, greedy, in batches of `batch_size`."""
-    settings = {**DEFAULT_JUDGE, **labeller}
-    if not settings.get("model"):
+    settings = LabellerSettings.from_mapping(labeller)
+    if not settings.model:
         raise ValueError("ift.labeller.model is required for the llm_judge labeller")
     from vllm import SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 
-    llm = build_vllm(settings["model"], settings)
+    llm = build_vllm(settings.model, settings)
     params = SamplingParams(
         temperature=0.0,
         max_tokens=32,  # the grammar ends the answer; a byte-level tokenizer may spell it out
@@ -64,13 +50,13 @@ def judge_labels(
     )
     labels: list[str] = []
     raw: list[str] = []
-    size = settings["batch_size"]
+    size = settings.batch_size
     for start in range(0, len(conversations), size):
         batch = [
             [
                 {
                     "role": "user",
-                    "content": judge_prompt(c, settings["prompt"], settings["max_chars"]),
+                    "content": judge_prompt(c, settings.prompt, settings.max_chars),
                 }
             ]
             for c in conversations[start : start + size]

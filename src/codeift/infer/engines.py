@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from codeift.errors import ConfigError
+from codeift.settings import InferenceSettings, LabellerSettings
 
 Conversation = list[dict[str, str]]
 
@@ -42,13 +43,13 @@ class Engine(Protocol):
         ...
 
 
-def configure_cpu_environment(settings: dict[str, Any]) -> None:
+def configure_cpu_environment(threads: int | None, cpu_kvcache_gib: float) -> None:
     """vLLM on CPU needs an explicit KV-cache size and thread binding (see ENVIRONMENT.md)."""
     if shutil.which("nvidia-smi"):
         return
     cores = os.cpu_count() or 1
-    threads = int(settings.get("threads", cores))
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.get("cpu_kvcache_gib", 1)))
+    threads = int(threads or cores)
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cpu_kvcache_gib))
     # Binding every engine to cores 0..n-1 would stack engines that share a machine on one core.
     bind = f"0-{threads - 1}" if threads >= cores else "nobind"
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", bind)
@@ -58,27 +59,32 @@ def configure_cpu_environment(settings: dict[str, Any]) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
 
-def build_vllm(model: str, settings: dict[str, Any]) -> Any:
+def build_vllm(
+    model: str,
+    settings: InferenceSettings | LabellerSettings,
+    max_num_seqs: int | None = None,
+    tensor_parallel_size: int = 1,
+) -> Any:
     """vLLM's offline LLM for a model folder or hub id: the one builder that generation and the
     LLM-judge labeller share (CPU environment, executor, seed, memory settings)."""
-    configure_cpu_environment(settings)
+    configure_cpu_environment(settings.threads, settings.cpu_kvcache_gib)
     import vllm
 
     on_cpu = not shutil.which("nvidia-smi")
-    parallel = int(settings.get("tensor_parallel_size", 1))
-    executor = {"distributed_executor_backend": "uni"} if on_cpu and parallel == 1 else {}
-    optional = {
-        key: settings[key] for key in ("max_num_seqs", "tensor_parallel_size") if key in settings
-    }
+    single = tensor_parallel_size == 1
+    executor = {"distributed_executor_backend": "uni"} if on_cpu and single else {}
+    batch = {"max_num_seqs": max_num_seqs} if max_num_seqs else {}
+    parallel = {"tensor_parallel_size": tensor_parallel_size} if tensor_parallel_size > 1 else {}
     return vllm.LLM(
         model=model,
         tokenizer=model,
-        dtype=settings["dtype"],
+        dtype=settings.dtype,
         seed=0,
-        enforce_eager=settings["enforce_eager"],
-        max_model_len=settings["max_model_len"],
-        gpu_memory_utilization=settings["gpu_memory_utilization"],
-        **optional,
+        enforce_eager=settings.enforce_eager,
+        max_model_len=settings.max_model_len,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        **batch,
+        **parallel,
         **executor,
     )
 
@@ -88,12 +94,14 @@ class VllmEngine:
 
     name = "vllm"
 
-    def __init__(self, model_dir: str, settings: dict[str, Any]) -> None:
+    def __init__(self, model_dir: str, settings: InferenceSettings) -> None:
         import vllm
 
         self.version = vllm.__version__
         self._vllm = vllm
-        self.llm = build_vllm(model_dir, settings)
+        self.llm = build_vllm(
+            model_dir, settings, settings.max_num_seqs, settings.tensor_parallel_size
+        )
 
     def chat(self, conversations: list[Conversation], max_new_tokens: int) -> list[Generation]:
         params = self._vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens, seed=0)
@@ -114,7 +122,7 @@ class HfEngine:
 
     name = "hf"
 
-    def __init__(self, model_dir: str, settings: dict[str, Any]) -> None:
+    def __init__(self, model_dir: str, settings: InferenceSettings) -> None:
         import torch
         import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -123,8 +131,8 @@ class HfEngine:
         self.torch = torch
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.device == "cpu":
-            torch.set_num_threads(int(settings.get("threads", 1)))
-        dtype = settings["dtype"]
+            torch.set_num_threads(int(settings.threads))
+        dtype = settings.dtype
         torch_dtype = (
             torch.float32
             if dtype == "auto" and self.device == "cpu"
@@ -137,7 +145,7 @@ class HfEngine:
             self.device
         )
         self.model.eval()
-        self.batch_size = int(settings["batch_size"])
+        self.batch_size = int(settings.batch_size)
 
     def chat(self, conversations: list[Conversation], max_new_tokens: int) -> list[Generation]:
         from tqdm import tqdm
@@ -187,7 +195,7 @@ class FakeEngine:
     name = "fake"
     version = "1"
 
-    def __init__(self, model_dir: str, settings: dict[str, Any]) -> None:
+    def __init__(self, model_dir: str, settings: InferenceSettings) -> None:
         self.model_dir = str(model_dir)
 
     def chat(self, conversations: list[Conversation], max_new_tokens: int) -> list[Generation]:
@@ -211,8 +219,8 @@ class FakeEngine:
 ENGINES: dict[str, type] = {"vllm": VllmEngine, "hf": HfEngine, "fake": FakeEngine}
 
 
-def load_engine(model_dir: str, settings: dict[str, Any]) -> Engine:
-    name = settings.get("engine")
+def load_engine(model_dir: str, settings: InferenceSettings) -> Engine:
+    name = settings.engine
     if name not in ENGINES:
         raise ConfigError(
             f"config key 'inference.engine': {name!r} is not an engine (allowed: {sorted(ENGINES)})"

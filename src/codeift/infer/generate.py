@@ -20,6 +20,7 @@ from codeift.infer.engines import Generation, load_engine
 from codeift.infer.server import idle_seconds, shared_chat
 from codeift.io import file_hash, write_parquet
 from codeift.models.backbones import model_fingerprint
+from codeift.settings import InferenceSettings
 from codeift.study import variant_proportion
 from codeift.tasks import TASK_COLUMNS
 
@@ -54,7 +55,7 @@ def conversations_for(frame: pl.DataFrame) -> list[list[dict[str, str]]]:
 
 
 def run_engine(
-    model_dir: str, settings: dict[str, Any], conversations: list, max_new_tokens: int
+    model_dir: str, settings: InferenceSettings, conversations: list, max_new_tokens: int
 ) -> tuple[list[Generation], str, str]:
     """(replies, engine name, engine version), from the shared daemon or in-process."""
     fingerprint = model_fingerprint(model_dir)
@@ -73,7 +74,7 @@ def generate_task(
     out_path: str | Path,
     backbone: dict[str, Any],
     variant: str,
-    settings: dict[str, Any],
+    settings: InferenceSettings,
 ) -> dict[str, Any]:
     """Generate greedy answers to every prompt of one task; write them with provenance."""
     model = Path(model_dir)
@@ -82,7 +83,7 @@ def generate_task(
     frame = read_task(task_path)
     started = time.time()
     results, engine, version = run_engine(
-        str(model.resolve()), settings, conversations_for(frame), int(settings["max_new_tokens"])
+        str(model.resolve()), settings, conversations_for(frame), settings.max_new_tokens
     )
     if len(results) != frame.height:
         raise GenerationError(f"engine returned {len(results)} answers for {frame.height} prompts")

@@ -27,6 +27,7 @@ from typing import Any
 
 from codeift.infer.engines import Generation, load_engine
 from codeift.io import stable_hash
+from codeift.settings import InferenceSettings
 
 START_TIMEOUT_SECONDS = 1800
 
@@ -42,8 +43,8 @@ def engine_dir() -> Path:
     return root
 
 
-def engine_key(model_fingerprint: str, settings: dict[str, Any]) -> str:
-    return stable_hash({"model": model_fingerprint, "settings": settings}, length=20)
+def engine_key(model_fingerprint: str, settings: InferenceSettings) -> str:
+    return stable_hash({"model": model_fingerprint, "settings": settings.to_dict()}, length=20)
 
 
 def idle_seconds() -> float:
@@ -104,7 +105,7 @@ def request(socket_path: Path, payload: dict[str, Any], timeout: float | None) -
 # --------------------------------------------------------------------------- daemon side
 
 
-def serve(model_dir: str, settings: dict[str, Any], key: str, idle_limit: float) -> None:
+def serve(model_dir: str, settings: InferenceSettings, key: str, idle_limit: float) -> None:
     """Load the engine, then answer requests until idle for `engine_idle_seconds`."""
     root = engine_dir()
     socket_path = root / f"{key}.sock"
@@ -212,7 +213,7 @@ def _tail(path: Path, lines: int = 30) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def _start_daemon(model_dir: str, settings: dict[str, Any], key: str) -> None:
+def _start_daemon(model_dir: str, settings: InferenceSettings, key: str) -> None:
     root = engine_dir()
     socket_path = root / f"{key}.sock"
     log_path = root / f"{key}.log"
@@ -226,7 +227,7 @@ def _start_daemon(model_dir: str, settings: dict[str, Any], key: str) -> None:
                 "--model",
                 model_dir,
                 "--settings",
-                json.dumps(settings),
+                settings.to_json(),
                 "--key",
                 key,
                 "--idle",
@@ -263,7 +264,7 @@ def _start_daemon(model_dir: str, settings: dict[str, Any], key: str) -> None:
 def shared_chat(
     model_dir: str,
     fingerprint: str,
-    settings: dict[str, Any],
+    settings: InferenceSettings,
     conversations: list[list[dict[str, str]]],
     max_new_tokens: int,
 ) -> tuple[list[Generation], dict]:
@@ -314,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--key", required=True)
     parser.add_argument("--idle", type=float, required=True)
     args = parser.parse_args(argv)
-    serve(args.model, json.loads(args.settings), args.key, args.idle)
+    serve(args.model, InferenceSettings.from_json(args.settings), args.key, args.idle)
 
 
 if __name__ == "__main__":

@@ -31,10 +31,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from codeift.settings import ScoringSettings
+
 LOG = logging.getLogger("codeift.score.jail")
 
 MODES: tuple[str, ...] = ("jail", "python_guard")
-DEFAULT_MODE = "jail"
+DEFAULT_MODE = ScoringSettings.defaults()["sandbox"]
 NOBODY = 65534
 BOX = "/box"  # the work folder inside the jail
 RUNNER_PATH = "/runner/sandbox_runner.py"  # where the runner is placed inside the jail

