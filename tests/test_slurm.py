@@ -204,6 +204,7 @@ def test_cancelled_training_resumes_from_its_checkpoint(cluster, tmp_path):
     config["proportions"] = [0]
     config["evaluate_base"] = False
     config["tasks"] = {"list_reversal": {"domain": "symbolic", "size": 4}}
+    config["controls"] = {"planted": {"list_reversal": "gain"}}
     workdir = tmp_path / "kill"
     workdir.mkdir()
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -310,6 +311,7 @@ def test_a_job_past_its_time_limit_is_retried_with_more_time_and_memory(cluster,
     config["proportions"] = [0]
     config["evaluate_base"] = False
     config["tasks"] = {"list_reversal": {"domain": "symbolic", "size": 4}}
+    config["controls"] = {"planted": {"list_reversal": "gain"}}
     tiny = {"max_size": "100M", "gpus": 0, "cpus": 2, "mem_mb": 1000, "runtime": 1}
     config["resources"] = {"sft": [tiny], "retry_scale": 4}
     workdir = tmp_path / "retry"

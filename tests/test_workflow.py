@@ -55,6 +55,7 @@ def reduced_config(results: Path, engine: str) -> dict:
         "list_reversal": {"domain": "symbolic", "size": 6},
         "gsm8k": {"domain": "arithmetic", "size": 6},
     }
+    config["controls"] = {"planted": {"list_reversal": "gain", "gsm8k": "none"}}
     config["ift"] = {
         "total": 24,
         "seed": 0,

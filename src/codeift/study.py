@@ -85,9 +85,10 @@ EVIDENCE_TABLES = (
     "reasoning_mode",
     "seeds",
     "controls",
+    "views",
 )
 MIX_TABLE = "mixes"
-FIGURES = ("overall", "domain", "task", "reasoning_mode", "controls")
+FIGURES = ("overall", "domain", "task", "reasoning_mode", "controls", "views")
 OUTPUTS = (
     *(Output(name, "table") for name in (*RESULT_TABLES, *EVIDENCE_TABLES, MIX_TABLE)),
     *(Output(name, "figure", f"{name}.rst") for name in FIGURES),

@@ -14,6 +14,7 @@ from codeift.analysis.figures import (
     plot_overall,
     plot_reasoning_mode,
     plot_task,
+    plot_views,
 )
 from codeift.analysis.load import load_scores
 from codeift.analysis.markdown import (
@@ -49,11 +50,11 @@ def write_tables(
     """
     settings = settings or AnalysisSettings()
     found = found if found is not None else evidence_tables(scores, settings)
-    scores = evidence.first_seed(scores)
+    first = evidence.first_seed(scores)
     tables = {
-        "overall": overall_table(scores),
-        "domain": domain_table(scores),
-        "task": task_table(scores),
+        "overall": overall_table(first),
+        "domain": domain_table(first),
+        "task": task_table(first),
     }
     outdir = Path(outdir)
     written: dict[str, Path] = {}
@@ -105,6 +106,7 @@ def run_analysis(
     plot_task(_with_intervals(task_table(scores), intervals, "task"), figdir / "task.png")
     plot_reasoning_mode(found["reasoning_mode"], figdir / "reasoning_mode.png")
     plot_controls(found["controls"], settings.alpha, figdir / "controls.png")
+    plot_views(found["views"], figdir / "views.png")
 
 
 def _with_intervals(table: pl.DataFrame, intervals: pl.DataFrame, level: str) -> pl.DataFrame:

@@ -35,6 +35,9 @@ from codeift.settings import AnalysisSettings
 from codeift.study import REFERENCE_ARM, first_seed_proportion
 
 MODES = ("text", "code", "both", "none")
+# The outcome columns a paired comparison can read: the study's metric (the text view) and the
+# program-aided one (text or the executed program's output).
+METRICS = ("correct", "correct_any")
 # A fenced block (same grammar as codeift.score.sandbox): an unclosed final fence runs to the end.
 _FENCED_BLOCK = r"(?ms)^[ \t]*```[^\n`]*\n.*?(?:^[ \t]*```|\z)"
 
@@ -50,8 +53,11 @@ def first_seed(scores: pl.DataFrame) -> pl.DataFrame:
     return scores.filter(lowest)
 
 
-def _outcomes(scores: pl.DataFrame) -> pl.DataFrame:
-    """The columns paired analyses need; an unscored answer counts as wrong, as in task_table."""
+def _outcomes(scores: pl.DataFrame, metric: str = "correct") -> pl.DataFrame:
+    """The columns paired analyses need, the outcome `metric` read as `correct`; an unscored
+    answer counts as wrong, as in task_table."""
+    if metric not in METRICS:
+        raise ValueError(f"metric {metric!r}: expected one of {', '.join(METRICS)}")
     return first_seed(scores).select(
         "backbone",
         "variant",
@@ -59,7 +65,7 @@ def _outcomes(scores: pl.DataFrame) -> pl.DataFrame:
         "domain",
         "task",
         "id",
-        pl.col("correct").fill_null(False),
+        pl.col(metric).fill_null(False).alias("correct"),
     )
 
 
@@ -166,8 +172,11 @@ def _interval_row(
 # ---------------------------------------------------------------- paired comparisons vs code0
 
 
-def comparison_table(scores: pl.DataFrame, settings: AnalysisSettings) -> pl.DataFrame:
-    """Every tuned proportion against the same backbone's code0, per task, domain and overall.
+def comparison_table(
+    scores: pl.DataFrame, settings: AnalysisSettings, metric: str = "correct"
+) -> pl.DataFrame:
+    """Every tuned proportion against the same backbone's code0, per task, domain and overall,
+    on the outcome column `metric` (one of METRICS; the study's `correct` unless asked).
 
     Effect sizes: the accuracy difference (percentage points) with a paired-bootstrap CI, and the
     discordant-pair odds ratio (items only the variant solves / items only code0 solves). Holm
@@ -176,7 +185,7 @@ def comparison_table(scores: pl.DataFrame, settings: AnalysisSettings) -> pl.Dat
     rows: list[dict[str, object]] = []
     draws: dict[tuple[str, str, str], np.ndarray] = {}
     task_rows: list[dict[str, object]] = []
-    for backbone, domain, task, arms in _arms(_outcomes(scores)):
+    for backbone, domain, task, arms in _arms(_outcomes(scores, metric)):
         if REFERENCE_ARM not in arms:
             continue
         for variant in sorted(arms, key=lambda v: first_seed_proportion(v) or -1):

@@ -299,6 +299,36 @@ def plot_reasoning_mode(modes: pl.DataFrame, path: Path) -> None:
     _save_png(figure, path)
 
 
+def plot_views(views: pl.DataFrame, path: Path) -> None:
+    """Overall accuracy per backbone x variant in the text view, with the program-aided gain
+    stacked on top (correct_any contains correct, so the gain is never negative)."""
+    overall = views.filter(pl.col("level") == "overall")
+    arms = sorted(
+        overall.select("backbone", "variant").unique().rows(),
+        key=lambda row: (row[0], variant_rank(row[1])),
+    )
+    lookup = {
+        (b, v): (text, gain)
+        for b, v, text, gain in overall.select(
+            "backbone", "variant", "accuracy", "program_gain"
+        ).iter_rows()
+    }
+    text = np.array([100 * lookup[arm][0] for arm in arms])
+    gain = np.array([100 * lookup[arm][1] for arm in arms])
+    figure = Figure(figsize=(max(6.0, 0.7 * len(arms) + 2.5), 4.2))
+    ax = figure.subplots()
+    positions = np.arange(len(arms))
+    ax.bar(positions, text, color="#4c72b0", width=0.7, label="text (correct)")
+    ax.bar(positions, gain, bottom=text, color="#dd8452", width=0.7, label="+ program output")
+    ax.set_xticks(positions, [f"{b}\n{v}" for b, v in arms], fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("macro accuracy (%)")
+    ax.set_title("Text answers and program-aided answers")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    figure.tight_layout()
+    _save_png(figure, path)
+
+
 def _task_legend(
     backbones: list[str], colours: dict[str, tuple[float, float, float, float]]
 ) -> tuple[list[Line2D], list[str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,17 @@ REQUIRED_COLUMNS: dict[str, type[pl.DataType]] = {
     "proportion": pl.Int64,
     "engine": pl.Utf8,
 }
+# The program view (codeift.score.answers.score_frame): both present, or (a score file written
+# before programs were scored apart) both absent, when the rows count as having no program.
+PROGRAM_VIEW_COLUMNS: dict[str, type[pl.DataType]] = {
+    "program_correct": pl.Boolean,
+    "correct_any": pl.Boolean,
+}
+# Read where present (how the program ran); absent means no program ran.
+PROGRAM_STATUS: dict[str, type[pl.DataType]] = {"program_status": pl.Utf8}
+# Marker column: False on rows whose score file had no program view (said in summary.md).
+PROGRAM_VIEW_MARKER = "has_program_view"
+LOG = logging.getLogger("codeift.analysis.load")
 
 
 def load_scores(paths: Sequence[str | Path]) -> pl.DataFrame:
@@ -74,7 +86,72 @@ def _read_score_file(path: Path) -> pl.DataFrame:
         check_variants(frame)
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from error
-    return frame
+    return _checked_program_view(frame, path)
+
+
+def _checked_program_view(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
+    """A file carries the whole program view (typed, `correct_any` = `correct` or
+    `program_correct`) or none of it; one without it has no program answers (correct_any =
+    correct), whatever its `program_status` says."""
+    present = [name for name in PROGRAM_VIEW_COLUMNS if name in frame.columns]
+    if not present:
+        LOG.warning(
+            "%s: no program view (%s): scored before programs were scored apart; read as "
+            "responses without programs, so correct_any = correct",
+            path,
+            ", ".join(PROGRAM_VIEW_COLUMNS),
+        )
+        return with_program_view(_typed(frame, path, PROGRAM_STATUS))
+    if len(present) < len(PROGRAM_VIEW_COLUMNS):
+        absent = [name for name in PROGRAM_VIEW_COLUMNS if name not in present]
+        raise ValueError(
+            f"{path}: has {', '.join(present)} but not {', '.join(absent)}: the program view "
+            "is all or none of these columns (rescore the file)"
+        )
+    frame = _typed(frame, path, {**PROGRAM_VIEW_COLUMNS, **PROGRAM_STATUS})
+    expected = pl.col("correct").fill_null(False) | pl.col("program_correct").fill_null(False)
+    wrong = frame.filter(pl.col("correct_any").fill_null(False) != expected)
+    if wrong.height:
+        row = wrong.row(0, named=True)
+        raise ValueError(
+            f"{path}: id={row['id']} task={row['task']}: correct_any={row['correct_any']} but "
+            f"correct={row['correct']}, program_correct={row['program_correct']} (expected "
+            "correct or program_correct)"
+        )
+    return with_program_view(frame)
+
+
+def _typed(frame: pl.DataFrame, path: Path, columns: dict[str, type[pl.DataType]]) -> pl.DataFrame:
+    """Cast those of `columns` the file has to their contract dtypes, naming the file if not."""
+    try:
+        return frame.with_columns(
+            pl.col(name).cast(dtype, strict=True)
+            for name, dtype in columns.items()
+            if name in frame.columns
+        )
+    except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError) as error:
+        raise ValueError(f"{path}: program column has the wrong type: {error}") from error
+
+
+def with_program_view(scores: pl.DataFrame) -> pl.DataFrame:
+    """The program-view columns on any score frame: where absent, no program ran (status and
+    program_correct null, correct_any = correct), and the marker says the view was absent."""
+    had_view = "correct_any" in scores.columns
+    added = []
+    if "program_status" not in scores.columns:
+        added.append(pl.lit(None, dtype=pl.Utf8).alias("program_status"))
+    if "program_correct" not in scores.columns:
+        added.append(pl.lit(None, dtype=pl.Boolean).alias("program_correct"))
+    if PROGRAM_VIEW_MARKER not in scores.columns:
+        added.append(pl.lit(had_view).alias(PROGRAM_VIEW_MARKER))
+    scores = scores.with_columns(added)
+    if not had_view:
+        scores = scores.with_columns(
+            (pl.col("correct").fill_null(False) | pl.col("program_correct").fill_null(False)).alias(
+                "correct_any"
+            )
+        )
+    return scores
 
 
 def check_variants(scores: pl.DataFrame) -> None:

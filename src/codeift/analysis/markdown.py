@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import polars as pl
 
-from codeift.analysis import controls
+from codeift.analysis import controls, evidence
+from codeift.analysis.load import PROGRAM_VIEW_MARKER
 from codeift.analysis.tables import tasks_in_order, variants_in_order
 from codeift.settings import AnalysisSettings
 from codeift.study import domain_rank
@@ -36,6 +37,13 @@ EVIDENCE_NOTES = {
     "table); recovered = significant in the planted direction. Unplanted: tasks planted not "
     "to move. Null control: each replicate arm (same proportion, other mix order and SFT seed) "
     "against its first seed, exact McNemar at the raw level α.",
+    "views": "Two views of each answer. Text: what the response says (`correct`, the study's "
+    "metric; program source never counts). Text or program: the text, or what the response's "
+    "program printed when run in the sandbox (`correct_any`). Program gain = text-or-program "
+    "minus text; from programs = the part of the change against code0 that comes from running "
+    "programs (the variant's program gain minus code0's). Program ok = share of responses "
+    "whose program ran and ended ok. Macro averages over tasks; p (Holm) from the paired "
+    "comparisons against code0 in each view, each view its own Holm family.",
 }
 
 
@@ -187,6 +195,24 @@ _EVIDENCE_COLUMNS: dict[str, dict[str, tuple[str, Callable[[object], str]]]] = {
         "p_holm": ("p (Holm)", _p_value),
         "verdict": ("verdict", _plain),
     },
+    "views": {
+        "level": ("level", _plain),
+        "backbone": ("backbone", _plain),
+        "variant": ("variant", _plain),
+        "domain": ("domain", _plain),
+        "task": ("task", _plain),
+        "n": ("responses", _plain),
+        "n_programs": ("programs", _plain),
+        "program_ok_share": ("program ok (%)", _percent),
+        "accuracy": ("text (%)", _percent),
+        "accuracy_any": ("text or program (%)", _percent),
+        "program_gain": (f"program gain {_PP}", _points),
+        "delta_vs_code0": (f"text Δ vs code0 {_PP}", _points),
+        "delta_any_vs_code0": (f"text-or-program Δ vs code0 {_PP}", _points),
+        "delta_from_programs": (f"from programs {_PP}", _points),
+        "p_holm": ("text p (Holm)", _p_value),
+        "p_holm_any": ("text-or-program p (Holm)", _p_value),
+    },
     "seeds": {
         "backbone": ("backbone", _plain),
         "variant": ("variant", _plain),
@@ -220,8 +246,11 @@ def summary_report(
     mixes: pl.DataFrame | None = None,
 ) -> str:
     """A short Markdown report: what was evaluated, the headline tables and who wins where,
-    then (given the evidence tables) how sure each difference is, and (given the mix table)
-    what each arm was trained on."""
+    then (given the evidence tables) how sure each difference is and how much programs add,
+    and (given the mix table) what each arm was trained on.
+
+    `scores` holds every row, all seeds (the program lines count every program); the tables
+    were built from first seeds."""
     sections = [
         "# Coding-data instruction tuning: reasoning results",
         "Accuracies are macro averages over tasks (each task weighs the same); deltas are "
@@ -266,6 +295,7 @@ def _evidence_sections(found: dict[str, pl.DataFrame], settings: AnalysisSetting
         "## Change against code0, with uncertainty\n\n"
         + tests
         + ("\n\n" + evidence_markdown("comparisons", headline) if headline.height else ""),
+        _views_section(found["views"]),
         "## Consistency across backbones\n\n"
         + EVIDENCE_NOTES["consistency"]
         + "\n\n"
@@ -288,6 +318,67 @@ def _evidence_sections(found: dict[str, pl.DataFrame], settings: AnalysisSetting
     ]
 
 
+def _views_section(views: pl.DataFrame) -> str:
+    """The overall rows of the views table: how much of each arm's score is its programs'."""
+    overall = views.filter(pl.col("level") == "overall")
+    lines = ["## Text answers and program-aided answers", EVIDENCE_NOTES["views"]]
+    if overall.height and int(overall["n_programs"].sum()) == 0:
+        lines.append("No response holds a program that the scorer ran: the two views agree.")
+    not_run = int(overall["n_not_run"].sum()) if overall.height else 0
+    if not_run:
+        lines.append(
+            f'{not_run} programs were not run (see "What was evaluated"): the text-or-program '
+            "view understates what running them would add."
+        )
+    lines.append(evidence_markdown("views", overall.drop("level", "domain", "task")))
+    lines.append("Per domain and task: `views.md`.")
+    return "\n\n".join(lines)
+
+
+def program_lines(scores: pl.DataFrame) -> list[str]:
+    """Summary lines on how programs ran: how many were not run and why, a warning where they
+    ran under the Python-only guard, and rows whose score file had no program columns."""
+    columns = scores.columns
+    lines = []
+    if "program_status" in columns:
+        programs = scores.filter(pl.col("program_status").is_not_null())
+        not_run = programs.filter(pl.col("program_status") == "not_run")
+        if not_run.height:
+            detail = (
+                pl.col("program_detail").fill_null("no reason recorded")
+                if "program_detail" in columns
+                else pl.lit("no reason recorded")
+            )
+            reasons = (
+                not_run.group_by(detail.alias("reason"))
+                .len()
+                .sort(["len", "reason"], descending=[True, False])
+            )
+            counted = "; ".join(f"{reason} ({count})" for reason, count in reasons.iter_rows())
+            lines.append(
+                f"- Programs not run: {not_run.height} of {programs.height} programs in the "
+                f"responses were not run ({counted}); they count as wrong in the program view, so "
+                "those rows' text-or-program answer is their text answer."
+            )
+    if "program_sandbox" in columns:
+        guarded = scores.filter(pl.col("program_sandbox") == "python_guard").height
+        if guarded:
+            lines.append(
+                f"- **Warning:** {guarded} programs ran under the weaker Python-only guard "
+                "(config `scoring.sandbox: python_guard`: audit hook and rlimits, no "
+                "operating-system jail), not the jail the README describes."
+            )
+    if PROGRAM_VIEW_MARKER in columns:
+        old = scores.filter(~pl.col(PROGRAM_VIEW_MARKER)).height
+        if old:
+            lines.append(
+                f"- Program view absent: {old} of {scores.height} responses come from score "
+                "files without program columns (scored before programs were scored apart); "
+                "they count as responses without a program (text-or-program = text)."
+            )
+    return lines
+
+
 def _controls_section(table: pl.DataFrame, settings: AnalysisSettings) -> str:
     """The controls' verdicts, one line each (README, "The small world")."""
     outcome = controls.verdicts(table, settings.alpha)
@@ -303,6 +394,9 @@ def _controls_section(table: pl.DataFrame, settings: AnalysisSettings) -> str:
 
 
 def _evaluated_section(scores: pl.DataFrame) -> str:
+    """Who and what was scored (first seeds, as the tables), then how programs ran (all rows)."""
+    programs = program_lines(scores)
+    scores = evidence.first_seed(scores)
     backbones = scores.select("backbone", "family", "size_label").unique().sort("backbone")
     engines = sorted(scores["engine"].unique().drop_nulls().to_list())
     variants = variants_in_order(scores)
@@ -311,6 +405,7 @@ def _evaluated_section(scores: pl.DataFrame) -> str:
         "- Variants: " + ", ".join(variants),
         "- Engines: " + (", ".join(engines) if engines else "n/a"),
         f"- Scored examples: {scores.height}",
+        *programs,
         "",
     ]
     counts = scores.group_by("task", "domain", "backbone", "variant").agg(pl.len().alias("n"))

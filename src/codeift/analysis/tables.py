@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from codeift.analysis import controls, evidence
-from codeift.analysis.load import check_variants
+from codeift.analysis.load import check_variants, with_program_view
 from codeift.settings import AnalysisSettings
 from codeift.study import BASE, DOMAINS, REFERENCE_ARM, domain_rank, variant_rank
 
@@ -83,30 +83,129 @@ def _macro(tasks: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     return _add_deltas(table, ["backbone", *keys])
 
 
-def _add_deltas(table: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """Subtract the same backbone's code0 / base accuracy at this level (null when absent)."""
-    for variant, column in ((REFERENCE_ARM, "delta_vs_code0"), (BASE, "delta_vs_base")):
+def _add_deltas(
+    table: pl.DataFrame, keys: list[str], value: str = "accuracy", prefix: str = "delta"
+) -> pl.DataFrame:
+    """Subtract the same backbone's code0 / base `value` at this level (null when absent), as
+    `{prefix}_vs_code0` and `{prefix}_vs_base`."""
+    for variant, name in ((REFERENCE_ARM, "code0"), (BASE, "base")):
         reference = table.filter(pl.col("variant") == variant).select(
-            *keys, pl.col("accuracy").alias("_reference")
+            *keys, pl.col(value).alias("_reference")
         )
         table = (
             table.join(reference, on=keys, how="left")
-            .with_columns((pl.col("accuracy") - pl.col("_reference")).alias(column))
+            .with_columns((pl.col(value) - pl.col("_reference")).alias(f"{prefix}_vs_{name}"))
             .drop("_reference")
         )
     return table
 
 
+# ---------------------------------------------------------------- the two views of an answer
+
+_VIEW_LEVELS = (("task", ["domain", "task"]), ("domain", ["domain"]), ("overall", []))
+_COMPARISON_KEYS = ["level", "backbone", "variant", "domain", "task"]
+
+
+def views_table(
+    scores: pl.DataFrame, comparisons: pl.DataFrame, comparisons_any: pl.DataFrame
+) -> pl.DataFrame:
+    """Per backbone x variant, per task, domain and overall (macro averages): accuracy in the
+    text view (`correct`, the study's metric: what the response says) and in the program-aided
+    view (`correct_any`: the text or what the response's program printed when run), and how
+    much of the change against code0 comes from running programs.
+
+    `program_gain` = accuracy_any - accuracy; `delta_from_programs` = delta_any_vs_code0 -
+    delta_vs_code0 (the variant's gain from programs beyond code0's). `program_ok_share` is the
+    share of responses whose program ran and ended ok. The Holm-adjusted p-values come from the
+    comparison tables of each view (`comparisons` and `comparisons_any`, each its own family).
+    Rows without the program columns count as having no program (load.with_program_view).
+    """
+    scores = with_program_view(evidence.first_seed(scores))
+    check_variants(scores)
+    status = pl.col("program_status")
+    tasks = scores.group_by([*MODEL_KEYS, "domain", "task"]).agg(
+        pl.len().cast(pl.Int64).alias("n"),
+        status.is_not_null().sum().cast(pl.Int64).alias("n_programs"),
+        (status == "ok").fill_null(False).sum().cast(pl.Int64).alias("n_program_ok"),
+        (status == "not_run").fill_null(False).sum().cast(pl.Int64).alias("n_not_run"),
+        pl.col("correct").fill_null(False).mean().alias("accuracy"),
+        pl.col("correct_any").fill_null(False).mean().alias("accuracy_any"),
+    )
+    tasks = tasks.with_columns(
+        pl.lit(1, dtype=pl.Int64).alias("n_tasks"),
+        (pl.col("n_program_ok") / pl.col("n")).alias("program_ok_share"),
+    )
+    levels = []
+    for level, keys in _VIEW_LEVELS:
+        table = tasks.group_by([*MODEL_KEYS, *keys]).agg(
+            pl.col("n_tasks").sum(),
+            *(pl.col(name).sum() for name in ("n", "n_programs", "n_program_ok", "n_not_run")),
+            *(pl.col(name).mean() for name in ("accuracy", "accuracy_any", "program_ok_share")),
+        )
+        table = _add_deltas(table, ["backbone", *keys])
+        table = _add_deltas(table, ["backbone", *keys], "accuracy_any", "delta_any")
+        levels.append(
+            table.with_columns(
+                pl.lit(level).alias("level"),
+                *(
+                    pl.lit(None, dtype=pl.Utf8).alias(name)
+                    for name in ("domain", "task")
+                    if name not in keys
+                ),
+            )
+        )
+    table = pl.concat(levels, how="diagonal_relaxed").with_columns(
+        (pl.col("accuracy_any") - pl.col("accuracy")).alias("program_gain"),
+        (pl.col("delta_any_vs_code0") - pl.col("delta_vs_code0")).alias("delta_from_programs"),
+    )
+    for source, suffix in ((comparisons, ""), (comparisons_any, "_any")):
+        tested = source.select(
+            *_COMPARISON_KEYS,
+            pl.col("p_holm").alias(f"p_holm{suffix}"),
+            pl.col("significant").alias(f"significant{suffix}"),
+        )
+        table = table.join(tested, on=_COMPARISON_KEYS, how="left", nulls_equal=True)
+    ordered = table.select(
+        "level",
+        "backbone",
+        "variant",
+        "proportion",
+        "domain",
+        "task",
+        "n_tasks",
+        "n",
+        "n_programs",
+        "n_program_ok",
+        "n_not_run",
+        "program_ok_share",
+        "accuracy",
+        "accuracy_any",
+        "program_gain",
+        "delta_vs_code0",
+        "delta_any_vs_code0",
+        "delta_from_programs",
+        "delta_vs_base",
+        "delta_any_vs_base",
+        "p_holm",
+        "p_holm_any",
+        "significant",
+        "significant_any",
+    )
+    return _by_domain(ordered, ["level", "backbone", "proportion"])
+
+
 def evidence_tables(
     scores: pl.DataFrame, settings: AnalysisSettings, planted: dict[str, str] | None = None
 ) -> dict[str, pl.DataFrame]:
-    """Intervals, paired comparisons, consistency, best proportion, reasoning modes, seeds and
-    the controls (planted effects from `planted`, the null control from replicate seeds).
+    """Intervals, paired comparisons, consistency, best proportion, reasoning modes, seeds,
+    the controls (planted effects from `planted`, the null control from replicate seeds) and
+    the two views of an answer (text, and text or program output).
 
     The seeds table is always written (an empty one with its header when the scores have no
     `seed` column), so the workflow's list of outputs does not depend on the data.
     """
     comparisons = evidence.comparison_table(scores, settings)
+    comparisons_any = evidence.comparison_table(with_program_view(scores), settings, "correct_any")
     seeds = evidence.seed_spread_table(scores)
     consistency = _by_domain(evidence.consistency_table(comparisons), ["proportion"])
     return {
@@ -121,6 +220,7 @@ def evidence_tables(
         "reasoning_mode": evidence.reasoning_mode_table(scores),
         "seeds": pl.DataFrame(schema=_SEED_SCHEMA) if seeds is None else seeds,
         "controls": controls.control_table(scores, comparisons, planted or {}, settings),
+        "views": views_table(scores, comparisons, comparisons_any),
     }
 
 
