@@ -12,12 +12,14 @@ import os
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from codeift.errors import CodeiftError
 from codeift.io import write_json, write_parquet
 from codeift.score import jail
 from codeift.settings import AnalysisSettings, InferenceSettings, MixSettings, TrainSettings
@@ -254,9 +256,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one stage. A stage's own error (bad input, named in its message) ends the run with one
+    line `codeift <stage>: <message>` after its traceback, both on stderr (the job log)."""
     args = build_parser().parse_args(argv)
     started = time.time()
-    args.handler(args)
+    try:
+        args.handler(args)
+    except CodeiftError as error:
+        traceback.print_exc(file=sys.stderr)
+        message = " ".join(str(error).split())
+        print(f"codeift {args.command}: {type(error).__name__}: {message}", file=sys.stderr)
+        return 2
     print(f"[codeift] {args.command} done in {time.time() - started:.1f}s", file=sys.stderr)
     return 0
 

@@ -16,6 +16,7 @@ import math
 import re
 from typing import Any
 
+from codeift.errors import CodeiftError
 from codeift.settings import ResourceSettings
 
 STAGES = ("sft", "generate")
@@ -45,7 +46,7 @@ _SIZE = re.compile(r"^\s*(?:(\d+)\s*x\s*)?(\d+(?:\.\d+)?)\s*([KMBT])\s*$", re.IG
 _UNITS = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
 
 
-class ResourceError(ValueError):
+class ResourceError(CodeiftError, ValueError):
     """A size label or resource request that cannot be used; names the config key."""
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from codeift.errors import CodeiftError
 from codeift.infer.engines import Generation, load_engine
 from codeift.infer.server import idle_seconds, shared_chat
 from codeift.io import file_hash, write_parquet
@@ -25,7 +26,7 @@ from codeift.study import variant_proportion
 from codeift.tasks import TASK_COLUMNS
 
 
-class GenerationError(RuntimeError):
+class GenerationError(CodeiftError, RuntimeError):
     """Generation cannot run; the message names the model folder or task file."""
 
 

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from codeift.errors import CodeiftError
 from codeift.infer.engines import Generation, load_engine
 from codeift.io import stable_hash
 from codeift.settings import InferenceSettings
@@ -32,7 +33,7 @@ from codeift.settings import InferenceSettings
 START_TIMEOUT_SECONDS = 1800
 
 
-class EngineError(RuntimeError):
+class EngineError(CodeiftError, RuntimeError):
     """The shared engine could not start or answer; the message points at its log."""
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from codeift.errors import CodeiftError
+
 # `{{ ... }}` output blocks and the message-content expression inside one (`message['content']`,
 # `message["content"]` or `message.content`, whatever the loop variable is called).
 OUTPUT_BLOCK = re.compile(r"\{\{(?P<left>-?)(?P<expr>.*?)(?P<right>-?)\}\}", re.S)
@@ -34,7 +36,7 @@ PROBES: list[list[dict[str, str]]] = [
 ]
 
 
-class TemplateError(ValueError):
+class TemplateError(CodeiftError, ValueError):
     """A chat template that cannot be marked for assistant-only loss; the message says why."""
 
 

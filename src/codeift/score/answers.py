@@ -30,6 +30,7 @@ from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, InvalidOperation, loca
 
 import polars as pl
 
+from codeift.errors import CodeiftError
 from codeift.score import sandbox
 from codeift.score.answer_text import (
     is_negated,
@@ -88,7 +89,7 @@ _QUOTES = "'\"`“”‘’"
 _EDGE_PUNCTUATION = _QUOTES + "*_.,;:!?()[]{} \t"
 
 
-class ScoringError(ValueError):
+class ScoringError(CodeiftError, ValueError):
     """Input that cannot be scored at all (unknown answer type, missing columns)."""
 
 

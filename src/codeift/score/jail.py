@@ -31,6 +31,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from codeift.errors import CodeiftError
 from codeift.settings import ScoringSettings
 
 LOG = logging.getLogger("codeift.score.jail")
@@ -111,7 +112,7 @@ _TIOCSTI = 0x5412
 _TIOCLINUX = 0x541C
 
 
-class JailUnavailable(RuntimeError):
+class JailUnavailable(CodeiftError, RuntimeError):
     """The boundary cannot be set up here; the message says why (it becomes each row's detail)."""
 
 

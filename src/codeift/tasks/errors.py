@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from codeift.errors import CodeiftError
 
-class TaskError(ValueError):
+
+class TaskError(CodeiftError, ValueError):
     """Bad input for a task; the message names the task, the record and the field or key."""
 
 

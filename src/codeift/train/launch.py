@@ -14,13 +14,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from codeift.errors import CodeiftError
+
 ACCELERATE_DIR = Path(__file__).parent / "accelerate"
 STRATEGIES = ("fsdp", "ddp")
 # Set by torchrun and accelerate in every worker: a worker never relaunches itself.
 WORKER_VARIABLES = ("LOCAL_RANK", "WORLD_SIZE")
 
 
-class LaunchError(ValueError):
+class LaunchError(CodeiftError, ValueError):
     """A launch request that cannot be met; names what was asked for."""
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import polars as pl
 
+from codeift.errors import CodeiftError
 from codeift.io import publish, write_json
 from codeift.settings import TrainSettings
 
@@ -28,7 +29,7 @@ from codeift.settings import TrainSettings
 STEP_DELAY_ENV = "CODEIFT_TEST_SFT_STEP_SECONDS"
 
 
-class TrainError(RuntimeError):
+class TrainError(CodeiftError, RuntimeError):
     """Training cannot start; the message names the backbone folder or mix."""
 
 
