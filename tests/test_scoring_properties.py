@@ -100,7 +100,7 @@ def test_score_frame_never_raises_with_programs_mocked(rows):
     )
     outputs = [stdout for _, _, _, stdout in rows]
 
-    def fake_runs(programs, limits, workers):
+    def fake_runs(programs, *_settings):
         return [ProgramRun("ok", stdout, None) for stdout in outputs]
 
     with mock.patch("codeift.score.answers.sandbox.run_programs", side_effect=fake_runs) as runs:

@@ -31,6 +31,7 @@ from codeift.analysis.stats import (
     rng_for,
     spearman,
 )
+from codeift.score.answer_text import text_view
 from codeift.settings import AnalysisSettings
 from codeift.study import REFERENCE_ARM, first_seed_proportion
 
@@ -38,8 +39,6 @@ MODES = ("text", "code", "both", "none")
 # The outcome columns a paired comparison can read: the study's metric (the text view) and the
 # program-aided one (text or the executed program's output).
 METRICS = ("correct", "correct_any")
-# A fenced block (same grammar as codeift.score.sandbox): an unclosed final fence runs to the end.
-_FENCED_BLOCK = r"(?ms)^[ \t]*```[^\n`]*\n.*?(?:^[ \t]*```|\z)"
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -445,16 +444,17 @@ def _discordant(x: pl.DataFrame, y: pl.DataFrame) -> tuple[int, int]:
 def reasoning_mode(scores: pl.DataFrame) -> pl.Series:
     """How each response reasons: "code" (a program and nothing else), "text", "both" or "none".
 
-    A program is what the scorer ran (program_status not null); text is anything left once
-    fenced blocks are removed. "none" is a response with neither: empty, or only fences holding
-    no runnable program (what the untrained tiny models of the embedded default often emit).
+    A program is what the scorer ran (program_status not null); text is what the scorer's text
+    view keeps (codeift.score.answer_text: program source removed). "none" is a response with
+    neither: empty, or only program source that did not run (what the untrained tiny models of
+    the embedded default often emit).
     """
     has_program = (
         pl.col("program_status").is_not_null()
         if "program_status" in scores.columns
         else pl.lit(False)
     )
-    outside = pl.col("response").fill_null("").str.replace_all(_FENCED_BLOCK, "")
+    outside = pl.col("response").fill_null("").map_elements(text_view, return_dtype=pl.Utf8)
     has_text = outside.str.strip_chars().str.len_chars() > 0
     mode = (
         pl.when(has_program & has_text)

@@ -26,11 +26,21 @@ import textwrap
 from collections.abc import Callable, Iterator
 
 # A fenced block (``` or ~~~, three or more, at a line start, indented or not) up to its closing
-# fence or, when a generation was cut off inside it, to the end of the text.
+# fence or, when a generation was cut off inside it, to the end of the text. The one grammar of a
+# fence: the text view removes these blocks, the program runner runs one of them. Groups: the
+# fence, its info string ("python"), the body.
 _FENCE_RE = re.compile(
-    r"^[ \t]*(`{3,}|~{3,})[^\n`]*(?:\n.*?(?:^[ \t]*\1[`~]*[ \t]*$|\Z)|\Z)",
+    r"^[ \t]*(`{3,}|~{3,})([^\n`]*)(?:\n(.*?)(?:^[ \t]*\1[`~]*[ \t]*$|\Z)|\Z)",
     re.DOTALL | re.MULTILINE,
 )
+
+
+def fenced_blocks(response: str) -> list[tuple[str, str]]:
+    """(info string, body) of every fenced block, in order; an unclosed final fence runs to the
+    end of the text."""
+    return [(match.group(2), match.group(3) or "") for match in _FENCE_RE.finditer(response)]
+
+
 # An inline code span: one to three backticks, content on one line, the same run closing it.
 # The look-arounds pin the span to whole backtick runs, which keeps the match linear.
 _INLINE_CODE_RE = re.compile(r"(?<!`)(`{1,3})(?!`)([^`\n]+)(?<!`)\1(?!`)")

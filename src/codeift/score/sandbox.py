@@ -18,7 +18,6 @@ import functools
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from codeift.score import jail
+from codeift.score.answer_text import fenced_blocks
 from codeift.score.sandbox_runner import BLOCKED_EXIT, BLOCKED_MARKER
 
 RUNNER = Path(__file__).with_name("sandbox_runner.py")
@@ -50,9 +50,6 @@ LOG = logging.getLogger("codeift.score.sandbox")
 LEFTOVERS: list[str] = []  # host work folders that could not be removed (python_guard only)
 _LEFTOVER_LOCK = threading.Lock()
 _PYTHON_FLAGS = ("-I", "-S", "-B", "-X", "utf8")
-_FENCE_RE = re.compile(
-    r"^[ \t]*```[ \t]*([^\n`]*)\n(.*?)(?:^[ \t]*```|\Z)", re.DOTALL | re.MULTILINE
-)
 _PYTHON_TAGS = frozenset({"python", "py", "python3", "py3"})
 
 
@@ -90,7 +87,7 @@ def extract_program(response: str | None) -> str | None:
         return None
     programs = [
         code
-        for tag, code in _FENCE_RE.findall(str(response))
+        for tag, code in fenced_blocks(str(response))
         if code.strip() and _is_python_block(tag, code)
     ]
     return textwrap.dedent(programs[-1]).strip("\n") if programs else None
