@@ -17,6 +17,7 @@ from codeift.data.pool import build_pool
 from codeift.io import write_parquet
 from codeift.models.tiny import build_tiny
 from codeift.settings import TrainSettings
+from codeift.train.sft import STEP_DELAY_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -52,19 +53,22 @@ def _train_command(root, settings):
 def test_killed_training_resumes_from_its_last_checkpoint(inputs):
     settings = {
         **TrainSettings.defaults(),
-        "max_steps": 400,
-        "save_steps": 5,
+        "max_steps": 40,
+        "save_steps": 2,
         "per_device_train_batch_size": 4,
         "max_length": 128,
         "dtype": "float32",
         "learning_rate": 1e-3,
         "threads": 1,
     }
+    # The test-only step delay keeps the first run training (40 steps x 2 s) while its
+    # checkpoints appear, however fast the machine; the resumed run trains at full speed.
     process = subprocess.Popen(
         _train_command(inputs, settings),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        env={**os.environ, STEP_DELAY_ENV: "2"},
     )
     deadline = time.time() + 300
     while not list((inputs / "ckpt").glob("checkpoint-10/trainer_state.json")):
@@ -73,12 +77,11 @@ def test_killed_training_resumes_from_its_last_checkpoint(inputs):
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert not (inputs / "tuned").exists()  # nothing downstream can see a partial model
-    settings["max_steps"] = 20
     subprocess.run(_train_command(inputs, settings), check=True, capture_output=True, timeout=600)
     record = json.loads((inputs / "tuned" / "codeift_training.json").read_text())
     assert record["resumed_from"] is not None
     assert int(record["resumed_from"].rsplit("-", 1)[1]) >= 10
-    assert record["global_step"] == 20
+    assert record["global_step"] == 40
     assert (inputs / "tuned" / "model.safetensors").exists()
     assert not (inputs / "ckpt").exists()
 
