@@ -452,3 +452,21 @@ def test_cli_passes_cleaning_labeller_and_mix_settings_into_pool_and_card(tmp_pa
     assert card["mix_settings"] == {"nested": False, "match": "tokens"}
     assert 0.4 < card["code_token_share"] < 0.6
     assert card["cleaning"] == pool_report["cleaning"]["counts"]
+    # The generator's planted effects travel with the data to the analysis.
+    assert card["planted"]["list_reversal"] == "gain"
+    assert card["planted"]["babi_deduction"] == "lose"
+    assert card["planted"]["gsm8k"] == "none"
+    from codeift.analysis.controls import planted_from_cards
+
+    assert planted_from_cards([card_path]) == card["planted"]
+
+
+def test_a_pool_from_files_claims_no_planted_effect(tmp_path):
+    path = tmp_path / "chat.jsonl"
+    rows = [
+        {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]}
+        for i in range(5)
+    ]
+    path.write_text("\n".join(json.dumps(row) for row in rows))
+    _, report = build_pool([{"kind": "jsonl", "path": str(path)}], seed=0)
+    assert "planted" not in report

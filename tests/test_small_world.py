@@ -37,8 +37,8 @@ def _runs(text: str) -> set[tuple[str, ...]]:
 def test_the_expectation_covers_every_catalogue_task_with_a_direction(default_config):
     assert set(PLANTED) == set(load_catalog())
     assert set(PLANTED.values()) <= set(DIRECTIONS)
-    # the embedded default's config states the same expectation the generator plants
-    assert default_config["controls"]["planted"] == PLANTED
+    # the embedded default leaves the expectation to the data (its mix cards), stating no copy
+    assert "planted" not in default_config.get("controls", {})
 
 
 def test_every_planted_direction_comes_from_a_skill_of_one_half_only():

@@ -158,6 +158,7 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
     from codeift.analysis.aggregate import run_analysis
+    from codeift.analysis.controls import planted_from_cards
 
     paths = (
         [line for line in Path(args.score_list).read_text().splitlines() if line]
@@ -165,7 +166,8 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
         else args.scores
     )
     settings = AnalysisSettings.from_json(args.analysis)
-    planted = json.loads(args.controls).get("planted", {})
+    # The config's controls.planted, where given, overrides what the mix cards record.
+    planted = json.loads(args.controls).get("planted") or planted_from_cards(args.cards)
     run_analysis(paths, Path(args.outdir), Path(args.figdir), settings, args.cards, planted)
 
 

@@ -15,8 +15,11 @@ level allows: at most the (1 - alpha) quantile of Binomial(n_tests, alpha).
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -43,6 +46,15 @@ CONTROL_SCHEMA = {
     "verdict": pl.Utf8,
 }
 _WANTED_SIGN = {"gain": 1, "lose": -1}
+
+
+def planted_from_cards(card_paths: Sequence[str | Path]) -> dict[str, str]:
+    """What the mixes' IFT data plants (task -> gain|lose|none), as their data cards record it;
+    the cards of one study agree, since every mix comes from one pool."""
+    planted: dict[str, str] = {}
+    for path in card_paths:
+        planted.update(json.loads(Path(path).read_text(encoding="utf-8")).get("planted", {}))
+    return planted
 
 
 def most_code_arm(comparisons: pl.DataFrame) -> str | None:

@@ -179,6 +179,7 @@ def mix_card(
                 for label in sorted(set(labels_list))
             },
         },
+        "planted": dict(pool_report.get("planted", {})),
         "code_token_share": round(
             sum(t for t, lab in zip(tokens, labels_list, strict=True) if lab == "code")
             / max(sum(tokens), 1),

@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 
 from codeift.data.cleaning import DEFAULT_CLEANING, Measure, clean_record, exact_key, near_key
+from codeift.data.small_world import PLANTED
 from codeift.data.sources import MESSAGE_DTYPE, SkipLog, iter_source, require_records
 from codeift.errors import IFTError
 
@@ -43,6 +44,9 @@ def build_pool(
     rows: list[dict[str, Any]] = []
     frames: list[pl.DataFrame] = []
     report: dict[str, Any] = {"sources": {}, "skipped_sample": []}
+    # The embedded generator knows what its data plants; the mix cards carry it to the analysis.
+    if any(source["kind"] == "generator" for source in sources):
+        report["planted"] = dict(PLANTED)
     exact_seen: set[bytes] = set()
     near_seen: set[bytes] = set()
     totals: Counter = Counter()
