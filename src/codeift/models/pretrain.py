@@ -32,17 +32,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from codeift.data.small_world import run_program, written_list
+from codeift.data.small_world import ITEMS, run_program, written_list
 from codeift.io import atomic_path, stable_hash, write_json
 from codeift.tasks.vocab import ALL_NAMES, ANIMALS, COLOURS, SPECIES, article
 from codeift.tasks.vocab import WORDS as NOUNS
 
-WORDS = (
-    "apple river stone cloud tiger lemon piano candle forest window garden rocket "
-    "silver mango pencil honey castle dragon meadow anchor violet marble pepper "
-    "harbor falcon jungle basket copper orchid saddle tunnel walnut zebra ember "
-    "glacier lantern nectar oyster quartz raven spruce tulip velvet willow yarrow"
-).split()
+# The small world's everyday nouns: the corpus and the IFT data share one vocabulary.
+WORDS = ITEMS
 NAMES = "Ann Ben Cara Dan Eve Finn Gia Hugo Ivy Jack Kim Leo Mia Noah Olga Pia".split()
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 SHIPPED_DIR = Path(__file__).parents[1] / "assets" / "tiny_bases"
