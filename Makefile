@@ -1,5 +1,8 @@
 # make run   : set up .venv, run the embedded default study (offline, CPU, minutes), build the HTML report
-# make test  : set up .venv and run the whole test suite (CI runs this)
+# make test-fast : set up .venv and run the unit tests only (`pytest -m "not slow"`: no Snakemake,
+#                  TRL, vLLM, SLURM or real-model runs), a few minutes on 2 cores
+# make test  : set up .venv and run the whole test suite, slow tests included, printing the 15
+#              slowest (CI runs this through .ci/run)
 # make slurm-up / slurm-down : start / stop the loopback SLURM cluster the SLURM tests use
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,7 +10,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 CORES ?= 2
 RESULTS ?= results
 
-.PHONY: setup system-packages run test lint bench dag clean slurm-up slurm-down
+.PHONY: setup system-packages run test test-fast lint bench dag clean slurm-up slurm-down
 
 setup: system-packages $(VENV)/.installed
 
@@ -36,7 +39,12 @@ run: setup
 	snakemake --cores $(CORES) --report $(RESULTS)/report.html
 
 test: setup
-	$(PY) -m pytest -v
+	$(PY) -m pytest -v --durations=15
+
+# Tests marked slow (pyproject.toml, [tool.pytest.ini_options]) run Snakemake, TRL, vLLM or
+# SLURM, or convert or pretrain a model: everything else is the fast lane.
+test-fast: setup
+	$(PY) -m pytest -m "not slow" -q --durations=10
 
 bench: setup
 	$(PY) scripts/bench_pool.py --n 100000 --out results/bench

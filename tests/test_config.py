@@ -17,9 +17,10 @@ from codeift.study import variant_proportion, variant_replicate
 from tests.conftest import REPO
 
 
-def test_embedded_default_and_paper_configs_validate(config):
+def test_embedded_default_paper_and_test_configs_validate(config):
     validate_config(config)
     validate_config(load_yaml(REPO / "config" / "paper.yaml"))
+    validate_config(load_yaml(REPO / ".test" / "config.yaml"))  # the workflow tests' study
 
 
 def _error(config) -> str:

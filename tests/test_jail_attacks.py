@@ -51,8 +51,8 @@ LAYERS = ("guard+jail", "jail only")
 @pytest.fixture(scope="module")
 def boundary() -> jail.Boundary:
     """The real jail; where it cannot be set up, a failure under CODEIFT_REQUIRE_JAIL=1."""
-    jail.prepare.cache_clear()
-    ready = jail.prepare(jail.DEFAULT_MODE)
+    sandbox.prepare.cache_clear()
+    ready = sandbox.prepare(jail.DEFAULT_MODE)
     if not ready.ready:
         if os.environ.get("CODEIFT_REQUIRE_JAIL") == "1":
             pytest.fail(f"CODEIFT_REQUIRE_JAIL=1 but {ready.reason}")
@@ -94,8 +94,21 @@ def score(program: str, limits: SandboxLimits = LIMITS) -> dict:
     return row
 
 
+_BEFORE: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _children_before_the_test():
+    """Processes earlier tests left to this one (a multiprocessing resource tracker, an engine
+    server waiting out its idle time) are not the program's: note them, then count only new ones."""
+    _BEFORE.clear()
+    _BEFORE.update(p.pid for p in psutil.Process().children(recursive=True))
+    yield
+
+
 def _descendants() -> list[psutil.Process]:
-    return psutil.Process().children(recursive=True)
+    """This test process's descendants started during the test."""
+    return [p for p in psutil.Process().children(recursive=True) if p.pid not in _BEFORE]
 
 
 def _with_marker(marker: str) -> list[psutil.Process]:

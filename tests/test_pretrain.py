@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import itertools
 import json
@@ -46,16 +47,86 @@ def _program_and_output(text: str) -> tuple[str, str] | None:
     return "\n".join(code), "\n".join(lines[lines.index(f">>> {code[-1]}") + 1 :])
 
 
-def test_phase_two_programs_print_what_they_claim_and_prose_never_reverses():
-    from codeift.data.small_world import run_program
+# An oracle that does not run the program: the list is read from its literal and what each
+# statement must print is written here by hand, so a program whose output claim is wrong, or a
+# statement the table does not know, fails. Keys are statements over `items`.
+def _trace(items: list[str], index: int) -> str:
+    lines, joined = [], ""
+    for word in items:
+        joined += word[index]
+        lines.append(f"{word} {joined}")
+    return "\n".join(lines)
 
+
+TRACE = "joined = ''\nfor w in items:\n    joined += w[{}]\n    print(w, joined)"
+ORACLE = {
+    "print(', '.join(items[::-1]))": lambda items: ", ".join(items[len(items) - 1 :: -1]),
+    "print(', '.join(reversed(items)))": lambda items: ", ".join(items[len(items) - 1 :: -1]),
+    TRACE.format(0): lambda items: _trace(items, 0),
+    TRACE.format(-1): lambda items: _trace(items, -1),
+    "print(''.join(w[0] for w in items))": lambda items: "".join(w[:1] for w in items),
+    "print(''.join(w[-1] for w in items))": lambda items: "".join(w[len(w) - 1] for w in items),
+    "print(', '.join(items))": lambda items: ", ".join(items),
+    "print(len(items))": lambda items: str(len(items)),
+    "print(items[0])": lambda items: items[0],
+    "print(items[-1])": lambda items: items[len(items) - 1],
+    "print(' '.join(items).upper())": lambda items: " ".join(items).upper(),
+}
+# The comment a program may carry, for the statement it must sit on (the corpus's own words).
+COMMENT = {
+    "reverse the list": "print(', '.join(items[::-1]))",
+    "last item first": "print(', '.join(reversed(items)))",
+    "show the items": "print(', '.join(items))",
+    "how many items": "print(len(items))",
+}
+DATA = re.compile(r"^(\w+) = (?:(\[.*\])|'(.*)'\.split\(', '\)|'(.*)'\.split\(\))$")
+
+
+def _expected_output(code: str) -> str:
+    """What `code` prints, from its text: the data line's items and the statement's oracle."""
+    lines = code.split("\n")
+    comment = lines.pop(0).removeprefix("# ") if lines[0].startswith("# ") else None
+    name, literal, commas, spaces = DATA.match(lines[0]).groups()
+    items = (
+        ast.literal_eval(literal) if literal else commas.split(", ") if commas else spaces.split()
+    )
+    statement = "\n".join(lines[1:]).replace(name, "items")
+    if comment in COMMENT:
+        assert COMMENT[comment] == statement, (comment, code)
+    if arithmetic := re.fullmatch(r"print\((\d+) ([+-]) (\d+)\)", statement):
+        a, sign, b = arithmetic.groups()
+        return str(int(a) + int(b) if sign == "+" else int(a) - int(b))
+    assert statement in ORACLE, f"a program the oracle does not know:\n{code}"
+    return ORACLE[statement](items)
+
+
+def test_output_oracle_on_hand_checked_programs():
+    """The oracle itself, on programs whose outputs were worked out by hand."""
+    assert _expected_output("items = ['fig', 'kiwi', 'plum']\nprint(', '.join(items[::-1]))") == (
+        "plum, kiwi, fig"
+    )
+    assert (
+        _expected_output(
+            "# initials\nwords = 'cat dog'.split()\njoined = ''\nfor w in words:\n"
+            "    joined += w[0]\n    print(w, joined)"
+        )
+        == "cat c\ndog cd"
+    )
+    assert (
+        _expected_output("items = 'ab, cd, ef'.split(', ')\nprint(''.join(w[-1] for w in items))")
+        == "bdf"
+    )
+    assert _expected_output("items = ['a']\nprint(47 - 12)") == "35"
+
+
+def test_phase_two_programs_print_what_they_claim_and_prose_never_reverses():
     texts = list(itertools.islice(corpus_texts(0, phase=2), 4000))
     assert texts == list(itertools.islice(corpus_texts(0, phase=2), 4000))
     programs = [pair for pair in map(_program_and_output, texts) if pair]
     prose = [text for text in texts if not _program_and_output(text)]
     assert 0.2 < len(programs) / len(texts) < 0.4
     for code, printed in programs:
-        assert run_program(code) == printed, code
+        assert _expected_output(code) == printed, code
     assert any("[::-1]" in code for code, _ in programs)
     assert any("w[0]" in code for code, _ in programs)
     text = "\n".join(prose).lower()
@@ -85,12 +156,12 @@ def test_copy_check_uses_words_the_corpus_never_holds():
 
 
 def test_program_check_asks_for_the_outputs_the_coding_data_teaches():
-    from codeift.data.small_world import run_program
-
     pairs = program_prompts(30, seed=3)
     for prefix, expected in pairs:
         code = prefix.removeprefix("```python\n").removesuffix("\n```\nOutput:")
-        assert run_program(code) == expected.strip()
+        assert expected == ("\n" if "\n" in _expected_output(code) else " ") + _expected_output(
+            code
+        )
     programs = {prefix.split("\n", 2)[2] for prefix, _ in pairs}
     assert any("items[::-1]" in p for p in programs)
     assert any("w[0]" in p for p in programs) and any("w[-1]" in p for p in programs)
@@ -114,6 +185,7 @@ TINY_RECIPE = dataclasses.replace(
 MODEL_FILES = ("model.safetensors", "config.json", "tokenizer.json")
 
 
+@pytest.mark.slow  # trains two or three tiny models (37-55 s here)
 def test_pretraining_is_seeded_to_the_byte(tmp_path):
     first = pretrain(TINY_RECIPE, tmp_path / "a")
     second = pretrain(TINY_RECIPE, tmp_path / "b")
@@ -125,6 +197,7 @@ def test_pretraining_is_seeded_to_the_byte(tmp_path):
     assert record["recipe_fingerprint"] == TINY_RECIPE.fingerprint()
 
 
+@pytest.mark.slow  # trains two or three tiny models (37-55 s here)
 def test_phase_two_from_a_phase_one_checkpoint_is_the_whole_recipe(tmp_path):
     """How the shipped bases were rebuilt: phase two on the previous (phase-one) checkpoint
     gives the bytes a run from scratch gives."""

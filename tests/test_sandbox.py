@@ -145,14 +145,19 @@ def test_run_programs_keeps_order_and_skips_missing():
     assert [run and run.stdout for run in runs] == ["1", None, "2", "3"]
 
 
-def _leftover_processes() -> int:
-    """This test process's descendants (none should outlive a run; other users' runs on the
-    machine do not count)."""
-    return len(psutil.Process().children(recursive=True))
+def _leftover_processes(before: set[int]) -> int:
+    """This test process's descendants that were not there before (none should outlive a run;
+    other users' runs, and helpers earlier tests left running, do not count)."""
+    return len([p for p in psutil.Process().children(recursive=True) if p.pid not in before])
+
+
+def _children() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True)}
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
 def test_scorer_goes_on_after_every_hostile_program():
+    before = _children()
     names = sorted(HOSTILE)
     responses = [f"Here is my program:\n```python\n{HOSTILE[name][0]}\n```" for name in names]
     responses += ["```python\nx = bytearray(10**10)\n```", "```py\nprint(42)\n```", "No code."]
@@ -170,7 +175,7 @@ def test_scorer_goes_on_after_every_hostile_program():
     assert statuses[:-1] == [HOSTILE[name][1] for name in names] + ["memory", "ok"]
     assert statuses[-1] is None and scored["program_correct"][-1] is None
     assert scored["program_correct"].to_list()[-2] is True
-    assert _leftover_processes() == 0
+    assert _leftover_processes(before) == 0
     assert os.getpid() > 0 and _run("print(1)").status == "ok"
 
 
@@ -224,9 +229,9 @@ def test_a_failing_program_is_not_correct_even_if_it_printed_the_answer():
 @pytest.fixture
 def fresh_boundary():
     """Each use probes the boundary anew, and later tests get the real one back."""
-    jail.prepare.cache_clear()
+    sandbox.prepare.cache_clear()
     yield
-    jail.prepare.cache_clear()
+    sandbox.prepare.cache_clear()
 
 
 def _program_frame() -> pl.DataFrame:

@@ -7,7 +7,6 @@ nothing.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -25,45 +24,15 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
-TINY_LLAMA = {
-    "source": {
-        "tiny": {
-            "architecture": "llama",
-            "hidden_size": 128,
-            "num_layers": 2,
-            "num_heads": 2,
-            "vocab_size": 2048,
-            "seed": 0,
-            "corpus_examples": 400,
-        }
-    },
-    "family": "llama",
-    "size": "0.6M",
-}
+# The reduced study, also the README's runnable example (one tiny backbone, two tasks, 3 steps).
+TEST_CONFIG = REPO / ".test" / "config.yaml"
 
 
 def reduced_config(results: Path, engine: str) -> dict:
-    """One tiny backbone, two proportions, two small tasks, a few SFT steps."""
-    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config = copy.deepcopy(base)
+    """.test/config.yaml with its results folder and engine set by the test."""
+    config = yaml.safe_load(TEST_CONFIG.read_text())
     config["results"] = str(results)
-    config["proportions"] = [0, 100]
-    # A from-scratch tiny model: seconds to build and train, which is all the DAG tests need.
-    config["backbones"] = {"tiny-llama": copy.deepcopy(TINY_LLAMA)}
-    config.pop("replicates", None)
-    config["tasks"] = {
-        "list_reversal": {"domain": "symbolic", "size": 6},
-        "gsm8k": {"domain": "arithmetic", "size": 6},
-    }
-    config["controls"] = {"planted": {"list_reversal": "gain", "gsm8k": "none"}}
-    config["ift"] = {
-        "total": 24,
-        "seed": 0,
-        "sources": [{"kind": "generator", "name": "embedded", "n_general": 60, "n_code": 60}],
-    }
-    config["train"].update({"max_steps": 3, "save_steps": 2, "logging_steps": 1})
-    config["inference"].update({"engine": engine, "max_new_tokens": 12})
-    config["engines"] = {"idle_seconds": 60, "max_alive": 2}
+    config["inference"]["engine"] = engine
     return config
 
 
@@ -331,6 +300,29 @@ def test_empty_ift_pool_fails_in_its_job_with_the_source_named(tmp_path):
     log = (tmp_path / "results/logs/build_pool.log").read_text()
     assert "IFT source 'mine'" in log and "no valid records" in log
     assert not (tmp_path / "results/ift/pool.parquet").exists()
+
+
+def test_the_example_config_dry_runs_as_the_readme_says(tmp_path):
+    """README, "Driving the workflow": .test/config.yaml from the repository root, results moved
+    with --config; the plan is the reduced study's whole graph and writes nothing."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "-n", "--quiet", "rules", "--cores", "2"]
+        + ["--configfile", ".test/config.yaml", "--config", f"results={tmp_path / 'x'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout + result.stderr, re.MULTILINE))
+    # 1 backbone x (base + 2 arms) x 2 tasks evaluations; 2 arms trained
+    assert counts == {
+        "build_pool": "1", "build_task": "2", "prepare_backbone": "1", "build_mix": "2",
+        "generate": "6", "score": "6", "sft": "2", "aggregate": "1", "all": "1", "total": "22",
+    }  # fmt: skip
+    assert not (tmp_path / "x").exists()
 
 
 def test_paper_config_dry_run_builds_the_whole_graph_offline(tmp_path):

@@ -18,8 +18,10 @@ rule aggregate:
     resources:
         **cluster_resources("small"),
     params:
-        outdir=f"{R}/summary",
-        figdir=f"{R}/figures",
+        # The folders of the outputs, read from them (not rebuilt from R): right wherever the
+        # executor stages the outputs (snakemake --lint).
+        outdir=lambda wildcards, output: os.path.dirname(output.summary),
+        figdir=lambda wildcards, output: os.path.dirname(getattr(output, FIGURES[0])),
         analysis=as_json(config.get("analysis", {})),
         controls=as_json(config.get("controls", {})),
     shell:

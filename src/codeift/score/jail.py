@@ -12,9 +12,10 @@ itself is started as the host's `nobody`, so the program is an unprivileged host
 ignores RLIMIT_NPROC and would own /proc/sys). The Python audit hook of
 `codeift.score.sandbox_runner` stays as a second layer inside.
 
-`prepare(mode)` probes the boundary once per process (one scoring job): a `Boundary` that is not
-`ready` means programs are not run (`not_run` rows, with the reason), unless the config opted
-into the weaker Python-only guard (`scoring.sandbox: python_guard`), which is logged loudly.
+`codeift.score.sandbox.prepare(mode)` probes the boundary once per process (one scoring job):
+a `Boundary` that is not `ready` means programs are not run (`not_run` rows, with the reason),
+unless the config opted into the weaker Python-only guard (`scoring.sandbox: python_guard`),
+which is logged loudly.
 """
 
 from __future__ import annotations
@@ -141,50 +142,7 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-@functools.cache
-def prepare(mode: str = DEFAULT_MODE) -> Boundary:
-    """The boundary for this process's scoring job, probed once and logged.
-
-    A jail that cannot be set up gives a Boundary that is not ready (never a silent downgrade);
-    `python_guard` is ready but logs that it is the weaker, Python-only layer.
-    """
-    check_mode(mode)
-    if mode == "python_guard":
-        LOG.warning(
-            "scoring.sandbox=python_guard: model-written programs run under the Python audit hook "
-            "and rlimits only, NOT in the operating-system jail (opted in by config)"
-        )
-        return Boundary(mode, True, "python_guard: Python-only guard, no OS jail")
-    try:
-        boundary = _probe()
-    except JailUnavailable as error:
-        LOG.warning("the program jail cannot be set up, programs are NOT run: %s", error)
-        return Boundary(mode, False, f"jail unavailable: {error}")
-    LOG.info("program jail ready (bwrap %s, as uid %s)", boundary.bwrap, boundary.bwrap_user)
-    return boundary
-
-
-def _probe() -> Boundary:
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
-        raise JailUnavailable("bwrap (Debian package bubblewrap) is not installed")
-    try:
-        import pyseccomp  # noqa: F401
-    except ImportError as error:
-        raise JailUnavailable(f"the seccomp bindings (pyseccomp) do not import: {error}") from error
-    user = NOBODY if os.geteuid() == 0 else None
-    interpreter = os.path.realpath(sys.executable)
-    mounts, masked = _python_mounts(interpreter, user)
-    boundary = Boundary("jail", True, None, bwrap, user, mounts, masked, interpreter)
-    from codeift.score.sandbox import SandboxLimits, run_program
-
-    run = run_program("print(6 * 7)", SandboxLimits(wall_seconds=30.0), boundary)
-    if run.status != "ok" or run.stdout != "42":
-        raise JailUnavailable(f"a trivial program did not run in it ({run.status}: {run.detail})")
-    return boundary
-
-
-def _python_mounts(
+def python_mounts(
     interpreter: str, user: int | None
 ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
     """Read-only mounts that put the interpreter and its standard library at their own paths.

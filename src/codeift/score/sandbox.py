@@ -118,7 +118,7 @@ def run_program(
     Never raises on the program: a boundary that is not ready gives `not_run` with its reason.
     """
     limits = limits or SandboxLimits()
-    boundary = boundary or jail.prepare(jail.DEFAULT_MODE)
+    boundary = boundary or prepare(jail.DEFAULT_MODE)
     if not boundary.ready:
         return ProgramRun("not_run", "", boundary.reason)
     if boundary.mode == "python_guard":
@@ -141,7 +141,7 @@ def run_programs(
     runs: list[ProgramRun | None] = [None] * len(sources)
     if not todo:
         return runs
-    boundary = jail.prepare(mode)
+    boundary = prepare(mode)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         finished = pool.map(lambda item: run_program(item[1], limits, boundary), todo)
         for (index, _), run in zip(todo, finished, strict=True):
@@ -397,3 +397,48 @@ def _sandbox_user() -> int | None:
         failure,
     )
     return None
+
+
+@functools.cache
+def prepare(mode: str = jail.DEFAULT_MODE) -> jail.Boundary:
+    """The boundary for this process's scoring job, probed once and logged.
+
+    A jail that cannot be set up gives a Boundary that is not ready (never a silent downgrade);
+    `python_guard` is ready but logs that it is the weaker, Python-only layer.
+    """
+    jail.check_mode(mode)
+    if mode == "python_guard":
+        jail.LOG.warning(
+            "scoring.sandbox=python_guard: model-written programs run under the Python audit hook "
+            "and rlimits only, NOT in the operating-system jail (opted in by config)"
+        )
+        return jail.Boundary(mode, True, "python_guard: Python-only guard, no OS jail")
+    try:
+        boundary = _probe()
+    except jail.JailUnavailable as error:
+        jail.LOG.warning("the program jail cannot be set up, programs are NOT run: %s", error)
+        return jail.Boundary(mode, False, f"jail unavailable: {error}")
+    jail.LOG.info("program jail ready (bwrap %s, as uid %s)", boundary.bwrap, boundary.bwrap_user)
+    return boundary
+
+
+def _probe() -> jail.Boundary:
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise jail.JailUnavailable("bwrap (Debian package bubblewrap) is not installed")
+    try:
+        import pyseccomp  # noqa: F401
+    except ImportError as error:
+        raise jail.JailUnavailable(
+            f"the seccomp bindings (pyseccomp) do not import: {error}"
+        ) from error
+    user = jail.NOBODY if os.geteuid() == 0 else None
+    interpreter = os.path.realpath(sys.executable)
+    mounts, masked = jail.python_mounts(interpreter, user)
+    boundary = jail.Boundary("jail", True, None, bwrap, user, mounts, masked, interpreter)
+    run = run_program("print(6 * 7)", SandboxLimits(wall_seconds=30.0), boundary)
+    if run.status != "ok" or run.stdout != "42":
+        raise jail.JailUnavailable(
+            f"a trivial program did not run in it ({run.status}: {run.detail})"
+        )
+    return boundary

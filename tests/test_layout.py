@@ -1,0 +1,234 @@
+"""The tree is the data flow: which stage may import which, no import cycle, and a README layout
+block that names every subpackage and top-level module of src/codeift."""
+
+from __future__ import annotations
+
+import ast
+import graphlib
+import re
+from pathlib import Path
+
+from tests.conftest import REPO
+
+SRC = REPO / "src"
+PACKAGE = "codeift"
+
+# Who may import whom, as data. A module belongs to the first group its dotted name (below
+# `codeift.`) starts with; it may import its own group and the groups or single modules listed.
+# errors, io, study and settings are the foundation every stage shares. No stage imports config:
+# stages receive their typed settings from the CLI. cli is the composition root.
+FOUNDATION = {"errors", "io", "study", "settings"}
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "io": set(),
+    "study": {"errors"},
+    "settings": {"errors"},
+    "resources": {"errors", "settings"},
+    "cluster": set(),
+    "score": FOUNDATION,
+    # a task's answer type is the scorer's (score.answers): tasks sit on top of scoring
+    "tasks": FOUNDATION | {"score"},
+    # the small world draws its words from the task vocabulary (tasks.vocab) so that the IFT data
+    # shares nouns with the tasks; the LLM judge labeller uses the one vLLM builder
+    # (infer.engines), never generation or the engine server
+    "data": FOUNDATION | {"tasks.vocab", "infer.engines"},
+    # the tiny tokenizer and the pretraining corpus are built from the small world's generator
+    "models": FOUNDATION | {"tasks.vocab", "data.small_world"},
+    "train": FOUNDATION,
+    # generation loads a backbone (models.backbones) and a task file (tasks)
+    "infer": FOUNDATION | {"models", "tasks"},
+    # the reasoning modes read the scorer's text view (score.answer_text), the one definition of
+    # what a response says outside its program source
+    "analysis": FOUNDATION | {"score.answer_text"},
+    # validation asks each stage whether a setting is valid (a sandbox mode, a task, a request)
+    "config": FOUNDATION | {"resources", "score.jail", "tasks"},
+    "cli": {"*"},
+    "__main__": {"cli"},
+}
+
+# Import cycles that exist today, each with why and what would end it. A cycle not listed fails.
+# (The jail's probe moved into score.sandbox, which ended the last one.)
+KNOWN_CYCLE_EDGES: set[tuple[str, str]] = set()
+
+
+def _modules() -> dict[str, Path]:
+    modules = {}
+    for path in sorted((SRC / PACKAGE).rglob("*.py")):
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        modules[".".join(parts)] = path
+    return modules
+
+
+MODULES = _modules()
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """Every codeift module `name` imports, at top level or inside a function."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([node.module] if node.module else [])])
+            # `from codeift.score import jail` imports the module codeift.score.jail
+            found |= {
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base
+                for alias in node.names
+            }
+    return {target for target in found if target.split(".")[0] == PACKAGE} - {name}
+
+
+GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
+
+
+def _group(module: str) -> str | None:
+    rest = module.removeprefix(f"{PACKAGE}.")
+    return next((g for g in ALLOWED if rest == g or rest.startswith(f"{g}.")), None)
+
+
+def _allowed(source: str, target: str) -> bool:
+    group, rest = _group(source), target.removeprefix(f"{PACKAGE}.")
+    if target == PACKAGE or _group(target) == group:
+        return True
+    return any(
+        entry == "*" or rest == entry or rest.startswith(f"{entry}.") for entry in ALLOWED[group]
+    )
+
+
+def test_every_module_belongs_to_a_group_of_the_import_rules():
+    ungrouped = sorted(m for m in MODULES if m != PACKAGE and _group(m) is None)
+    assert not ungrouped, f"modules with no entry in ALLOWED (tests/test_layout.py): {ungrouped}"
+
+
+def test_imports_follow_the_stage_direction():
+    wrong = sorted(
+        f"{source} imports {target}"
+        for source, targets in GRAPH.items()
+        if _group(source)
+        for target in targets
+        if not _allowed(source, target)
+    )
+    assert not wrong, "imports against ALLOWED (tests/test_layout.py):\n" + "\n".join(wrong)
+
+
+def test_import_rules_catch_a_wrong_edge():
+    """The rule table is not vacuous: the edges the stage direction forbids are refused."""
+    assert not _allowed("codeift.infer.generate", "codeift.train.sft")
+    assert not _allowed("codeift.analysis.tables", "codeift.models.backbones")
+    assert not _allowed("codeift.data.mix", "codeift.infer.generate")
+    assert not _allowed("codeift.score.answers", "codeift.tasks.catalog")
+    assert not _allowed("codeift.train.sft", "codeift.config")
+    assert _allowed("codeift.data.judge", "codeift.infer.engines")
+    assert _allowed("codeift.cli", "codeift.train.sft")
+
+
+def test_no_import_cycle_beyond_the_known_ones():
+    for source, target in KNOWN_CYCLE_EDGES:
+        assert target in GRAPH[source], f"{source} no longer imports {target}: drop the entry"
+    graph = {
+        name: {t for t in targets if (name, t) not in KNOWN_CYCLE_EDGES}
+        for name, targets in GRAPH.items()
+    }
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as error:
+        raise AssertionError(f"import cycle: {' -> '.join(error.args[1])}") from None
+
+
+def test_import_graph_sees_function_local_and_relative_imports(tmp_path):
+    """The parser finds what the rules need: imports inside functions, `from pkg import mod`."""
+    module = tmp_path / "codeift" / "score" / "x.py"
+    module.parent.mkdir(parents=True)
+    module.write_text(
+        "from codeift.score import jail\n"
+        "def f():\n    from .sandbox import run_program\n    import codeift.io\n"
+    )
+    assert _imports("codeift.score.x", module) == {
+        "codeift.score.jail",
+        "codeift.score.sandbox",
+        "codeift.io",
+    }
+
+
+# --------------------------------------------------------------------------- README layout
+
+
+def _readme_layout() -> list[str]:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```\n(.*?)```", section, re.S).group(1).splitlines()
+
+
+def _expand(pattern: str) -> list[str]:
+    """`a/{b,c}.smk` -> a/b.smk, a/c.smk (the layout block's shorthand)."""
+    match = re.search(r"\{([^}]*)\}", pattern)
+    if not match:
+        return [pattern]
+    head, tail = pattern[: match.start()], pattern[match.end() :]
+    return [path for part in match.group(1).split(",") for path in _expand(head + part + tail)]
+
+
+def _layout_entries(lines: list[str]) -> tuple[set[str], list[str]]:
+    """(package paths listed under src/codeift/, relative to it; every other path listed)."""
+    package, others, folder = set(), [], None
+    for line in lines:
+        if not line.strip():
+            continue
+        name = line.split()[0].rstrip(",")
+        indent = len(line) - len(line.lstrip(" "))
+        if indent == 0:
+            folder = "" if name == f"src/{PACKAGE}/" else None
+            if folder is None:
+                others.extend(_expand(name))
+        elif folder is not None:
+            if indent == 2:
+                folder = name if name.endswith("/") else ""
+                package.add(name)
+            else:
+                package.add(folder + name)
+    return package, others
+
+
+def _package_tree() -> set[str]:
+    """Every folder of src/codeift (`data/`, `schemas/`) and every module in it or its
+    subpackages, package markers (__init__.py) aside."""
+    root = SRC / PACKAGE
+    folders = {f"{p.name}/" for p in root.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    modules = {str(p.relative_to(root)) for p in root.rglob("*.py") if p.name != "__init__.py"}
+    return folders | modules
+
+
+def test_readme_layout_lists_every_subpackage_and_module():
+    listed, _ = _layout_entries(_readme_layout())
+    missing = sorted(_package_tree() - listed)
+    stale = sorted(name for name in listed if not (SRC / PACKAGE / name).exists())
+    assert not missing, f"README '## Layout' does not list src/codeift/{missing}"
+    assert not stale, f"README '## Layout' lists src/codeift/{stale}, which do not exist"
+
+
+def test_readme_layout_names_only_paths_that_exist():
+    _, others = _layout_entries(_readme_layout())
+    missing = [path for path in others if not list(REPO.glob(path.rstrip("/")))]
+    assert not missing, f"README '## Layout' names {missing}, which the repository does not hold"
+
+
+def test_layout_parser_reads_the_tree_shape():
+    lines = [
+        "Snakefile                rules",
+        "workflow/{a,b}.smk       two",
+        "src/codeift/             the package",
+        "  cli.py                 entry",
+        "  data/                  stage",
+        "    mix.py               one mix",
+        "  io.py                  files",
+        "tests/                   pytest",
+    ]
+    package, others = _layout_entries(lines)
+    assert package == {"cli.py", "data/", "data/mix.py", "io.py"}
+    assert others == ["Snakefile", "workflow/a.smk", "workflow/b.smk", "tests/"]
