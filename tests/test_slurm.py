@@ -21,7 +21,7 @@ import polars as pl
 import pytest
 import yaml
 
-from codeift.train import STEP_DELAY_ENV
+from codeift.train.sft import STEP_DELAY_ENV
 from tests.conftest import REPO
 from tests.test_workflow import reduced_config
 
