@@ -41,6 +41,18 @@ def frame(outcomes: dict[tuple[str, str, str], list[bool]], **extra: list) -> pl
     return table.with_columns(pl.Series(k, v) for k, v in extra.items())
 
 
+def score_file(arms: dict[tuple[str, str, str], list[bool]], path) -> object:
+    """A score file of `arms` with the provenance columns the analysis requires."""
+    scores = frame(arms).with_columns(
+        pl.lit("f").alias("family"),
+        pl.lit("1B").alias("size_label"),
+        pl.lit("hf").alias("engine"),
+        pl.lit(None, dtype=pl.Utf8).alias("missing_reason"),
+    )
+    write_parquet(scores, path)
+    return path
+
+
 def outcomes(seed: int, n: int, rate: float) -> list[bool]:
     return (np.random.default_rng(seed).random(n) < rate).tolist()
 
@@ -208,14 +220,7 @@ def test_the_aggregate_stage_writes_exactly_the_registered_outputs(tmp_path) -> 
         for i, t in enumerate(TASKS)
         for v in ("base", "code0", "code50")
     }
-    scores = frame(arms).with_columns(
-        pl.lit("f").alias("family"),
-        pl.lit("1B").alias("size_label"),
-        pl.lit("hf").alias("engine"),
-        pl.lit(None, dtype=pl.Utf8).alias("missing_reason"),
-    )
-    path = tmp_path / "scores.parquet"
-    write_parquet(scores, path)
+    path = score_file(arms, tmp_path / "scores.parquet")
     card = {
         "proportion": 0,
         "examples": 4,
@@ -250,14 +255,7 @@ def test_config_analysis_section_is_checked(config: dict, key: str, bad: object)
 def test_cli_aggregate_takes_analysis_settings(tmp_path) -> None:
     arms = {("b1", v, t): outcomes(i, 20, 0.5) for i, t in enumerate(TASKS) for v in ("code0",)}
     arms.update({("b1", "code50", t): outcomes(9 + i, 20, 0.5) for i, t in enumerate(TASKS)})
-    scores = frame(arms).with_columns(
-        pl.lit("f").alias("family"),
-        pl.lit("1B").alias("size_label"),
-        pl.lit("hf").alias("engine"),
-        pl.lit(None, dtype=pl.Utf8).alias("missing_reason"),
-    )
-    path = tmp_path / "scores.parquet"
-    write_parquet(scores, path)
+    path = score_file(arms, tmp_path / "scores.parquet")
     settings = json.dumps({"bootstrap_samples": 200, "alpha": 0.1, "seed": 3})
     argv = ["aggregate", "--scores", str(path), "--outdir", str(tmp_path / "t")]
     cli.main([*argv, "--figdir", str(tmp_path / "f"), "--analysis", settings])
@@ -269,14 +267,7 @@ def test_cli_aggregate_takes_analysis_settings(tmp_path) -> None:
 @pytest.mark.parametrize("variants", [("base", "code100"), ("base",), ("code0", "code50")])
 def test_run_analysis_without_a_comparable_pair(tmp_path, variants: tuple[str, ...]) -> None:
     arms = {("b1", v, t): outcomes(i, 10, 0.5) for i, t in enumerate(TASKS) for v in variants}
-    scores = frame(arms).with_columns(
-        pl.lit("f").alias("family"),
-        pl.lit("1B").alias("size_label"),
-        pl.lit("hf").alias("engine"),
-        pl.lit(None, dtype=pl.Utf8).alias("missing_reason"),
-    )
-    path = tmp_path / "scores.parquet"
-    write_parquet(scores, path)
+    path = score_file(arms, tmp_path / "scores.parquet")
     aggregate.run_analysis([path], tmp_path / "t", tmp_path / "f")
     for name in study.FIGURES:
         assert (tmp_path / "f" / f"{name}.png").is_file()
