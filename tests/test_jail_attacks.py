@@ -396,9 +396,12 @@ def test_fork_storm_is_contained_and_scoring_goes_on(layers):
 
 
 def test_memory_bomb_hits_the_limit(layers):
+    # The scorer's own memory must not grow with the program's (other tests of the session may
+    # hold models in this process: compare before and after, not against an absolute size).
+    before = psutil.Process().memory_info().rss
     row = score("x = []\nwhile True:\n    x.append(bytearray(10**7))")
     assert row["program_status"] in ("memory", "crashed")
-    assert psutil.Process().memory_info().rss < 2 * 1024**3
+    assert psutil.Process().memory_info().rss - before < 256 * 1024**2
 
 
 def test_disk_fill_stays_inside_the_capped_work_folder(layers):
