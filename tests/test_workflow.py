@@ -227,7 +227,7 @@ def test_adding_a_task_runs_only_its_jobs(incremental):
 
 def new_arm_jobs(config: dict, arm: str) -> set[tuple[str, str]]:
     """The jobs a new arm needs: its mix, one SFT per backbone, its evaluations, the aggregate."""
-    expected = {("build_mix", f"ift/mixes/{arm}.parquet"), AGGREGATE}
+    expected = {("build_mix", f"ift/mixes/{arm}.card.json"), AGGREGATE}
     for backbone in config["backbones"]:
         expected.add(("sft", f"models/{backbone}/{arm}"))
         for task in config["tasks"]:
