@@ -28,8 +28,9 @@ EVIDENCE_NOTES = {
     "shares not distinguishable from it (exact McNemar p ≥ α against the best, unadjusted), "
     "and with three or more shares the optimum of a quadratic fit of accuracy on the share.",
     "reasoning_mode": "How each response reasons: code (a program the scorer ran, nothing "
-    "else), text (no program), both, or none (no program and no text outside code fences: "
-    "empty or markup only). Share of responses and accuracy within each mode.",
+    "else), text (no program), both, or none (no program ran and nothing is left once program "
+    "source is removed, the scorer's text view: empty, markup or code only). Share of "
+    "responses and accuracy within each mode.",
     "seeds": "Spread of accuracy over training seeds of the same arm (empty when the scores "
     "carry no `seed` column: one seed per arm).",
     "controls": "Positive control: per task with a planted direction (config `controls."
