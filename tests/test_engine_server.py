@@ -75,3 +75,22 @@ def test_each_model_of_the_default_gets_its_own_priority_below_its_inputs(defaul
     assert len(set(priorities)) == len(models)
     assert all(1 <= priority < INPUT_PRIORITY for priority in priorities)
     assert model_priority("tiny-llama", "code0") == 2404  # sha256, not hash(): every process agrees
+
+
+def test_an_engine_evicted_while_starting_is_started_again(engine_env, tiny_models, monkeypatch):
+    """Another job's start may stop ours (max_alive) before we used it: a clean stop is retried,
+    not reported as a failure."""
+    from codeift.infer import server
+
+    real_start, calls = server._start_daemon, []
+
+    def evicted_once(model_dir, settings, key):
+        calls.append(key)
+        if len(calls) == 1:
+            raise server.EngineStopped("engine exited with code 0 while starting")
+        real_start(model_dir, settings, key)
+
+    monkeypatch.setattr(server, "_start_daemon", evicted_once)
+    model = str(tiny_models / "a")
+    replies, _ = shared_chat(model, model_fingerprint(model), SETTINGS, PROMPTS, 8)
+    assert len(calls) == 2 and len(replies) == len(PROMPTS)

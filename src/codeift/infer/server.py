@@ -37,6 +37,10 @@ class EngineError(CodeiftError, RuntimeError):
     """The shared engine could not start or answer; the message points at its log."""
 
 
+class EngineStopped(EngineError):
+    """The engine stopped cleanly before this job used it (evicted by another job's start)."""
+
+
 def engine_dir() -> Path:
     """Where sockets, pid files and engine logs live (short path: socket names are limited)."""
     root = Path(os.environ.get("CODEIFT_ENGINE_DIR", f"/tmp/codeift-engines-{os.getuid()}"))
@@ -245,7 +249,9 @@ def _start_daemon(model_dir: str, settings: InferenceSettings, key: str) -> None
     deadline = time.time() + START_TIMEOUT_SECONDS
     while time.time() < deadline:
         if process.poll() is not None:
-            raise EngineError(
+            # Exit code 0 is a clean stop: another job evicted it (max_alive) before we used it.
+            kind = EngineStopped if process.returncode == 0 else EngineError
+            raise kind(
                 f"engine for {model_dir} exited with code {process.returncode} while "
                 f"starting; log {log_path}:\n{_tail(log_path)}"
             )
@@ -283,8 +289,15 @@ def shared_chat(
             try:
                 info = request(socket_path, {"op": "info"}, timeout=5.0)
             except OSError:
-                _start_daemon(model_dir, settings, key)
-                info = request(socket_path, {"op": "info"}, timeout=5.0)
+                try:
+                    _start_daemon(model_dir, settings, key)
+                    info = request(socket_path, {"op": "info"}, timeout=5.0)
+                except (EngineStopped, ConnectionRefusedError, FileNotFoundError):
+                    print(
+                        f"[codeift] engine was evicted while starting (attempt {attempt + 1})",
+                        flush=True,
+                    )
+                    continue
         print(
             f"[codeift] using engine pid {info['pid']} ({info['engine']} {info['version']}, "
             f"loaded in {info['load_seconds']}s)",
