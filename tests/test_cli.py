@@ -49,3 +49,20 @@ def test_every_stage_error_shares_the_base_class() -> None:
         TrainError,
     ]
     assert all(issubclass(error, errors.CodeiftError) for error in stage_errors)
+
+
+def test_a_task_file_without_prompts_or_rows_is_named(tmp_path) -> None:
+    import polars as pl
+    import pytest
+
+    from codeift.infer.generate import GenerationError, read_task
+
+    path = tmp_path / "t.parquet"
+    pl.DataFrame({"id": ["a"]}).write_parquet(path)
+    with pytest.raises(GenerationError, match=r"task file .*t\.parquet: missing .*prompt"):
+        read_task(path)
+    from codeift.tasks import TASK_COLUMNS
+
+    pl.DataFrame({name: [] for name in TASK_COLUMNS}).write_parquet(path)
+    with pytest.raises(GenerationError, match=r"task file .*t\.parquet: empty"):
+        read_task(path)

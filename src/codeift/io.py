@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +81,17 @@ def file_hash(path: str | Path, length: int = 16) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:length]
+
+
+def read_frame(
+    path: str | Path, columns: Iterable[str], what: str, error: type[Exception] = ValueError
+) -> pl.DataFrame:
+    """A Parquet file a stage reads, refused (as `error`, naming the file) when it lacks one of
+    `columns` or holds no rows: a half-written upstream stage never reaches a result."""
+    frame = pl.read_parquet(path)
+    missing = [name for name in columns if name not in frame.columns]
+    if missing:
+        raise error(f"{what} {path}: missing required column(s): {', '.join(missing)}")
+    if frame.height == 0:
+        raise error(f"{what} {path}: empty (no rows)")
+    return frame

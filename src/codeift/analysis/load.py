@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
+from codeift.io import read_frame
 from codeift.study import variant_proportion
 
 REQUIRED_COLUMNS: dict[str, type[pl.DataType]] = {
@@ -70,12 +71,7 @@ def split_replicates(scores: pl.DataFrame) -> pl.DataFrame:
 
 def _read_score_file(path: Path) -> pl.DataFrame:
     """Read one file and coerce the columns the analysis relies on to their contract dtypes."""
-    frame = pl.read_parquet(path)
-    missing = [name for name in REQUIRED_COLUMNS if name not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: missing required column(s): {', '.join(missing)}")
-    if frame.height == 0:
-        raise ValueError(f"{path}: score file is empty")
+    frame = read_frame(path, REQUIRED_COLUMNS, "score file")
     try:
         frame = frame.with_columns(
             pl.col(name).cast(dtype, strict=True) for name, dtype in REQUIRED_COLUMNS.items()

@@ -19,7 +19,7 @@ import polars as pl
 from codeift.errors import CodeiftError
 from codeift.infer.engines import Generation, load_engine
 from codeift.infer.server import idle_seconds, shared_chat
-from codeift.io import file_hash, write_parquet
+from codeift.io import file_hash, read_frame, write_parquet
 from codeift.models.backbones import model_fingerprint
 from codeift.settings import InferenceSettings
 from codeift.study import variant_proportion
@@ -42,13 +42,7 @@ def package_versions() -> str:
 
 
 def read_task(task_path: str | Path) -> pl.DataFrame:
-    frame = pl.read_parquet(task_path)
-    missing = [c for c in TASK_COLUMNS if c not in frame.columns]
-    if missing:
-        raise GenerationError(f"task file {task_path}: missing column(s) {missing}")
-    if frame.height == 0:
-        raise GenerationError(f"task file {task_path}: no examples")
-    return frame
+    return read_frame(task_path, TASK_COLUMNS, "task file", GenerationError)
 
 
 def conversations_for(frame: pl.DataFrame) -> list[list[dict[str, str]]]:
