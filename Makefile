@@ -1,6 +1,8 @@
 # make run   : set up .venv, run the embedded default study (offline, CPU, minutes), build the HTML report
 # make test-fast : set up .venv and run the unit tests only (`pytest -m "not slow"`: no Snakemake,
 #                  TRL, vLLM, SLURM or real-model runs), a few minutes on 2 cores
+# make run-real : the real-model study (config/real.yaml: SmolLM2-135M-Instruct and Gemma 3 270M
+#                 from the package index, offline, CPU; about an hour on 2 cores, README)
 # make test  : set up .venv and run the whole test suite, slow tests included, printing the 15
 #              slowest (CI runs this through .ci/run)
 # make slurm-up / slurm-down : start / stop the loopback SLURM cluster the SLURM tests use
@@ -10,7 +12,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 CORES ?= 2
 RESULTS ?= results
 
-.PHONY: setup system-packages run test test-fast lint bench dag clean slurm-up slurm-down
+.PHONY: setup system-packages run run-real test test-fast lint bench dag clean slurm-up slurm-down
 
 setup: system-packages $(VENV)/.installed
 
@@ -37,6 +39,10 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	snakemake --cores $(CORES)
 	snakemake --cores $(CORES) --report $(RESULTS)/report.html
+
+run-real: setup
+	snakemake --cores $(CORES) --configfile config/real.yaml --resources engine_slots=1
+	snakemake --cores $(CORES) --configfile config/real.yaml --report results-real/report.html
 
 test: setup
 	$(PY) -m pytest -v --durations=15

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from codeift.config import variants, with_defaults
@@ -94,3 +96,62 @@ def test_an_engine_evicted_while_starting_is_started_again(engine_env, tiny_mode
     model = str(tiny_models / "a")
     replies, _ = shared_chat(model, model_fingerprint(model), SETTINGS, PROMPTS, 8)
     assert len(calls) == 2 and len(replies) == len(PROMPTS)
+
+
+def test_a_reply_ends_before_its_first_stop_string_as_vllm_returns_it():
+    from codeift.infer.engines import cut_at_stop
+
+    assert cut_at_stop("Paris.\n<|user|>\nAnd Rome?", ["<|"]) == "Paris.\n"
+    assert cut_at_stop("a END b STOP c", ["STOP", "END"]) == "a "
+    assert cut_at_stop("no marker here", ["<|"]) == "no marker here"
+    assert cut_at_stop("<|admin|> at once", ["<|"]) == ""
+    assert cut_at_stop("anything", []) == "anything"
+
+
+def test_the_stop_setting_reaches_the_engine_and_validates(tmp_path, default_config):
+    from codeift.config import validate_config
+
+    plain = InferenceSettings(engine="fake")
+    stopped = InferenceSettings.from_json('{"engine": "fake", "stop": ["answer is"]}')
+    assert stopped.stop == ("answer is",)
+    conversation = [[{"role": "user", "content": "What is 2 + 2?"}]]
+    full = load_engine(str(tmp_path), plain).chat(conversation, 50)[0]
+    cut = load_engine(str(tmp_path), stopped).chat(conversation, 50)[0]
+    assert full.response.startswith("The answer is ")
+    assert cut.response == "The " and cut.finish_reason == "stop"
+    bad = {**default_config, "inference": {**default_config["inference"], "stop": [""]}}
+    with pytest.raises(Exception, match="stop"):
+        validate_config(bad)
+
+
+def test_a_busy_engine_is_shared_not_duplicated_nor_evicted(engine_env, tiny_models, monkeypatch):
+    """Real models generate for a minute per task: a second job asking meanwhile must queue on
+    the same engine (seen before: its 5 s probe timed out, it started a duplicate, and the first
+    engine died replying to the closed probe), and eviction must leave the busy engine alone."""
+    import threading
+
+    monkeypatch.setenv("CODEIFT_TEST_FAKE_ENGINE_SECONDS", "4")
+    model = str(tiny_models / "a")
+    fingerprint = model_fingerprint(model)
+    replies: dict[str, tuple] = {}
+
+    def job(name: str) -> None:
+        replies[name] = shared_chat(model, fingerprint, SETTINGS, PROMPTS, 8)
+
+    first = threading.Thread(target=job, args=("first",))
+    first.start()
+    deadline = time.time() + 60
+    while not [e for e in live_engines() if e.get("in_flight")] and time.time() < deadline:
+        time.sleep(0.1)
+    busy = live_engines()
+    assert len(busy) == 1 and busy[0]["in_flight"] == 1
+    assert stop_engines(keep=0) == 0
+    second = threading.Thread(target=job, args=("second",))
+    second.start()
+    first.join(60)
+    second.join(60)
+    assert replies["first"][1]["pid"] == replies["second"][1]["pid"] == busy[0]["pid"]
+    assert [r.response for r in replies["first"][0]] == [r.response for r in replies["second"][0]]
+    log = next((engine_env / "engines").glob("*.log")).read_text()
+    assert "Traceback" not in log
+    assert stop_engines(keep=0) == 1

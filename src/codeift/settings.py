@@ -98,6 +98,12 @@ class InferenceSettings(Settings):
     gpu_memory_utilization: float = _field(0.85, "vLLM: share of GPU memory it may take")
     cpu_kvcache_gib: float = _field(1, "vLLM on CPU: KV-cache size in GiB")
     threads: int = _field(2, "CPU threads of a CPU run")
+    stop: tuple[str, ...] = _field(
+        (), "strings that end a reply (not kept in it): a base model's imitated next turn"
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stop", tuple(self.stop))  # JSON gives a list
 
 
 @dataclass(frozen=True)

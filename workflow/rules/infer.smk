@@ -17,8 +17,11 @@ rule generate:
     conda:
         "../envs/infer.yaml"
     threads: inference_threads
+    # A model's engine generates one batch at a time: `--resources engine_slots=1` keeps a
+    # second generation job from holding a core while it waits (make run-real).
     resources:
         **cluster_resources("generate"),
+        engine_slots=1,
     params:
         backbone=backbone_identity_json,
         settings=inference_settings_json,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -59,6 +60,12 @@ def configure_cpu_environment(threads: int | None, cpu_kvcache_gib: float) -> No
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
 
+def cut_at_stop(text: str, stop: list[str]) -> str:
+    """The reply up to the first stop string, as vLLM returns it (the stop string not kept)."""
+    ends = [index for index in (text.find(marker) for marker in stop) if index >= 0]
+    return text[: min(ends)] if ends else text
+
+
 def build_vllm(
     model: str,
     settings: InferenceSettings | LabellerSettings,
@@ -102,9 +109,12 @@ class VllmEngine:
         self.llm = build_vllm(
             model_dir, settings, settings.max_num_seqs, settings.tensor_parallel_size
         )
+        self.stop = list(settings.stop) or None
 
     def chat(self, conversations: list[Conversation], max_new_tokens: int) -> list[Generation]:
-        params = self._vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens, seed=0)
+        params = self._vllm.SamplingParams(
+            temperature=0.0, max_tokens=max_new_tokens, seed=0, stop=self.stop
+        )
         outputs = self.llm.chat(conversations, params, use_tqdm=True, add_generation_prompt=True)
         return [
             Generation(
@@ -146,6 +156,10 @@ class HfEngine:
         )
         self.model.eval()
         self.batch_size = int(settings.batch_size)
+        self.stop = list(settings.stop)
+        self.stop_arguments = (
+            {"stop_strings": self.stop, "tokenizer": self.tokenizer} if self.stop else {}
+        )
 
     def chat(self, conversations: list[Conversation], max_new_tokens: int) -> list[Generation]:
         from tqdm import tqdm
@@ -166,6 +180,7 @@ class HfEngine:
                     max_new_tokens=max_new_tokens,
                     do_sample=False,
                     pad_token_id=self.tokenizer.pad_token_id,
+                    **self.stop_arguments,
                 )
             prompt_width = encoded["input_ids"].shape[1]
             for row, mask in zip(generated, encoded["attention_mask"], strict=False):
@@ -176,12 +191,14 @@ class HfEngine:
                     new_tokens = new_tokens[: new_tokens.index(eos)]
                 while new_tokens and new_tokens[-1] == self.tokenizer.pad_token_id:
                     new_tokens.pop()
+                text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
+                cut = cut_at_stop(text, self.stop)
                 results.append(
                     Generation(
-                        response=self.tokenizer.decode(new_tokens, skip_special_tokens=True),
+                        response=cut,
                         n_prompt_tokens=int(mask.sum()),
                         n_response_tokens=len(new_tokens),
-                        finish_reason="stop" if finished else "length",
+                        finish_reason="stop" if finished or cut != text else "length",
                     )
                 )
         return results
@@ -197,20 +214,27 @@ class FakeEngine:
 
     def __init__(self, model_dir: str, settings: InferenceSettings) -> None:
         self.model_dir = str(model_dir)
+        self.stop = list(settings.stop)
 
     def chat(self, conversations: list[Conversation], max_new_tokens: int) -> list[Generation]:
+        # Test-only: a batch that takes as long as a real model's (the engine-sharing tests).
+        time.sleep(float(os.environ.get("CODEIFT_TEST_FAKE_ENGINE_SECONDS", "0")))
         replies = []
         for conversation in conversations:
             prompt = "\n".join(turn["content"] for turn in conversation)
             digest = hashlib.sha256(f"{self.model_dir}\0{prompt}".encode()).hexdigest()
             words = f"The answer is {int(digest[:6], 16) % 100}.".split()
             kept = words[:max_new_tokens]
+            text = " ".join(kept)
+            response = cut_at_stop(text, self.stop)
             replies.append(
                 Generation(
-                    response=" ".join(kept),
+                    response=response,
                     n_prompt_tokens=len(prompt.split()),
                     n_response_tokens=len(kept),
-                    finish_reason="stop" if len(kept) == len(words) else "length",
+                    finish_reason="stop"
+                    if len(kept) == len(words) or response != text
+                    else "length",
                 )
             )
         return replies

@@ -4,8 +4,9 @@ Each generation job (one backbone x variant x task: the unit of caching) asks fo
 its model. The first job of a model starts a daemon that loads the engine and listens on a Unix
 socket; later jobs of that model on the same machine reuse it; it exits after
 `engine_idle_seconds` without a request. At most `max_engines` daemons live at once: starting
-another first asks the least recently used idle one to exit. Requests are served one at a time,
-so a job's batch is exactly its task's prompts, as if it had run alone (same greedy outputs).
+another first asks the least recently used idle one to exit (a busy one refuses). Generation
+requests run one at a time, so a job's batch is exactly its task's prompts, as if it had run alone
+(same greedy outputs); `info` and `stop` are answered at once, also while a batch generates.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +33,9 @@ from codeift.io import stable_hash
 from codeift.settings import InferenceSettings
 
 START_TIMEOUT_SECONDS = 1800
+# A live daemon answers `info` from its own thread within milliseconds, even mid-generation; the
+# margin is for a machine loaded by other jobs (on 2 cores, SFT beside generation).
+INFO_TIMEOUT_SECONDS = 30.0
 
 
 class EngineError(CodeiftError, RuntimeError):
@@ -110,6 +115,78 @@ def request(socket_path: Path, payload: dict[str, Any], timeout: float | None) -
 # --------------------------------------------------------------------------- daemon side
 
 
+class _EngineState:
+    """What the daemon's connection threads share: one generation at a time (`generating`),
+    the requests in flight and the last use (for the idle limit and least-recently-used
+    eviction), and the stop flag."""
+
+    def __init__(self) -> None:
+        self.generating = threading.Lock()
+        self.guard = threading.Lock()
+        self.in_flight = 0
+        self.last_used = time.time()
+        self.stopping = threading.Event()
+
+    def begin(self) -> None:
+        with self.guard:
+            self.in_flight += 1
+
+    def end(self) -> None:
+        with self.guard:
+            self.in_flight -= 1
+            self.last_used = time.time()
+
+    def busy(self) -> bool:
+        with self.guard:
+            return self.in_flight > 0
+
+    def idle_for(self) -> float:
+        with self.guard:
+            return 0.0 if self.in_flight else time.time() - self.last_used
+
+
+def _reply(conn: socket.socket, payload: dict[str, Any]) -> None:
+    """A client that went away (its own timeout, a killed job) costs its reply, not the engine."""
+    try:
+        send_message(conn, payload)
+    except OSError:
+        pass
+
+
+def _handle(conn: socket.socket, engine: Any, state: _EngineState, info: dict[str, Any]) -> None:
+    """One connection. `info` and `stop` are answered at once, also while another job's batch
+    is generating: a busy engine is never taken for a missing one (which would start a
+    duplicate) nor evicted under a waiting job."""
+    with conn:
+        try:
+            message = receive_message(conn)
+        except (OSError, ValueError):
+            return
+        op = message.get("op")
+        if op == "chat":
+            state.begin()
+            try:
+                with state.generating:
+                    results = engine.chat(message["conversations"], int(message["max_new_tokens"]))
+                _reply(conn, {"ok": True, "results": [result.to_dict() for result in results]})
+            except Exception as error:  # report to the client, keep serving
+                _reply(conn, {"ok": False, "error": f"{type(error).__name__}: {error}"})
+            finally:
+                state.end()
+        elif op == "info":
+            with state.guard:
+                last_used, in_flight = state.last_used, state.in_flight
+            _reply(conn, {**info, "ok": True, "last_used": last_used, "in_flight": in_flight})
+        elif op == "stop":
+            if state.busy():
+                _reply(conn, {"ok": False, "busy": True})
+            else:
+                state.stopping.set()
+                _reply(conn, {"ok": True})
+        else:
+            _reply(conn, {"ok": False, "error": f"unknown op {op!r}"})
+
+
 def serve(model_dir: str, settings: InferenceSettings, key: str, idle_limit: float) -> None:
     """Load the engine, then answer requests until idle for `engine_idle_seconds`."""
     root = engine_dir()
@@ -120,53 +197,28 @@ def serve(model_dir: str, settings: InferenceSettings, key: str, idle_limit: flo
     print(
         f"[engine] {engine.name} {engine.version} loaded {model_dir} in {load_seconds}s", flush=True
     )
+    info = {
+        "engine": engine.name,
+        "version": engine.version,
+        "model": model_dir,
+        "load_seconds": load_seconds,
+        "pid": os.getpid(),
+    }
     socket_path.unlink(missing_ok=True)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(socket_path))
-    server.listen(16)
+    server.listen(64)
     server.settimeout(1.0)
-    last_used = time.time()
+    state = _EngineState()
     (root / f"{key}.json").write_text(json.dumps({"pid": os.getpid(), "model": model_dir}))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        while time.time() - last_used < idle_limit:
+        while not state.stopping.is_set() and state.idle_for() < idle_limit:
             try:
                 conn, _ = server.accept()
             except TimeoutError:
                 continue
-            with conn:
-                message = receive_message(conn)
-                op = message.get("op")
-                if op == "chat":
-                    try:
-                        results = engine.chat(
-                            message["conversations"], int(message["max_new_tokens"])
-                        )
-                        replies = [result.to_dict() for result in results]
-                        send_message(conn, {"ok": True, "results": replies})
-                    except Exception as error:  # report to the client, keep serving
-                        send_message(
-                            conn, {"ok": False, "error": f"{type(error).__name__}: {error}"}
-                        )
-                    last_used = time.time()
-                elif op == "info":
-                    send_message(
-                        conn,
-                        {
-                            "ok": True,
-                            "engine": engine.name,
-                            "version": engine.version,
-                            "model": model_dir,
-                            "last_used": last_used,
-                            "load_seconds": load_seconds,
-                            "pid": os.getpid(),
-                        },
-                    )
-                elif op == "stop":
-                    send_message(conn, {"ok": True})
-                    break
-                else:
-                    send_message(conn, {"ok": False, "error": f"unknown op {op!r}"})
+            threading.Thread(target=_handle, args=(conn, engine, state, info), daemon=True).start()
     finally:
         server.close()
         socket_path.unlink(missing_ok=True)
@@ -192,7 +244,7 @@ def live_engines() -> list[dict[str, Any]]:
     engines = []
     for socket_path in sorted(engine_dir().glob("*.sock")):
         try:
-            info = request(socket_path, {"op": "info"}, timeout=2.0)
+            info = request(socket_path, {"op": "info"}, timeout=INFO_TIMEOUT_SECONDS)
         except OSError:
             continue
         engines.append({**info, "socket": str(socket_path)})
@@ -204,11 +256,13 @@ def stop_engines(keep: int = 0) -> int:
     engines = sorted(live_engines(), key=lambda e: e["last_used"])
     stopped = 0
     for info in engines[: max(len(engines) - keep, 0)]:
+        if info.get("in_flight"):
+            continue
         try:
-            request(Path(info["socket"]), {"op": "stop"}, timeout=2.0)
-            stopped += 1
+            reply = request(Path(info["socket"]), {"op": "stop"}, timeout=10.0)
         except OSError:
             continue
+        stopped += bool(reply.get("ok"))
     return stopped
 
 
@@ -257,7 +311,7 @@ def _start_daemon(model_dir: str, settings: InferenceSettings, key: str) -> None
             )
         if socket_path.exists():
             try:
-                request(socket_path, {"op": "info"}, timeout=5.0)
+                request(socket_path, {"op": "info"}, timeout=INFO_TIMEOUT_SECONDS)
                 return
             except OSError:
                 pass
@@ -287,11 +341,16 @@ def shared_chat(
     for attempt in range(3):
         with _lock(root / f"{key}.lock"):
             try:
-                info = request(socket_path, {"op": "info"}, timeout=5.0)
-            except OSError:
+                info = request(socket_path, {"op": "info"}, timeout=INFO_TIMEOUT_SECONDS)
+            except TimeoutError as error:
+                raise EngineError(
+                    f"engine for {model_dir} accepts connections but did not answer in "
+                    f"{INFO_TIMEOUT_SECONDS}s; log {log_path}:\n{_tail(log_path)}"
+                ) from error
+            except (ConnectionRefusedError, FileNotFoundError):
                 try:
                     _start_daemon(model_dir, settings, key)
-                    info = request(socket_path, {"op": "info"}, timeout=5.0)
+                    info = request(socket_path, {"op": "info"}, timeout=INFO_TIMEOUT_SECONDS)
                 except (EngineStopped, ConnectionRefusedError, FileNotFoundError):
                     print(
                         f"[codeift] engine was evicted while starting (attempt {attempt + 1})",
