@@ -30,15 +30,17 @@ def load_fixture(path: Path = FIXTURE) -> list[dict]:
 def judge(record: dict) -> dict[str, bool]:
     """One reply: did the extractor read an answer, is there a hand answer, do they agree,
     and does the scorer's verdict equal the hand's."""
-    value = extract_answer(record["response"], record["answer_type"]).value
+    value = extract_answer(record["response"], record["answer_type"], prompt=record["prompt"]).value
     hand = record["hand_answer"]
     read = value is not None
     agree = read and hand is not None and answers_match(value, str(hand), record["answer_type"])
     correct = read and answers_match(value, record["gold"], record["answer_type"])
     return {
+        "hand_correct": bool(record["hand_correct"]),
         "read": read,
         "has_hand": hand is not None,
         "agree": agree,
+        "credited": correct,
         "verdict_agrees": correct == bool(record["hand_correct"]),
     }
 
@@ -67,6 +69,8 @@ def summarise(records: list[dict]) -> list[dict]:
                 "verdict_agreement": round(
                     sum(v["verdict_agrees"] for v in verdicts) / len(verdicts), 3
                 ),
+                "false_credit": sum(v["credited"] and not v["hand_correct"] for v in verdicts),
+                "missed_credit": sum(v["hand_correct"] and not v["credited"] for v in verdicts),
             }
         )
     return rows

@@ -3,8 +3,8 @@ tasks and one SFT step, run by Snakemake for real (prepare, SFT with TRL, vLLM g
 scoring in the jail, aggregate).
 
 What it asserts was measured first on the full real-model study (README, "The real-model
-study"): the untuned instruct model answers an easy list reversal right, tuned replies decode
-without the chat template's markers, the mix's assistant masks cover the assistant turns.
+study"): the untuned instruct model answers in the requested form, tuned replies decode without
+the chat template's markers, the mix's assistant masks cover exactly the assistant turns.
 """
 
 from __future__ import annotations
@@ -61,12 +61,20 @@ def _frame(results: Path, kind: str, variant: str) -> pl.DataFrame:
     return pl.concat([pl.read_parquet(path) for path in sorted(folder.glob("*.parquet"))])
 
 
-def test_the_untuned_instruct_model_reverses_an_easy_list(real_run):
+def test_the_untuned_instruct_model_answers_in_the_form_the_prompt_asks(real_run):
+    """SmolLM2-135M solves few items (README, "The real-model study"), but an instruct model
+    on its own template follows the requested answer form, which a broken template or
+    tokenizer would not: measured in the study, 10 of 10 list reversals began "The answer is"
+    and 9 of 10 coin-flip replies were read as yes or no."""
     results, _ = real_run
     scores = _frame(results, "scores", "base")
     reversal = scores.filter(pl.col("task") == "list_reversal")
-    assert reversal.height == 6
-    assert reversal["correct"].sum() >= 1, reversal.select("prompt", "response").to_dicts()
+    coin = scores.filter(pl.col("task") == "coin_flip")
+    assert reversal.height == coin.height == 6
+    assert sum(r.startswith("The answer is") for r in reversal["response"]) >= 5, reversal[
+        "response"
+    ]
+    assert coin["extracted"].is_in(["yes", "no"]).sum() >= 4, coin["response"].to_list()
 
 
 def test_replies_decode_without_template_markers_and_prompts_match(real_run):

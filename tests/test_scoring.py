@@ -395,3 +395,50 @@ def test_more_answer_shapes(response, answer_type, value):
 def test_program_answer_reads_the_last_printed_line(stdout, answer_type, value, method):
     extraction = program_answer(stdout, answer_type)
     assert (extraction.value, extraction.method) == (value, method)
+
+
+# Replies of Gemma 3 270M base in the real-model study (tests/fixtures/real_replies.jsonl): it
+# writes the question out again; the restated numbers and choices must not score.
+ECHO_PROMPT = (
+    "There were 6 candles in a box. Ursula took 3 candles out of the box. How many candles are "
+    "left in the box?\nGive the final answer as a number, in the form 'The answer is N.'"
+)
+
+
+def test_a_reply_that_restates_the_question_is_missing_not_scored():
+    echo = ECHO_PROMPT + "\n"
+    assert extract_answer(echo, "number").value == "3"  # without the prompt: its last number
+    extraction = extract_answer(echo, "number", prompt=ECHO_PROMPT)
+    assert (extraction.value, extraction.missing_reason) == (None, "echo")
+    cut = "There were 6 candles in a box. Ursula took 3 can"  # cut off mid-echo
+    assert extract_answer(cut, "number", prompt=ECHO_PROMPT).missing_reason == "echo"
+
+
+def test_an_answer_after_a_restated_question_is_still_read():
+    reply = ECHO_PROMPT.splitlines()[0] + "\n6 - 3 = 3 candles are left.\nThe answer is 3."
+    assert extract_answer(reply, "number", prompt=ECHO_PROMPT).value == "3"
+    # Short lines are the reply's own even where the prompt holds them ("The answer is N.").
+    prompt = "Is the coin heads up?\nAnswer yes or no.\nThe answer is yes."
+    assert extract_answer("The answer is yes.", "yesno", prompt=prompt).value == "yes"
+
+
+def test_a_restated_choice_is_not_a_polar_answer():
+    assert extract_answer("True or False: Lucas is not a liar.", "truefalse").value is None
+    assert extract_answer("Yes or no? I cannot tell.", "yesno").value is None
+    assert extract_answer("True or false: it is false.", "truefalse").value == "False"
+    assert extract_answer("yes/no: yes", "yesno").value == "yes"
+
+
+def test_score_frame_reads_the_prompt_column_for_echoes():
+    frame = pl.DataFrame(
+        {
+            "id": ["a", "b"],
+            "prompt": [ECHO_PROMPT, ECHO_PROMPT],
+            "response": [ECHO_PROMPT, "The answer is 3."],
+            "answer": ["3", "3"],
+            "answer_type": ["number", "number"],
+        }
+    )
+    scored = score_frame(frame, run_programs=False)
+    assert scored["correct"].to_list() == [False, True]
+    assert scored["missing_reason"].to_list() == ["echo", None]

@@ -324,11 +324,20 @@ def _fallback_number(text: str) -> tuple[str | None, str]:
     return None, "last_number"
 
 
+# "True or False: ...", "yes/no": the question's choice, restated, answers nothing.
+_POLAR_CHOICE_RE = re.compile(
+    r"\b(?:yes|true)\s*(?:or|/)\s*(?:no|false)\b|\b(?:no|false)\s*(?:or|/)\s*(?:yes|true)\b",
+    re.IGNORECASE,
+)
+
+
 def _fallback_polar(
     text: str, parse: Callable[[str], str | None], method: str
 ) -> tuple[str | None, str]:
     """A leading yes/no is the direct answer; otherwise the last one closes the reasoning
-    (inverted when denied: "... so it is not true")."""
+    (inverted when denied: "... so it is not true"). A restated choice ("True or False:")
+    is neither."""
+    text = _POLAR_CHOICE_RE.sub(" ", text)
     leading = re.match(r"\W*(yes|no|true|false)\b", text, re.IGNORECASE)
     if leading is not None:
         return parse(leading.group(1)), method
@@ -378,16 +387,44 @@ def _check_answer_type(answer_type: str) -> None:
         )
 
 
-def extract_answer(response: str | None, answer_type: str, strip_code: bool = True) -> Extraction:
+# A response line this long or longer that copies a prompt line (or begins one: a reply cut
+# mid-echo) restates the question; shorter lines ("The answer is 7.") are the reply's own.
+ECHO_MIN_CHARS = 20
+
+
+def without_echo(text: str, prompt: str | None) -> str:
+    """The response minus lines that repeat the prompt: a base model that writes the question
+    out again states its numbers and its "True or False" without answering (measured on Gemma
+    3 270M base, README "Answer extraction on real replies")."""
+    if not prompt:
+        return text
+    prompt_lines = [" ".join(line.split()) for line in prompt.splitlines() if line.strip()]
+
+    def echoed(line: str) -> bool:
+        flat = " ".join(line.split())
+        return len(flat) >= ECHO_MIN_CHARS and any(p.startswith(flat) for p in prompt_lines)
+
+    return "\n".join(line for line in text.splitlines() if not echoed(line))
+
+
+def extract_answer(
+    response: str | None, answer_type: str, strip_code: bool = True, prompt: str | None = None
+) -> Extraction:
     """Read the final answer of `answer_type` from what a response says; never raises on text.
 
     Program source is removed first (`strip_code`; off only for a program's printed output), so
     a response that is only a program is missing ("code_only"), never scored by its digits.
+    With the `prompt`, lines that copy it are removed too: a response that only restates the
+    question is missing ("echo").
     """
     _check_answer_type(answer_type)
     if response is None or not str(response).strip():
         return Extraction(None, "none", "empty_response")
     text = _normalise_response(str(response), strip_code)
+    if text and prompt:
+        text = without_echo(text, _normalise_response(prompt, False)).strip()
+        if not text:
+            return Extraction(None, "none", "echo")
     if not text:
         if strip_code and _normalise_response(str(response), False):
             return Extraction(None, "none", "code_only")
@@ -493,11 +530,14 @@ def score_frame(
     reasons: list[str | None] = []
     correct: list[bool] = []
     rows = list(generations.select(_SCORE_INPUTS).iter_rows())
+    prompts = (
+        generations["prompt"].to_list() if "prompt" in generations.columns else [None] * len(rows)
+    )
     for index, (response, gold, answer_type) in enumerate(rows):
         if answer_type not in ANSWER_TYPES:
             row = ids[index] if ids is not None else index
             raise ScoringError(f"row {row}: unknown answer_type {answer_type!r}")
-        extraction = extract_answer(response, answer_type)
+        extraction = extract_answer(response, answer_type, prompt=prompts[index])
         extracted.append(extraction.value)
         methods.append(extraction.method)
         reasons.append(extraction.missing_reason)
