@@ -35,7 +35,7 @@ def reduced_real_config(results: Path, model: Path) -> dict:
     config["backbones"] = {"smollm2-135m-instruct": backbone}
     config["results"] = str(results)
     config["proportions"] = [100]
-    config["replicates"] = {"proportions": [], "count": 0}
+    del config["replicates"]
     config["tasks"] = {
         "list_reversal": {"domain": "symbolic", "size": 6},
         "coin_flip": {"domain": "symbolic", "size": 6},
