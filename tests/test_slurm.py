@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from codeift.train.sft import STEP_DELAY_ENV
-from tests.conftest import REPO
+from tests.conftest import REPO, short_engine_dir
 from tests.test_workflow import reduced_config
 
 pytestmark = pytest.mark.slow
@@ -62,9 +62,31 @@ def cluster():
 
 
 def loopback_config(results: str, **train: int) -> dict:
+    """The reduced study cut to what a scheduler test needs: one task, no base evaluation (two
+    arms still give the aggregate its comparison); each SLURM job costs its own start-up."""
     config = reduced_config(Path(results), "vllm")
     config["train"].update(train)
+    config["evaluate_base"] = False
+    config["tasks"] = {"list_reversal": {"domain": "symbolic", "size": 4}}
+    config["controls"] = {"planted": {"list_reversal": "gain"}}
     return config
+
+
+def one_arm_config(steps: int, every: int) -> dict:
+    """One SFT arm that checkpoints every `every` of its `steps` steps (the resume tests)."""
+    config = loopback_config("results", max_steps=steps, save_steps=every, logging_steps=every)
+    config["proportions"] = [0]
+    return config
+
+
+# The resume tests send only the SFT job to SLURM: its inputs are built locally first.
+SFT_INPUTS = ("results/models/tiny-llama/base", "results/ift/mixes/code0.parquet")
+SFT_TARGET = "results/models/tiny-llama/code0"
+
+
+def build_sft_inputs(workdir: Path, config: dict) -> None:
+    built = snakemake_at_root(workdir, config, "--cores", "2", *SFT_INPUTS, profile=False)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
 
 
 def snakemake_at_root(
@@ -84,14 +106,13 @@ def snakemake_at_root(
         str(REPO / "Snakefile"),
         "-d",
         str(workdir),
-        "--configfile",
-        str(config_path),
+        f"--configfile={config_path}",  # one value: targets may follow
         *args,
     ]
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "CODEIFT_ENGINE_DIR": str(workdir / "engines"),
+        "CODEIFT_ENGINE_DIR": short_engine_dir(workdir),
     }
     env.pop(STEP_DELAY_ENV, None)
     if step_delay:
@@ -200,14 +221,9 @@ def test_cancelled_training_resumes_from_its_checkpoint(cluster, tmp_path):
     # The first run sleeps after each step (the test-only delay), so it is still training when
     # its first checkpoint appears whatever the machine's speed; the rerun resumes at full speed.
     steps, every, delay = 40, 2, 4
-    config = loopback_config("results", max_steps=steps, save_steps=every, logging_steps=every)
-    config["proportions"] = [0]
-    config["evaluate_base"] = False
-    config["tasks"] = {"list_reversal": {"domain": "symbolic", "size": 4}}
-    config["controls"] = {"planted": {"list_reversal": "gain"}}
+    config = one_arm_config(steps, every)
     workdir = tmp_path / "kill"
-    workdir.mkdir()
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    build_sft_inputs(workdir, config)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env[STEP_DELAY_ENV] = str(delay)
     # The shipped profile would resubmit the cancelled job itself (retries: 2), resuming the
@@ -216,7 +232,8 @@ def test_cancelled_training_resumes_from_its_checkpoint(cluster, tmp_path):
         str(BIN / "snakemake"),
         *("--profile", "slurm", "--profile", "tests/slurm_loopback", "--retries", "0"),
         *("-s", str(REPO / "Snakefile"), "-d", str(workdir)),
-        *("--configfile", str(workdir / "config.yaml")),
+        f"--configfile={workdir / 'config.yaml'}",
+        SFT_TARGET,
     ]
     first = subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -237,10 +254,9 @@ def test_cancelled_training_resumes_from_its_checkpoint(cluster, tmp_path):
     assert first.returncode != 0, "the run should fail: its SFT job was cancelled"
     assert accounted([cancelled])[cancelled][0].startswith("CANCELLED")
 
-    # Nothing that looks finished, and nothing downstream ran on a partial model.
+    # Nothing that looks finished; the checkpoints stay for the rerun.
     results = workdir / "results"
     assert not (results / "models" / "tiny-llama" / "code0").exists()
-    assert not list((results / "generations").glob("tiny-llama/code0/*"))
     left = sorted(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
     assert left and 0 < left[-1] < steps
 
@@ -256,7 +272,7 @@ def test_cancelled_training_resumes_from_its_checkpoint(cluster, tmp_path):
     log = (results / "logs" / "sft" / "tiny-llama" / "code0.log").read_text()
     assert f"resuming from {record['resumed_from']}" in log
     assert f"{STEP_DELAY_ENV}={delay}: not applied (resuming)" in log
-    assert (results / "scores" / "tiny-llama" / "code0" / "list_reversal.parquet").exists()
+    assert not list(checkpoints.glob("checkpoint-*")), "a finished model keeps no checkpoints"
 
 
 def test_paper_study_submits_316_slurm_jobs(tmp_path):
@@ -307,15 +323,12 @@ def test_a_job_past_its_time_limit_is_retried_with_more_time_and_memory(cluster,
     trains the rest at the machine's own speed, seconds of its four minutes.
     """
     steps, every, delay = 40, 2, 4
-    config = loopback_config("results", max_steps=steps, save_steps=every, logging_steps=every)
-    config["proportions"] = [0]
-    config["evaluate_base"] = False
-    config["tasks"] = {"list_reversal": {"domain": "symbolic", "size": 4}}
-    config["controls"] = {"planted": {"list_reversal": "gain"}}
+    config = one_arm_config(steps, every)
     tiny = {"max_size": "100M", "gpus": 0, "cpus": 2, "mem_mb": 1000, "runtime": 1}
     config["resources"] = {"sft": [tiny], "retry_scale": 4}
     workdir = tmp_path / "retry"
-    run = snakemake_at_root(workdir, config, step_delay=delay)
+    build_sft_inputs(workdir, config)
+    run = snakemake_at_root(workdir, config, SFT_TARGET, step_delay=delay)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     sft_jobs = [
         job_id
@@ -347,4 +360,3 @@ def test_a_job_past_its_time_limit_is_retried_with_more_time_and_memory(cluster,
     second = (results / "logs" / "sft" / "tiny-llama" / "code0.log").read_text()
     assert f"resuming from {record['resumed_from']}" in second
     assert f"{STEP_DELAY_ENV}={delay}: not applied (resuming)" in second
-    assert (results / "scores" / "tiny-llama" / "code0" / "list_reversal.parquet").exists()

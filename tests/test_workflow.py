@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from codeift import study
-from tests.conftest import REPO
+from tests.conftest import REPO, short_engine_dir
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -45,7 +45,7 @@ def snakemake(
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "CODEIFT_ENGINE_DIR": str(workdir / "engines"),
+        "CODEIFT_ENGINE_DIR": short_engine_dir(workdir),
     }
     command = [
         str(BIN / "snakemake"),
@@ -262,6 +262,29 @@ def test_adding_a_replicate_arm_runs_only_its_jobs(incremental):
     assert null.height == len(config["backbones"]) * len(config["tasks"])
     assert "null control" in (results / "summary" / "summary.md").read_text()
     config.pop("replicates")
+
+
+def test_each_model_loads_its_engine_once_whatever_the_order(tmp_path, monkeypatch):
+    """Engines that idle out after 0.1 s and one alive at a time, SFT jobs slowed on purpose
+    (the test-only step delay) so that base-model generation runs beside training: each
+    model's engine starts once, and its first job generated its other task ahead, so the later
+    job never needed the engine (test_engine_server removes the engine between jobs)."""
+    from codeift.train.sft import STEP_DELAY_ENV
+
+    config = reduced_config(tmp_path / "results", engine="hf")
+    config["engines"] = {"idle_seconds": 0.1, "max_alive": 1}
+    monkeypatch.setenv(STEP_DELAY_ENV, "2")
+    # One generation job at a time (as `make run-real`): a model's jobs come one after another,
+    # each seconds after the last, so an engine that idles out would load again for each.
+    snakemake(tmp_path, config, "--resources", "engine_slots=1")
+    logs = sorted((tmp_path / "results" / "logs" / "generate").rglob("*.log"))
+    assert len(logs) == 3 * len(config["tasks"])  # base, code0, code100
+    starts = {
+        str(log.relative_to(tmp_path)): log.read_text().count("started engine pid") for log in logs
+    }
+    assert sum(starts.values()) == 3, starts
+    ahead = sum(log.read_text().count("replies generated ahead") for log in logs)
+    assert ahead == 3 * (len(config["tasks"]) - 1), starts
 
 
 BAD_CONFIGS = {

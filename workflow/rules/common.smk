@@ -31,6 +31,8 @@ R = config["results"]
 # Engine-pool knobs change speed, never outputs: they travel as environment, not params.
 os.environ["CODEIFT_ENGINE_IDLE_SECONDS"] = str(config["engines"]["idle_seconds"])
 os.environ["CODEIFT_MAX_ENGINES"] = str(config["engines"]["max_alive"])
+# A model's first generation job generates its other tasks ahead (infer.generate).
+os.environ["CODEIFT_PLANNED_TASKS"] = ",".join(sorted(config["tasks"]))
 
 
 wildcard_constraints:

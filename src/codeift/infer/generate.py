@@ -1,8 +1,12 @@
 """Zero-shot generation for one backbone x variant x task (the unit of caching).
 
-The job only ever generates its own task's prompts; the engine that runs them is shared between
-jobs of the same model on one machine (see engine_server) unless `engine_idle_seconds` is 0
-or the job runs under SLURM.
+Each task is generated as its own batch (its prompts alone, so its replies do not depend on
+what else runs). Where engines are shared (a local run; not under SLURM, not with
+`engines.idle_seconds: 0`), the first generation job of a model also generates the model's
+other planned tasks, each as its own batch, into a reply cache beside the engine sockets; the
+later jobs of that model take their replies from it. So a model's engine loads once in a run
+whatever order its jobs come in and however long they wait, and no output changes: a job still
+writes only its own output, from the same replies it would have generated itself.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import polars as pl
 
 from codeift.errors import CodeiftError
 from codeift.infer.engines import Generation, load_engine
-from codeift.infer.server import idle_seconds, shared_chat
+from codeift.infer.server import engine_dir, engine_key, file_lock, idle_seconds, shared_batches
 from codeift.io import file_hash, read_frame, write_parquet
 from codeift.models.backbones import model_fingerprint
 from codeift.settings import InferenceSettings
@@ -49,18 +53,104 @@ def conversations_for(frame: pl.DataFrame) -> list[list[dict[str, str]]]:
     return [[{"role": "user", "content": prompt}] for prompt in frame["prompt"].to_list()]
 
 
-def run_engine(
-    model_dir: str, settings: InferenceSettings, conversations: list, max_new_tokens: int
-) -> tuple[list[Generation], str, str]:
-    """(replies, engine name, engine version), from the shared daemon or in-process."""
-    fingerprint = model_fingerprint(model_dir)
-    # A daemon would outlive a cluster job and hold its GPUs outside the allocation: a job
-    # under SLURM loads its own engine.
-    if idle_seconds() > 0 and "SLURM_JOB_ID" not in os.environ:
-        results, info = shared_chat(model_dir, fingerprint, settings, conversations, max_new_tokens)
-        return results, info["engine"], info["version"]
-    engine = load_engine(model_dir, settings)
-    return engine.chat(conversations, max_new_tokens), engine.name, engine.version
+# Set by the Snakefile from `tasks` (like the engine knobs: speed only, so not a param).
+PLANNED_TASKS_ENV = "CODEIFT_PLANNED_TASKS"
+
+
+def shares_engines() -> bool:
+    """A daemon would outlive a cluster job and hold its GPUs outside the allocation: a job
+    under SLURM loads its own engine, as does every job with `engines.idle_seconds: 0`."""
+    return idle_seconds() > 0 and "SLURM_JOB_ID" not in os.environ
+
+
+class ModelEngine:
+    """One model's engine for the length of a job: the shared daemon, or loaded in-process on
+    first use and kept for the job's other batches."""
+
+    def __init__(self, model_dir: str, settings: InferenceSettings) -> None:
+        self.model_dir = model_dir
+        self.settings = settings
+        self.fingerprint = model_fingerprint(model_dir)
+        self._local: Any = None
+
+    def generate(self, batches: list[list]) -> tuple[list[list[Generation]], str, str]:
+        """(replies per batch, engine name, engine version); each batch generated alone, all
+        in one request to a shared engine (no idle gap for it to exit in)."""
+        max_new_tokens = self.settings.max_new_tokens
+        if shares_engines():
+            replies, info = shared_batches(
+                self.model_dir, self.fingerprint, self.settings, batches, max_new_tokens
+            )
+            return replies, info["engine"], info["version"]
+        if self._local is None:
+            self._local = load_engine(self.model_dir, self.settings)
+        engine = self._local
+        replies = [engine.chat(batch, max_new_tokens) for batch in batches]
+        return replies, engine.name, engine.version
+
+
+def reply_cache(engine: ModelEngine, task_path: str | Path) -> Path:
+    """Where a model's replies to one task file wait for that task's own job: keyed by the
+    model's contents, the inference settings and the task file's bytes."""
+    key = engine_key(engine.fingerprint, engine.settings)
+    return engine_dir() / "replies" / key / f"{file_hash(task_path)}.json"
+
+
+def store_replies(path: Path, results: list[Generation], name: str, version: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"engine": name, "version": version, "results": [r.to_dict() for r in results]}
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(json.dumps(payload))
+    partial.replace(path)
+
+
+def take_replies(path: Path, expected: int) -> tuple[list[Generation], str, str] | None:
+    """Cached replies, removed as they are taken; None if absent or not one per prompt."""
+    if not path.exists():
+        return None
+    try:
+        payload = json.loads(path.read_text())
+        results = [Generation(**result) for result in payload["results"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        print(f"[codeift] ignoring unreadable reply cache {path}: {error}", flush=True)
+        results, payload = [], {}
+    path.unlink(missing_ok=True)
+    if len(results) != expected:
+        return None
+    return results, payload["engine"], payload["version"]
+
+
+def planned_siblings(task_path: Path, out_path: Path) -> list[Path]:
+    """Task files of the study's other tasks that this model has not generated yet: in the
+    rule's layout, tasks/<task>.parquet beside ours and generations/.../<task>.parquet beside
+    our output. A task file not built yet is left to its own job."""
+    names = [n for n in os.environ.get(PLANNED_TASKS_ENV, "").split(",") if n]
+    return [
+        task_path.parent / f"{name}.parquet"
+        for name in names
+        if name != task_path.stem
+        and (task_path.parent / f"{name}.parquet").exists()
+        and not (out_path.parent / f"{name}.parquet").exists()
+    ]
+
+
+def tasks_ahead(
+    engine: ModelEngine, task_path: Path, out_path: Path
+) -> list[tuple[Path, int, list]]:
+    """(cache path, prompts, conversations) of each planned task of this model not generated
+    or cached yet. A task file that cannot be read is left to its own job, which reports it."""
+    ahead = []
+    for sibling in planned_siblings(task_path, out_path):
+        cache = reply_cache(engine, sibling)
+        if cache.exists():
+            continue
+        try:
+            frame = read_task(sibling)
+        except GenerationError as error:
+            print(f"[codeift] not generated ahead: {sibling} ({error})", flush=True)
+            continue
+        ahead.append((cache, frame.height, conversations_for(frame)))
+    return ahead
 
 
 def generate_task(
@@ -77,9 +167,53 @@ def generate_task(
         raise GenerationError(f"model folder {model} is missing or incomplete (no config.json)")
     frame = read_task(task_path)
     started = time.time()
-    results, engine, version = run_engine(
-        str(model.resolve()), settings, conversations_for(frame), settings.max_new_tokens
-    )
+    engine = ModelEngine(str(model.resolve()), settings)
+    summary: dict[str, Any] = {"examples": frame.height}
+    if shares_engines():
+        results, name, version, ahead = replies_with_ahead(
+            engine, frame, Path(task_path), Path(out_path)
+        )
+        summary["generated_ahead"] = ahead
+    else:
+        (results,), name, version = engine.generate([conversations_for(frame)])
+    write_generations(frame, results, name, version, model, task_path, out_path, backbone, variant)
+    return {**summary, "engine": name, "seconds": round(time.time() - started, 2)}
+
+
+def replies_with_ahead(
+    engine: ModelEngine, frame: pl.DataFrame, task_path: Path, out_path: Path
+) -> tuple[list[Generation], str, str, int]:
+    """This task's replies, cached by an earlier job of the model or generated now together
+    with every planned task of the model not generated yet (one request; each its own batch).
+    One job of a model at a time: a later one waits here, then finds its replies cached."""
+    key = engine_key(engine.fingerprint, engine.settings)
+    with file_lock(engine_dir() / f"{key}.tasks.lock"):
+        cached = take_replies(reply_cache(engine, task_path), frame.height)
+        if cached:
+            print("[codeift] replies generated ahead by an earlier job of this model", flush=True)
+            return (*cached, 0)
+        ahead = tasks_ahead(engine, task_path, out_path)
+        batches = [conversations_for(frame)] + [conversations for _, _, conversations in ahead]
+        (results, *others), name, version = engine.generate(batches)
+        for (cache, prompts, _), replies in zip(ahead, others, strict=True):
+            if len(replies) == prompts:
+                store_replies(cache, replies, name, version)
+        print(f"[codeift] generated {len(ahead)} other task(s) of this model ahead", flush=True)
+    return results, name, version, len(ahead)
+
+
+def write_generations(
+    frame: pl.DataFrame,
+    results: list[Generation],
+    engine: str,
+    version: str,
+    model: Path,
+    task_path: str | Path,
+    out_path: str | Path,
+    backbone: dict[str, Any],
+    variant: str,
+) -> None:
+    """The job's output: its task's rows with their replies and provenance."""
     if len(results) != frame.height:
         raise GenerationError(f"engine returned {len(results)} answers for {frame.height} prompts")
     out = frame.with_columns(
@@ -99,4 +233,3 @@ def generate_task(
         pl.lit(package_versions()).alias("versions"),
     )
     write_parquet(out, out_path)
-    return {"examples": frame.height, "engine": engine, "seconds": round(time.time() - started, 2)}

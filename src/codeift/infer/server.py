@@ -46,9 +46,19 @@ class EngineStopped(EngineError):
     """The engine stopped cleanly before this job used it (evicted by another job's start)."""
 
 
+# A Unix socket's path is limited to 107 bytes; ours are <engine dir>/<20-char key>.sock.
+SOCKET_PATH_MAX = 107
+SOCKET_NAME_LENGTH = len("/") + 20 + len(".sock")
+
+
 def engine_dir() -> Path:
     """Where sockets, pid files and engine logs live (short path: socket names are limited)."""
     root = Path(os.environ.get("CODEIFT_ENGINE_DIR", f"/tmp/codeift-engines-{os.getuid()}"))
+    if len(os.fsencode(root.absolute())) + SOCKET_NAME_LENGTH > SOCKET_PATH_MAX:
+        raise EngineError(
+            f"CODEIFT_ENGINE_DIR={str(root)!r} is too long for the engines' Unix sockets (at "
+            f"most {SOCKET_PATH_MAX - SOCKET_NAME_LENGTH} bytes): choose a shorter folder"
+        )
     root.mkdir(parents=True, exist_ok=True)
     return root
 
@@ -140,6 +150,11 @@ class _EngineState:
         with self.guard:
             return self.in_flight > 0
 
+    def touch(self) -> None:
+        """A connection came: the client that asked `info` sends its request next."""
+        with self.guard:
+            self.last_used = time.time()
+
     def idle_for(self) -> float:
         with self.guard:
             return 0.0 if self.in_flight else time.time() - self.last_used
@@ -163,16 +178,27 @@ def _handle(conn: socket.socket, engine: Any, state: _EngineState, info: dict[st
         except (OSError, ValueError):
             return
         op = message.get("op")
+        if state.stopping.is_set() and op != "stop":
+            # Accepted just before the loop ended: this engine is going, ask for a new one.
+            _reply(conn, {"ok": False, "stopping": True})
+            return
         if op == "chat":
             state.begin()
             try:
+                # A request's batches (one per task) run back to back, each alone.
                 with state.generating:
-                    results = engine.chat(message["conversations"], int(message["max_new_tokens"]))
-                _reply(conn, {"ok": True, "results": [result.to_dict() for result in results]})
+                    batches = [
+                        engine.chat(conversations, int(message["max_new_tokens"]))
+                        for conversations in message["batches"]
+                    ]
+                replies = [[result.to_dict() for result in batch] for batch in batches]
+                payload: dict[str, Any] = {"ok": True, "batches": replies}
             except Exception as error:  # report to the client, keep serving
-                _reply(conn, {"ok": False, "error": f"{type(error).__name__}: {error}"})
+                payload = {"ok": False, "error": f"{type(error).__name__}: {error}"}
             finally:
+                # Idle before the reply: the client may ask for eviction as soon as it has it.
                 state.end()
+            _reply(conn, payload)
         elif op == "info":
             with state.guard:
                 last_used, in_flight = state.last_used, state.in_flight
@@ -207,6 +233,7 @@ def serve(model_dir: str, settings: InferenceSettings, key: str, idle_limit: flo
     socket_path.unlink(missing_ok=True)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(socket_path))
+    ours = socket_path.stat().st_ino
     server.listen(64)
     server.settimeout(1.0)
     state = _EngineState()
@@ -218,11 +245,15 @@ def serve(model_dir: str, settings: InferenceSettings, key: str, idle_limit: flo
                 conn, _ = server.accept()
             except TimeoutError:
                 continue
+            state.touch()
             threading.Thread(target=_handle, args=(conn, engine, state, info), daemon=True).start()
     finally:
         server.close()
-        socket_path.unlink(missing_ok=True)
-        (root / f"{key}.json").unlink(missing_ok=True)
+        # A successor of the same model may already listen at this path: leave its socket.
+        with contextlib.suppress(FileNotFoundError):
+            if socket_path.stat().st_ino == ours:
+                socket_path.unlink()
+                (root / f"{key}.json").unlink(missing_ok=True)
         print("[engine] exiting", flush=True)
 
 
@@ -230,7 +261,7 @@ def serve(model_dir: str, settings: InferenceSettings, key: str, idle_limit: flo
 
 
 @contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -247,7 +278,8 @@ def live_engines() -> list[dict[str, Any]]:
             info = request(socket_path, {"op": "info"}, timeout=INFO_TIMEOUT_SECONDS)
         except OSError:
             continue
-        engines.append({**info, "socket": str(socket_path)})
+        if info.get("ok"):
+            engines.append({**info, "socket": str(socket_path)})
     return engines
 
 
@@ -322,6 +354,26 @@ def _start_daemon(model_dir: str, settings: InferenceSettings, key: str) -> None
     )
 
 
+def _serving(socket_path: Path, model_dir: str, log_path: Path) -> dict[str, Any] | None:
+    """The engine's `info` if one serves at `socket_path`; None if none does or the one there
+    is stopping (then after it has gone, so that a new one can take the path)."""
+    try:
+        info = request(socket_path, {"op": "info"}, timeout=INFO_TIMEOUT_SECONDS)
+    except TimeoutError as error:
+        raise EngineError(
+            f"engine for {model_dir} accepts connections but did not answer in "
+            f"{INFO_TIMEOUT_SECONDS}s; log {log_path}:\n{_tail(log_path)}"
+        ) from error
+    except (ConnectionRefusedError, FileNotFoundError):
+        return None
+    if info.get("ok"):
+        return info
+    deadline = time.time() + INFO_TIMEOUT_SECONDS
+    while socket_path.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    return None
+
+
 def shared_chat(
     model_dir: str,
     fingerprint: str,
@@ -329,7 +381,22 @@ def shared_chat(
     conversations: list[list[dict[str, str]]],
     max_new_tokens: int,
 ) -> tuple[list[Generation], dict]:
-    """Generate through the model's shared engine, starting it if no live one answers.
+    """One batch through the model's shared engine (see shared_batches)."""
+    batches, info = shared_batches(
+        model_dir, fingerprint, settings, [conversations], max_new_tokens
+    )
+    return batches[0], info
+
+
+def shared_batches(
+    model_dir: str,
+    fingerprint: str,
+    settings: InferenceSettings,
+    batches: list[list[list[dict[str, str]]]],
+    max_new_tokens: int,
+) -> tuple[list[list[Generation]], dict]:
+    """Generate batches through the model's shared engine in one request, each batch alone,
+    starting the engine if no live one answers.
 
     A daemon can exit between our check and our request (idle timeout, or evicted by another
     job starting its own engine): a refused connection is retried with a fresh start.
@@ -339,19 +406,16 @@ def shared_chat(
     socket_path = root / f"{key}.sock"
     log_path = root / f"{key}.log"
     for attempt in range(3):
-        with _lock(root / f"{key}.lock"):
-            try:
-                info = request(socket_path, {"op": "info"}, timeout=INFO_TIMEOUT_SECONDS)
-            except TimeoutError as error:
-                raise EngineError(
-                    f"engine for {model_dir} accepts connections but did not answer in "
-                    f"{INFO_TIMEOUT_SECONDS}s; log {log_path}:\n{_tail(log_path)}"
-                ) from error
-            except (ConnectionRefusedError, FileNotFoundError):
+        with file_lock(root / f"{key}.lock"):
+            info = _serving(socket_path, model_dir, log_path)
+            if info is None:
                 try:
                     _start_daemon(model_dir, settings, key)
-                    info = request(socket_path, {"op": "info"}, timeout=INFO_TIMEOUT_SECONDS)
-                except (EngineStopped, ConnectionRefusedError, FileNotFoundError):
+                except EngineStopped:
+                    info = None
+                else:
+                    info = _serving(socket_path, model_dir, log_path)
+                if info is None:
                     print(
                         f"[codeift] engine was evicted while starting (attempt {attempt + 1})",
                         flush=True,
@@ -362,7 +426,7 @@ def shared_chat(
             f"loaded in {info['load_seconds']}s)",
             flush=True,
         )
-        payload = {"op": "chat", "conversations": conversations, "max_new_tokens": max_new_tokens}
+        payload = {"op": "chat", "batches": batches, "max_new_tokens": max_new_tokens}
         try:
             reply = request(socket_path, payload, timeout=None)
         except (ConnectionRefusedError, FileNotFoundError):
@@ -375,9 +439,12 @@ def shared_chat(
                 f"engine for {model_dir} failed mid-request ({error}); "
                 f"log {log_path}:\n{_tail(log_path)}"
             ) from error
+        if reply.get("stopping"):
+            print(f"[codeift] engine was stopping (attempt {attempt + 1})", flush=True)
+            continue
         if not reply.get("ok"):
             raise EngineError(f"engine for {model_dir}: {reply.get('error')}")
-        return [Generation(**result) for result in reply["results"]], info
+        return [[Generation(**result) for result in batch] for batch in reply["batches"]], info
     raise EngineError(f"engine for {model_dir} kept going away; log {log_path}:\n{_tail(log_path)}")
 
 

@@ -171,6 +171,15 @@ def train(
         "train_loss": result.training_loss,
         "loss_history": [e["loss"] for e in trainer.state.log_history if "loss" in e],
         "seconds": round(time.time() - started, 2),
+        # Non-padding tokens trained on (TRL's count): the study benchmark's SFT rate.
+        "train_tokens": next(
+            (
+                int(e["num_tokens"])
+                for e in reversed(trainer.state.log_history)
+                if "num_tokens" in e
+            ),
+            None,
+        ),
         "device": "cpu" if use_cpu else torch.cuda.get_device_name(0),
         "world_size": world_size,
         "global_batch_size": settings.per_device_train_batch_size

@@ -1,0 +1,289 @@
+"""The study benchmark: where a run's time went, against what the machine allows.
+
+Read from one finished local run: Snakemake's own log (each job's start and finish, to the
+second, and its inputs and outputs, hence the job graph), the generation and SFT logs and
+records, and a float32 matmul probe of the machine run in the same session. Two lower bounds on
+the wall time are reported: the critical path (the longest chain of measured job times through
+the graph) and the job-seconds spread over the cores; a run at the floor has wall / max(bounds)
+near 1. Rates are set against the probe at the thread count the jobs used (the roofline).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from codeift.errors import CodeiftError
+
+_STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
+_RULE = re.compile(r"^(?:local)?rule (\w+):$")
+_FIELD = re.compile(r"^\s+(input|output|jobid|threads): (.*)$")
+_FINISHED = re.compile(r"^Finished jobid: (\d+)")
+_LOADED = re.compile(r"loaded in ([0-9.]+)s")
+
+
+class BenchError(CodeiftError, ValueError):
+    """The run cannot be read; the message names the log."""
+
+
+@dataclass
+class Job:
+    jobid: int
+    rule: str
+    start: float
+    finish: float | None = None
+    threads: int = 1
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return (self.finish or self.start) - self.start
+
+
+def _paths(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_snakemake_log(path: Path) -> list[Job]:
+    """The jobs of one Snakemake log that ran to the end (start, finish, inputs, outputs)."""
+    jobs: dict[int, Job] = {}
+    stamp: float | None = None
+    current: dict[str, Any] | None = None
+    for line in path.read_text(errors="replace").splitlines():
+        if match := _STAMP.match(line):
+            stamp = datetime.strptime(
+                " ".join(match[1].split()), "%a %b %d %H:%M:%S %Y"
+            ).timestamp()
+            current = None
+        elif (match := _RULE.match(line)) and stamp is not None:
+            current = {"rule": match[1], "start": stamp}
+        elif current is not None and (match := _FIELD.match(line)):
+            key, value = match[1], match[2]
+            if key == "jobid":
+                job = Job(int(value), current["rule"], current["start"])
+                job.inputs, job.outputs = current.get("input", []), current.get("output", [])
+                job.threads = int(current.get("threads", 1))
+                jobs[job.jobid] = job
+            elif key == "threads":
+                current["threads"] = value
+                if "jobid" in current:
+                    jobs[current["jobid"]].threads = int(value)
+            else:
+                current[key] = _paths(value)
+            if key == "jobid":
+                current["jobid"] = int(value)
+        elif (match := _FINISHED.match(line)) and stamp is not None:
+            if int(match[1]) in jobs:
+                jobs[int(match[1])].finish = stamp
+    finished = [job for job in jobs.values() if job.finish is not None]
+    if not finished:
+        raise BenchError(f"{path}: no finished job found (not a Snakemake run log?)")
+    return sorted(finished, key=lambda job: job.jobid)
+
+
+def critical_path(jobs: list[Job]) -> tuple[float, list[Job]]:
+    """The longest chain of measured job times through the graph (inputs -> producers)."""
+    producer = {output: job for job in jobs for output in job.outputs}
+    best: dict[int, tuple[float, list[Job]]] = {}
+
+    def longest(job: Job) -> tuple[float, list[Job]]:
+        if job.jobid not in best:
+            parents = {producer[p].jobid: producer[p] for p in job.inputs if p in producer}
+            chains = [longest(parent) for parent in parents.values()]
+            seconds, chain = max(chains, key=lambda c: c[0], default=(0.0, []))
+            best[job.jobid] = (seconds + job.seconds, [*chain, job])
+        return best[job.jobid]
+
+    return max((longest(job) for job in jobs), key=lambda c: c[0])
+
+
+def matmul_gflops(threads: int, size: int = 1024, seconds: float = 2.0) -> float:
+    """float32 matmul rate at `threads` torch threads: the machine's compute roof here."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        torch.mm(a, b)
+        runs, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            torch.mm(a, b)
+            runs += 1
+        elapsed = time.perf_counter() - started
+    finally:
+        torch.set_num_threads(before)
+    return 2 * size**3 * runs / elapsed / 1e9
+
+
+def parameter_count(model_dir: Path) -> int:
+    """Parameters of a saved model, from its safetensors headers (no weights loaded)."""
+    from safetensors import safe_open
+
+    total = 0
+    for shard in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(str(shard), framework="pt") as handle:
+            for name in handle.keys():
+                shape = handle.get_slice(name).get_shape()
+                count = 1
+                for dim in shape:
+                    count *= dim
+                total += count
+    if not total:
+        raise BenchError(f"{model_dir}: no safetensors weights to count")
+    return total
+
+
+def engine_use(results: Path) -> dict[str, Any]:
+    """Engine loads (starts counted in the generation logs) against the models generated."""
+    logs = sorted((results / "logs" / "generate").rglob("*.log"))
+    models = {log.parent.relative_to(results / "logs" / "generate") for log in logs}
+    starts, load_seconds = 0, []
+    for log in logs:
+        text = log.read_text(errors="replace")
+        starts += text.count("started engine pid")
+        load_seconds += [float(s) for s in _LOADED.findall(text)]
+    return {
+        "models": len(models),
+        "engine_loads": starts,
+        "load_seconds_max": max(load_seconds, default=0.0),
+    }
+
+
+def sft_rates(results: Path, jobs: list[Job], roof: dict[int, float]) -> list[dict[str, Any]]:
+    """Per SFT job: trained tokens per second and model FLOP/s (6 N T) against the roof."""
+    rows = []
+    for job in (j for j in jobs if j.rule == "sft"):
+        model_dir = Path(job.outputs[0])
+        record = json.loads((model_dir / "codeift_training.json").read_text())
+        tokens = record.get("train_tokens")
+        params = parameter_count(model_dir)
+        threads = record["settings"].get("threads") or job.threads
+        row = {
+            "model": str(model_dir.relative_to(results / "models")),
+            "job_seconds": job.seconds,
+            "train_seconds": record["seconds"],
+            "params": params,
+            "threads": threads,
+            "tokens": tokens,
+        }
+        if tokens:
+            flops = 6 * params * tokens / record["seconds"]
+            row["tokens_per_s"] = round(tokens / record["seconds"], 1)
+            row["gflops"] = round(flops / 1e9, 2)
+            row["roofline"] = round(flops / 1e9 / roof[threads], 3) if threads in roof else None
+        rows.append(row)
+    return rows
+
+
+def generation_rates(
+    results: Path, jobs: list[Job], roof: dict[int, float]
+) -> list[dict[str, Any]]:
+    """Per model: generated tokens per second of generation-job time, and model FLOP/s
+    (2 N per prompt and generated token) against the roof."""
+    by_model: dict[str, list[Job]] = {}
+    for job in (j for j in jobs if j.rule == "generate"):
+        model = str(Path(job.outputs[0]).parent.relative_to(results / "generations"))
+        by_model.setdefault(model, []).append(job)
+    rows = []
+    for model, model_jobs in sorted(by_model.items()):
+        frames = [pl.read_parquet(job.outputs[0]) for job in model_jobs]
+        generated = sum(int(f["n_response_tokens"].sum()) for f in frames)
+        prompted = sum(int(f["n_prompt_tokens"].sum()) for f in frames)
+        seconds = sum(job.seconds for job in model_jobs)
+        model_dir = Path(frames[0]["model_path"][0])
+        params = parameter_count(model_dir)
+        threads = max(job.threads for job in model_jobs)
+        flops = 2 * params * (generated + prompted) / max(seconds, 1.0)
+        rows.append(
+            {
+                "model": model,
+                "jobs": len(model_jobs),
+                "job_seconds": seconds,
+                "generated_tokens": generated,
+                "prompt_tokens": prompted,
+                "tokens_per_s": round(generated / max(seconds, 1.0), 1),
+                "gflops": round(flops / 1e9, 3),
+                "roofline": round(flops / 1e9 / roof[threads], 4) if threads in roof else None,
+                "threads": threads,
+            }
+        )
+    return rows
+
+
+def study_benchmark(
+    snakemake_log: Path, results: Path, cores: int, wall_seconds: float | None = None
+) -> dict[str, Any]:
+    jobs = parse_snakemake_log(snakemake_log)
+    wall = wall_seconds or (max(j.finish or 0 for j in jobs) - min(j.start for j in jobs))
+    path_seconds, chain = critical_path(jobs)
+    job_seconds = sum(job.seconds * min(job.threads, cores) for job in jobs)
+    spread = job_seconds / cores
+    roof = {threads: round(matmul_gflops(threads), 2) for threads in sorted({1, cores})}
+    by_rule: dict[str, float] = {}
+    for job in jobs:
+        by_rule[job.rule] = by_rule.get(job.rule, 0.0) + job.seconds
+    return {
+        "snakemake_log": str(snakemake_log),
+        "cores": cores,
+        "jobs": len(jobs),
+        "wall_seconds": wall,
+        "critical_path_seconds": path_seconds,
+        "critical_path": [f"{job.rule} ({job.seconds:.0f}s)" for job in chain],
+        "core_seconds_over_cores": round(spread, 1),
+        "wall_over_critical_path": round(wall / max(path_seconds, 1.0), 3),
+        "wall_over_floor": round(wall / max(path_seconds, spread, 1.0), 3),
+        "job_seconds_by_rule": {rule: round(s, 1) for rule, s in sorted(by_rule.items())},
+        **engine_use(results),
+        "matmul_gflops_by_threads": roof,
+        "sft": sft_rates(results, jobs, roof),
+        "generation": generation_rates(results, jobs, roof),
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [
+        "# Study benchmark",
+        "",
+        f"Snakemake log: `{result['snakemake_log']}`; {result['jobs']} jobs on "
+        f"{result['cores']} cores.",
+        "",
+        "| figure | value |",
+        "| --- | --- |",
+        f"| wall | {result['wall_seconds']:.0f} s |",
+        f"| critical path (longest chain of job times) | {result['critical_path_seconds']:.0f} s |",
+        f"| job core-seconds / cores | {result['core_seconds_over_cores']:.0f} s |",
+        f"| wall / critical path | {result['wall_over_critical_path']} |",
+        f"| wall / max(critical path, core-seconds / cores) | {result['wall_over_floor']} |",
+        f"| engine loads / models | {result['engine_loads']} / {result['models']} |",
+        f"| matmul float32 GFLOP/s by threads | {result['matmul_gflops_by_threads']} |",
+        "",
+        "Critical path: " + " -> ".join(result["critical_path"]),
+        "",
+        "| SFT model | threads | tokens/s | GFLOP/s (6NT) | of roof |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in result["sft"]:
+        lines.append(
+            f"| {row['model']} | {row['threads']} | {row.get('tokens_per_s', '-')} | "
+            f"{row.get('gflops', '-')} | {row.get('roofline', '-')} |"
+        )
+    lines += [
+        "",
+        "| generation model | jobs | job s | tokens/s | GFLOP/s (2N per token) | of roof |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in result["generation"]:
+        lines.append(
+            f"| {row['model']} | {row['jobs']} | {row['job_seconds']:.0f} | "
+            f"{row['tokens_per_s']} | {row['gflops']} | {row['roofline']} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,91 @@
+"""The study benchmark reads a Snakemake log as Snakemake 9 writes it (format copied from a run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from codeift.bench import BenchError, critical_path, engine_use, matmul_gflops, parse_snakemake_log
+
+LOG = """Building DAG of jobs...
+Select jobs to execute...
+Execute 2 jobs...
+[Wed Dec  2 17:30:27 2026]
+localrule build_pool:
+    output: r/ift/pool.parquet, r/ift/pool.report.json
+    log: r/logs/build_pool.log
+    jobid: 13
+    reason: Missing output files: r/ift/pool.parquet
+    priority: 10001
+    resources: tmpdir=/tmp
+[Wed Dec  2 17:30:27 2026]
+localrule build_task:
+    output: r/tasks/a.parquet
+    jobid: 7
+    wildcards: task=a
+    resources: tmpdir=/tmp
+[Wed Dec  2 17:30:32 2026]
+Finished jobid: 7 (Rule: build_task)
+[Wed Dec  2 17:30:37 2026]
+Finished jobid: 13 (Rule: build_pool)
+[Wed Dec  2 17:30:37 2026]
+localrule sft:
+    input: r/ift/pool.parquet
+    output: r/models/m/code0
+    jobid: 3
+    threads: 2
+    resources: tmpdir=/tmp
+[Wed Dec  2 17:30:38 2026]
+localrule generate:
+    input: r/models/m/code0, r/tasks/a.parquet
+    output: r/generations/m/code0/a.parquet
+    jobid: 2
+    resources: tmpdir=/tmp
+[Wed Dec  2 17:31:07 2026]
+Finished jobid: 3 (Rule: sft)
+[Wed Dec  2 17:31:07 2026]
+localrule generate:
+    input: r/models/m/code0, r/tasks/a.parquet
+    output: r/generations/m/code0/b.parquet
+    jobid: 1
+    resources: tmpdir=/tmp
+[Wed Dec  2 17:31:10 2026]
+Finished jobid: 1 (Rule: generate)
+"""
+
+
+def test_jobs_their_times_threads_and_graph_come_from_the_log(tmp_path):
+    log = tmp_path / "run.snakemake.log"
+    log.write_text(LOG)
+    jobs = {job.jobid: job for job in parse_snakemake_log(log)}
+    assert sorted(jobs) == [1, 3, 7, 13]  # job 2 never finished: left out
+    assert [jobs[j].seconds for j in (13, 7, 3, 1)] == [10, 5, 30, 3]
+    assert jobs[3].threads == 2 and jobs[13].threads == 1
+    assert jobs[1].inputs == ["r/models/m/code0", "r/tasks/a.parquet"]
+    seconds, chain = critical_path(list(jobs.values()))
+    assert seconds == 43 and [job.jobid for job in chain] == [13, 3, 1]
+
+
+def test_a_log_without_finished_jobs_is_named(tmp_path):
+    log = tmp_path / "empty.log"
+    log.write_text("Building DAG of jobs...\nNothing to be done.\n")
+    with pytest.raises(BenchError, match="empty.log"):
+        parse_snakemake_log(log)
+
+
+def test_engine_loads_are_counted_against_the_models(tmp_path):
+    logs = tmp_path / "logs" / "generate"
+    for model, task, text in [
+        ("m/base", "a", "[codeift] started engine pid 1\nusing engine pid 1 (x, loaded in 4.5s)"),
+        ("m/base", "b", "[codeift] replies generated ahead by an earlier job of this model"),
+        ("m/code0", "a", "[codeift] started engine pid 2\nusing engine pid 2 (x, loaded in 6.0s)"),
+    ]:
+        path: Path = logs / model / f"{task}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert engine_use(tmp_path) == {"models": 2, "engine_loads": 2, "load_seconds_max": 6.0}
+
+
+def test_the_matmul_probe_measures_a_positive_rate():
+    assert matmul_gflops(1, size=128, seconds=0.05) > 0
