@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -216,12 +217,13 @@ def test_a_models_first_job_generates_its_other_tasks_ahead_with_unchanged_outpu
         assert shared.equals(pl.read_parquet(alone / f"{task}.parquet").drop("model_path"))
 
 
-def test_replies_generated_ahead_wait_for_their_own_job_only_when_complete(
+def test_replies_generated_ahead_are_used_only_when_complete_and_current(
     engine_env, tiny_models, monkeypatch
 ):
     """A task the model already generated is not generated ahead again, and a cache entry that
-    does not hold one reply per prompt is regenerated, not used."""
-    from codeift.infer.generate import ModelEngine, planned_siblings, reply_cache
+    does not hold one reply per prompt, or was made under other package versions (a leftover of
+    an earlier run), is regenerated, not used."""
+    from codeift.infer.generate import ModelEngine, package_versions, planned_siblings, reply_cache
 
     model = tiny_models / "a"
     tasks, generations = _study_folders(engine_env / "shared")
@@ -235,11 +237,22 @@ def test_replies_generated_ahead_wait_for_their_own_job_only_when_complete(
 
     cache = reply_cache(ModelEngine(str(model.resolve()), SETTINGS), tasks / "coin_flip.parquet")
     cache.parent.mkdir(parents=True)
-    cache.write_text('{"engine": "fake", "version": "0", "results": []}')
+    cache.write_text(
+        json.dumps(
+            {"engine": "fake", "version": "0", "versions": package_versions(), "results": []}
+        )
+    )
+    reply = {"response": "x", "n_prompt_tokens": 1, "n_response_tokens": 1, "finish_reason": "stop"}
+    other = reply_cache(ModelEngine(str(model.resolve()), SETTINGS), tasks / "gsm8k.parquet")
+    other.write_text(
+        json.dumps({"engine": "fake", "version": "0", "versions": "{}", "results": [reply] * 4})
+    )
     (generations / "gsm8k.parquet").unlink()
     _generate(model, tasks, generations, "coin_flip")
     assert not cache.exists()
     assert pl.read_parquet(generations / "coin_flip.parquet").height == 4
+    _generate(model, tasks, generations, "gsm8k")  # the entry of other package versions
+    assert "x" not in pl.read_parquet(generations / "gsm8k.parquet")["response"].to_list()
 
 
 def test_an_engine_folder_too_long_for_a_socket_is_refused_by_name(monkeypatch):

@@ -98,14 +98,20 @@ def reply_cache(engine: ModelEngine, task_path: str | Path) -> Path:
 
 def store_replies(path: Path, results: list[Generation], name: str, version: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"engine": name, "version": version, "results": [r.to_dict() for r in results]}
+    payload = {
+        "engine": name,
+        "version": version,
+        "versions": package_versions(),
+        "results": [r.to_dict() for r in results],
+    }
     partial = path.with_suffix(f".{os.getpid()}.tmp")
     partial.write_text(json.dumps(payload))
     partial.replace(path)
 
 
 def take_replies(path: Path, expected: int) -> tuple[list[Generation], str, str] | None:
-    """Cached replies, removed as they are taken; None if absent or not one per prompt."""
+    """Cached replies, removed as they are taken; None if absent, not one per prompt, or made
+    under other package versions (a leftover of an earlier run: its provenance would be wrong)."""
     if not path.exists():
         return None
     try:
@@ -115,7 +121,7 @@ def take_replies(path: Path, expected: int) -> tuple[list[Generation], str, str]
         print(f"[codeift] ignoring unreadable reply cache {path}: {error}", flush=True)
         results, payload = [], {}
     path.unlink(missing_ok=True)
-    if len(results) != expected:
+    if len(results) != expected or payload.get("versions") != package_versions():
         return None
     return results, payload["engine"], payload["version"]
 
