@@ -11,9 +11,10 @@ near 1. Rates are set against the probe at the thread count the jobs used (the r
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,17 +36,19 @@ class BenchError(CodeiftError, ValueError):
 
 @dataclass
 class Job:
+    """One finished job of a run, as Snakemake's log shows it."""
+
     jobid: int
     rule: str
     start: float
-    finish: float | None = None
-    threads: int = 1
-    inputs: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
+    finish: float
+    threads: int
+    inputs: list[str]
+    outputs: list[str]
 
     @property
     def seconds(self) -> float:
-        return (self.finish or self.start) - self.start
+        return self.finish - self.start
 
 
 def _paths(text: str) -> list[str]:
@@ -54,39 +57,40 @@ def _paths(text: str) -> list[str]:
 
 def parse_snakemake_log(path: Path) -> list[Job]:
     """The jobs of one Snakemake log that ran to the end (start, finish, inputs, outputs)."""
-    jobs: dict[int, Job] = {}
+    blocks: dict[int, dict[str, Any]] = {}  # jobid -> the fields of its block, as they come
+    finished: dict[int, float] = {}
     stamp: float | None = None
-    current: dict[str, Any] | None = None
+    block: dict[str, Any] | None = None
     for line in path.read_text(errors="replace").splitlines():
         if match := _STAMP.match(line):
             stamp = datetime.strptime(
                 " ".join(match[1].split()), "%a %b %d %H:%M:%S %Y"
             ).timestamp()
-            current = None
+            block = None
         elif (match := _RULE.match(line)) and stamp is not None:
-            current = {"rule": match[1], "start": stamp}
-        elif current is not None and (match := _FIELD.match(line)):
-            key, value = match[1], match[2]
-            if key == "jobid":
-                job = Job(int(value), current["rule"], current["start"])
-                job.inputs, job.outputs = current.get("input", []), current.get("output", [])
-                job.threads = int(current.get("threads", 1))
-                jobs[job.jobid] = job
-            elif key == "threads":
-                current["threads"] = value
-                if "jobid" in current:
-                    jobs[current["jobid"]].threads = int(value)
-            else:
-                current[key] = _paths(value)
-            if key == "jobid":
-                current["jobid"] = int(value)
+            block = {"rule": match[1], "start": stamp}
+        elif block is not None and (match := _FIELD.match(line)):
+            block[match[1]] = match[2]
+            if match[1] == "jobid":
+                blocks[int(match[2])] = block
         elif (match := _FINISHED.match(line)) and stamp is not None:
-            if int(match[1]) in jobs:
-                jobs[int(match[1])].finish = stamp
-    finished = [job for job in jobs.values() if job.finish is not None]
-    if not finished:
+            finished[int(match[1])] = stamp
+    jobs = [
+        Job(
+            jobid=jobid,
+            rule=block["rule"],
+            start=block["start"],
+            finish=finished[jobid],
+            threads=int(block.get("threads", 1)),
+            inputs=_paths(block.get("input", "")),
+            outputs=_paths(block.get("output", "")),
+        )
+        for jobid, block in sorted(blocks.items())
+        if jobid in finished
+    ]
+    if not jobs:
         raise BenchError(f"{path}: no finished job found (not a Snakemake run log?)")
-    return sorted(finished, key=lambda job: job.jobid)
+    return jobs
 
 
 def critical_path(jobs: list[Job]) -> tuple[float, list[Job]]:
@@ -132,11 +136,7 @@ def parameter_count(model_dir: Path) -> int:
     for shard in sorted(model_dir.glob("*.safetensors")):
         with safe_open(str(shard), framework="pt") as handle:
             for name in handle.keys():
-                shape = handle.get_slice(name).get_shape()
-                count = 1
-                for dim in shape:
-                    count *= dim
-                total += count
+                total += math.prod(handle.get_slice(name).get_shape())
     if not total:
         raise BenchError(f"{model_dir}: no safetensors weights to count")
     return total
@@ -223,7 +223,7 @@ def study_benchmark(
     snakemake_log: Path, results: Path, cores: int, wall_seconds: float | None = None
 ) -> dict[str, Any]:
     jobs = parse_snakemake_log(snakemake_log)
-    wall = wall_seconds or (max(j.finish or 0 for j in jobs) - min(j.start for j in jobs))
+    wall = wall_seconds or (max(j.finish for j in jobs) - min(j.start for j in jobs))
     path_seconds, chain = critical_path(jobs)
     job_seconds = sum(job.seconds * min(job.threads, cores) for job in jobs)
     spread = job_seconds / cores

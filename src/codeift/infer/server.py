@@ -46,9 +46,10 @@ class EngineStopped(EngineError):
     """The engine stopped cleanly before this job used it (evicted by another job's start)."""
 
 
-# A Unix socket's path is limited to 107 bytes; ours are <engine dir>/<20-char key>.sock.
+# A Unix socket's path is limited to 107 bytes; ours are <engine dir>/<engine key>.sock.
 SOCKET_PATH_MAX = 107
-SOCKET_NAME_LENGTH = len("/") + 20 + len(".sock")
+KEY_LENGTH = 20
+SOCKET_NAME_LENGTH = len("/") + KEY_LENGTH + len(".sock")
 
 
 def engine_dir() -> Path:
@@ -64,7 +65,9 @@ def engine_dir() -> Path:
 
 
 def engine_key(model_fingerprint: str, settings: InferenceSettings) -> str:
-    return stable_hash({"model": model_fingerprint, "settings": settings.to_dict()}, length=20)
+    return stable_hash(
+        {"model": model_fingerprint, "settings": settings.to_dict()}, length=KEY_LENGTH
+    )
 
 
 def idle_seconds() -> float:
