@@ -1,7 +1,9 @@
-"""Size the real-model study: token lengths of a mix under each backbone's chat template and the
-seconds per full SFT step (TRL, float32, CPU) at a given length, batch and thread count.
+"""SFT throughput of the real models: token lengths of a mix under each backbone's chat template,
+then seconds per full SFT step (TRL, float32, CPU), trained tokens/s, the padding share and model
+FLOP/s (6 N T) against the matmul roof, per thread count and padding mode.
 
-  python scripts/measure_real_sft.py --results results-real --out results-real/bench/sft_probe
+  python scripts/measure_real_sft.py --results results-real --threads 1 2 \
+      --padding padded free --out results-real/bench/sft_probe
 
 Reads the prepared backbones and a mix of a run of config/real.yaml (prepare and build_mix jobs).
 Writes JSON and Markdown; prints the table.
@@ -17,6 +19,8 @@ from pathlib import Path
 
 import polars as pl
 
+from codeift.bench import matmul_gflops, parameter_split, training_flops
+
 
 def token_lengths(model_dir: Path, mix: Path) -> list[int]:
     from transformers import AutoTokenizer
@@ -26,17 +30,23 @@ def token_lengths(model_dir: Path, mix: Path) -> list[int]:
     return [len(tokenizer.apply_chat_template(m, tokenize=True)["input_ids"]) for m in messages]
 
 
-def step_seconds(
-    model_dir: Path, mix: Path, max_length: int, batch: int, threads: int, steps: int
-) -> list[float]:
+def probe(
+    model_dir: Path,
+    mix: Path,
+    max_length: int,
+    batch: int,
+    threads: int,
+    steps: int,
+    padding_free: bool,
+) -> dict:
+    """Seconds, trained tokens and computed positions (padding included) of each step."""
     import tempfile
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import SFTTrainer
 
     from codeift.settings import TrainSettings
-    from codeift.train.sft import load_mix_dataset, sft_config
+    from codeift.train.sft import load_mix_dataset, sft_trainer
 
     torch.set_num_threads(threads)
     times: list[float] = []
@@ -54,19 +64,29 @@ def step_seconds(
         max_length=max_length,
         dtype="float32",
         save_steps=10_000,
-        logging_steps=steps,
+        logging_steps=1,
         threads=threads,
+        padding_free=padding_free,
     )
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = SFTTrainer(
-            model=AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
-            args=sft_config(settings, Path(scratch), use_cpu=True),
-            train_dataset=load_mix_dataset(mix),
-            processing_class=AutoTokenizer.from_pretrained(model_dir),
+        trainer = sft_trainer(
+            AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
+            AutoTokenizer.from_pretrained(model_dir),
+            load_mix_dataset(mix),
+            settings,
+            Path(scratch),
+            use_cpu=True,
             callbacks=[Clock()],
         )
         trainer.train()
-    return times
+    logs = [e for e in trainer.state.log_history if "num_tokens" in e]
+    trained = [int(e["num_tokens"]) for e in logs]
+    computed = [int(e["num_input_tokens_seen"]) for e in logs]
+    return {"seconds": times, "tokens": _increments(trained), "positions": _increments(computed)}
+
+
+def _increments(totals: list[int]) -> list[int]:
+    return [b - a for a, b in zip([0, *totals[:-1]], totals, strict=True)]
 
 
 def main() -> None:
@@ -75,32 +95,51 @@ def main() -> None:
     parser.add_argument("--mix", default="code50")
     parser.add_argument("--max-length", type=int, default=192)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1])
+    parser.add_argument("--padding", nargs="+", default=["padded"], choices=["padded", "free"])
+    parser.add_argument("--backbones", nargs="*", help="default: every prepared backbone")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     results = Path(args.results)
     mix = results / "ift" / "mixes" / f"{args.mix}.parquet"
+    roof = {t: round(matmul_gflops(t), 1) for t in sorted(set(args.threads))}
+    print(f"roof GFLOP/s by threads: {roof}", flush=True)
     rows = []
     for model_dir in sorted((results / "models").glob("*/base")):
+        if args.backbones and model_dir.parent.name not in args.backbones:
+            continue
         lengths = token_lengths(model_dir, mix)
-        times = step_seconds(model_dir, mix, args.max_length, args.batch, args.threads, args.steps)
-        steady = times[1:] or times
-        rows.append(
-            {
-                "backbone": model_dir.parent.name,
-                "tokens_p50": statistics.median(lengths),
-                "tokens_p95": sorted(lengths)[int(0.95 * (len(lengths) - 1))],
-                "tokens_max": max(lengths),
-                "cut_share": sum(n > args.max_length for n in lengths) / len(lengths),
-                "max_length": args.max_length,
-                "batch": args.batch,
-                "threads": args.threads,
-                "first_step_s": round(times[0], 2),
-                "step_s_mean": round(statistics.mean(steady), 2),
-            }
-        )
-        print(json.dumps(rows[-1]), flush=True)
+        split = parameter_split(model_dir)
+        for threads in args.threads:
+            for padding in args.padding:
+                steps = probe(
+                    model_dir, mix, args.max_length, args.batch, threads, args.steps,
+                    padding == "free",
+                )  # fmt: skip
+                # The first step pays one-off costs (allocation, dataset iteration start).
+                seconds = sum(steps["seconds"][1:])
+                tokens = sum(steps["tokens"][1:])
+                gflops = training_flops(split, tokens) / seconds / 1e9
+                rows.append(
+                    {
+                        "backbone": model_dir.parent.name,
+                        "tokens_p50": statistics.median(lengths),
+                        "tokens_max": max(lengths),
+                        "batch": args.batch,
+                        "threads": threads,
+                        "padding": padding,
+                        "first_step_s": round(steps["seconds"][0], 2),
+                        "step_s_mean": round(seconds / (len(steps["seconds"]) - 1), 2),
+                        "padding_share": round(
+                            1 - sum(steps["tokens"]) / sum(steps["positions"]), 3
+                        ),
+                        "tokens_per_s": round(tokens / seconds, 1),
+                        "gflops": round(gflops, 1),
+                        "roofline": round(gflops / roof[threads], 3),
+                    }
+                )
+                print(json.dumps(rows[-1]), flush=True)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

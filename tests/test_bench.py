@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from codeift.bench import BenchError, critical_path, engine_use, matmul_gflops, parse_snakemake_log
+from codeift.bench import (
+    BenchError,
+    critical_path,
+    engine_use,
+    generation_flops,
+    matmul_gflops,
+    parameter_split,
+    parse_snakemake_log,
+    training_flops,
+)
 
 LOG = """Building DAG of jobs...
 Select jobs to execute...
@@ -89,3 +98,32 @@ def test_engine_loads_are_counted_against_the_models(tmp_path):
 
 def test_the_matmul_probe_measures_a_positive_rate():
     assert matmul_gflops(1, size=128, seconds=0.05) > 0
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_the_head_is_counted_apart_from_the_body_tied_or_not(tmp_path, tied):
+    """The output projection costs a product only where logits are computed; an untied input
+    embedding is a lookup and costs none."""
+    import torch
+    from safetensors.torch import save_file
+
+    weights = {
+        "model.embed_tokens.weight": torch.zeros(10, 4),
+        "model.layers.0.mlp.up_proj.weight": torch.zeros(6, 4),
+        "model.norm.weight": torch.zeros(4),
+    }
+    if not tied:
+        weights["lm_head.weight"] = torch.zeros(10, 4)
+    save_file(weights, tmp_path / "model.safetensors")
+    split = parameter_split(tmp_path)
+    assert split == (28, 40)
+    # 3 prompt tokens and 2 generated: 5 tokens through the body, logits for the 2 generated.
+    assert generation_flops(split, 3, 2) == 2 * 28 * 5 + 2 * 40 * 2
+    assert training_flops(split, 5) == 6 * 68 * 5
+
+
+def test_a_throughput_batch_of_any_size_mixes_the_tasks():
+    from codeift.infer.throughput import interleaved
+
+    prompts = interleaved({"b": ["b0", "b1", "b2"], "a": ["a0", "a1"]})
+    assert [c[0]["content"] for c in prompts] == ["a0", "b0", "a1", "b1", "b2"]

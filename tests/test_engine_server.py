@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -217,6 +218,67 @@ def test_a_models_first_job_generates_its_other_tasks_ahead_with_unchanged_outpu
         assert shared.equals(pl.read_parquet(alone / f"{task}.parquet").drop("model_path"))
 
 
+def test_a_models_tasks_go_to_its_engine_in_task_order_whichever_job_starts(
+    engine_env, tiny_models, monkeypatch
+):
+    """With `batching: model` a fresh run's batch must not depend on which of a model's jobs
+    Snakemake starts first: the request lists the tasks in task order."""
+    from codeift.infer.generate import ModelEngine
+
+    seen: list[list] = []
+    original = ModelEngine.generate
+
+    def recording(self, batches):
+        seen.append([len(batch) for batch in batches] + [batches[0][0][0]["content"]])
+        return original(self, batches)
+
+    monkeypatch.setattr(ModelEngine, "generate", recording)
+    monkeypatch.setenv("CODEIFT_PLANNED_TASKS", ",".join(sorted(TASKS)))
+    for first in ("list_reversal", "coin_flip"):
+        tasks, generations = _study_folders(engine_env / first)
+        _generate(tiny_models / "a", tasks, generations, first)
+    assert seen[0] == seen[1]
+    assert seen[0][-1] == pl.read_parquet(tasks / "coin_flip.parquet")["prompt"][0]
+
+
+class _RecordingEngine:
+    """Stands in for a loaded engine: records each call's batch, replies with its prompt."""
+
+    name, version = "recording", "0"
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def chat(self, conversations, max_new_tokens):
+        from codeift.infer.engines import Generation
+
+        self.calls.append(len(conversations))
+        return [Generation(c[0]["content"], 1, 1, "stop") for c in conversations]
+
+
+@pytest.mark.parametrize(("batching", "calls"), [("task", [2, 1, 3]), ("model", [6])])
+def test_model_batching_sends_one_batch_and_splits_its_replies_back_per_task(
+    monkeypatch, batching, calls
+):
+    from codeift.infer.generate import ModelEngine
+
+    monkeypatch.setenv("CODEIFT_ENGINE_IDLE_SECONDS", "0")  # in-process engine
+    monkeypatch.setattr("codeift.infer.generate.model_fingerprint", lambda _: "f")
+    engine = ModelEngine("m", InferenceSettings(engine="fake", batching=batching))
+    engine._local = _RecordingEngine()
+    sizes = {"a": 2, "b": 1, "c": 3}
+    batches = [
+        [[{"role": "user", "content": f"{t}{i}"}] for i in range(n)] for t, n in sizes.items()
+    ]
+    replies, name, _ = engine.generate(batches)
+    assert engine._local.calls == calls
+    assert [[r.response for r in task] for task in replies] == [
+        ["a0", "a1"],
+        ["b0"],
+        ["c0", "c1", "c2"],
+    ]
+
+
 def test_replies_generated_ahead_are_used_only_when_complete_and_current(
     engine_env, tiny_models, monkeypatch
 ):
@@ -261,3 +323,32 @@ def test_an_engine_folder_too_long_for_a_socket_is_refused_by_name(monkeypatch):
     monkeypatch.setenv("CODEIFT_ENGINE_DIR", "/tmp/" + "x" * 90)
     with pytest.raises(EngineError, match="CODEIFT_ENGINE_DIR=.*too long"):
         engine_dir()
+
+
+@pytest.mark.slow
+def test_a_vllm_engine_set_to_one_thread_computes_on_one(tiny_models, tmp_path):
+    """OMP_NUM_THREADS is read when torch is first imported: with torch imported before the
+    engine is built (as the engine daemon does), an engine set to 1 thread used to run on all
+    cores, beside the SFT job it was meant to leave a core to."""
+    import subprocess
+    import sys
+
+    script = (
+        "import torch, json, sys\n"
+        "from codeift.infer.engines import load_engine\n"
+        "from codeift.settings import InferenceSettings\n"
+        "settings = InferenceSettings(engine='vllm', dtype='float32', threads=1,\n"
+        "    max_model_len=256, max_num_seqs=4, enforce_eager=True, cpu_kvcache_gib=0.25)\n"
+        "load_engine(sys.argv[1], settings)\n"
+        "print('threads', torch.get_num_threads())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",)}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tiny_models / "a")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "threads 1" in done.stdout, done.stdout

@@ -117,3 +117,35 @@ def test_two_processes_train_data_parallel_and_rank_zero_publishes(inputs, tmp_p
     assert (out / "model.safetensors").exists()
     assert not list(tmp_path.glob(".tuned.partial"))
     assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.parametrize("architecture", ["llama", "qwen2"])
+def test_padding_free_steps_give_the_padded_loss_on_the_same_tokens(inputs, tmp_path, architecture):
+    """`padding_free` is speed only: each step sees the same conversations and the same
+    tokens, attention stays within each conversation, so the losses equal the padded run's;
+    only the padding positions computed are gone."""
+    from codeift.train.sft import train
+
+    base = tmp_path / "base"
+    build_tiny({"architecture": architecture, "corpus_examples": 200}, base)
+    records = {}
+    for padding_free in (False, True):
+        settings = TrainSettings(
+            max_steps=3,
+            per_device_train_batch_size=4,
+            max_length=128,
+            learning_rate=1e-3,
+            dtype="float32",
+            logging_steps=1,
+            threads=1,
+            padding_free=padding_free,
+        )
+        out = tmp_path / f"tuned-{padding_free}"
+        records[padding_free] = train(
+            base, inputs / "mix.parquet", out, tmp_path / f"ckpt-{padding_free}", settings
+        )
+    padded, flat = records[False], records[True]
+    assert flat["train_tokens"] == padded["train_tokens"]
+    assert flat["processed_tokens"] == flat["train_tokens"] < padded["processed_tokens"]
+    assert flat["loss_history"] == pytest.approx(padded["loss_history"], rel=1e-4)
+    assert len(flat["loss_history"]) == 3

@@ -74,6 +74,9 @@ class TrainSettings(Settings):
     gradient_accumulation_steps: int = _field(1, "micro-batches per optimizer step")
     max_length: int = _field(2048, "tokens per conversation (longer ones are cut)")
     packing: bool = _field(False, "pack conversations into full-length rows")
+    padding_free: bool = _field(
+        False, "a step's conversations as one row without padding: same tokens, same loss"
+    )
     gradient_checkpointing: bool = _field(False, "recompute activations to save memory")
     dtype: str = _field("bfloat16", "training precision on a GPU (CPU runs in float32)")
     save_steps: int = _field(200, "steps between checkpoints (a rerun resumes from the last)")
@@ -93,6 +96,9 @@ class InferenceSettings(Settings):
     max_num_seqs: int = _field(256, "vLLM: sequences decoded together")
     max_model_len: int = _field(2048, "vLLM: prompt plus reply, in tokens")
     batch_size: int = _field(16, "hf engine: prompts per generate call")
+    batching: str = _field(
+        "task", "task: a task's prompts are one batch; model: a request's tasks are one batch"
+    )
     enforce_eager: bool = _field(False, "vLLM: skip graph capture / torch.compile")
     tensor_parallel_size: int = _field(1, "vLLM: GPUs one model spans (default: the job's)")
     gpu_memory_utilization: float = _field(0.85, "vLLM: share of GPU memory it may take")

@@ -75,9 +75,15 @@ def build_vllm(
     """vLLM's offline LLM for a model folder or hub id: the one builder that generation and the
     LLM-judge labeller share (CPU environment, executor, seed, memory settings)."""
     configure_cpu_environment(settings.threads, settings.cpu_kvcache_gib)
+    import torch
     import vllm
 
     on_cpu = not shutil.which("nvidia-smi")
+    if on_cpu:
+        # OMP_NUM_THREADS is read when torch is first imported, which may have been before the
+        # line above; unbound ("nobind"), vLLM keeps torch's count: measured here, an engine
+        # set to 1 thread ran on 2 without this.
+        torch.set_num_threads(int(settings.threads or os.cpu_count() or 1))
     single = tensor_parallel_size == 1
     executor = {"distributed_executor_backend": "uni"} if on_cpu and single else {}
     batch = {"max_num_seqs": max_num_seqs} if max_num_seqs else {}

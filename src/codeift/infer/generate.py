@@ -11,6 +11,7 @@ writes only its own output, from the same replies it would have generated itself
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -74,8 +75,20 @@ class ModelEngine:
         self._local: Any = None
 
     def generate(self, batches: list[list]) -> tuple[list[list[Generation]], str, str]:
-        """(replies per batch, engine name, engine version); each batch generated alone, all
-        in one request to a shared engine (no idle gap for it to exit in)."""
+        """(replies per batch, engine name, engine version), all in one request to a shared
+        engine (no idle gap for it to exit in). Each batch is generated alone, or with
+        `batching: model` all of them as one batch (bigger matrix products on a CPU), the
+        replies split back per batch."""
+        if self.settings.batching == "model" and len(batches) > 1:
+            (merged,), name, version = self._generate([[c for batch in batches for c in batch]])
+            ends = list(itertools.accumulate(len(batch) for batch in batches))
+            split = [
+                merged[end - len(batch) : end] for batch, end in zip(batches, ends, strict=True)
+            ]
+            return split, name, version
+        return self._generate(batches)
+
+    def _generate(self, batches: list[list]) -> tuple[list[list[Generation]], str, str]:
         max_new_tokens = self.settings.max_new_tokens
         if shares_engines():
             replies, info = shared_batches(
@@ -142,9 +155,10 @@ def planned_siblings(task_path: Path, out_path: Path) -> list[Path]:
 
 def tasks_ahead(
     engine: ModelEngine, task_path: Path, out_path: Path
-) -> list[tuple[Path, int, list]]:
-    """(cache path, prompts, conversations) of each planned task of this model not generated
-    or cached yet. A task file that cannot be read is left to its own job, which reports it."""
+) -> list[tuple[str, Path, int, list]]:
+    """(task, cache path, prompts, conversations) of each planned task of this model not
+    generated or cached yet. A task file that cannot be read is left to its own job, which
+    reports it."""
     ahead = []
     for sibling in planned_siblings(task_path, out_path):
         cache = reply_cache(engine, sibling)
@@ -155,7 +169,7 @@ def tasks_ahead(
         except GenerationError as error:
             print(f"[codeift] not generated ahead: {sibling} ({error})", flush=True)
             continue
-        ahead.append((cache, frame.height, conversations_for(frame)))
+        ahead.append((sibling.stem, cache, frame.height, conversations_for(frame)))
     return ahead
 
 
@@ -199,10 +213,14 @@ def replies_with_ahead(
             print("[codeift] replies generated ahead by an earlier job of this model", flush=True)
             return (*cached, 0)
         ahead = tasks_ahead(engine, task_path, out_path)
-        batches = [conversations_for(frame)] + [conversations for _, _, conversations in ahead]
-        (results, *others), name, version = engine.generate(batches)
-        for (cache, prompts, _), replies in zip(ahead, others, strict=True):
-            if len(replies) == prompts:
+        # In task order, whichever job of the model comes first: with `batching: model` the
+        # batch of a fresh run is the same whatever order its jobs start in.
+        own = (task_path.stem, None, frame.height, conversations_for(frame))
+        tasks = sorted([own, *ahead], key=lambda task: task[0])
+        replies_by_task, name, version = engine.generate([task[3] for task in tasks])
+        results = replies_by_task[tasks.index(own)]
+        for (_, cache, prompts, _), replies in zip(tasks, replies_by_task, strict=True):
+            if cache is not None and len(replies) == prompts:
                 store_replies(cache, replies, name, version)
         print(f"[codeift] generated {len(ahead)} other task(s) of this model ahead", flush=True)
     return results, name, version, len(ahead)

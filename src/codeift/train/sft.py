@@ -119,8 +119,52 @@ def sft_config(settings: TrainSettings, checkpoint_dir: Path, use_cpu: bool) -> 
         seed=settings.seed,
         data_seed=settings.seed,
         report_to="none",
+        include_num_input_tokens_seen="all",  # padding included: the record's processed_tokens
         dataloader_num_workers=0,
         disable_tqdm=False,
+    )
+
+
+def step_collator(settings: TrainSettings, tokenizer: Any) -> Any:
+    """TRL's collator in padding-free mode, or None (TRL's padded default). Passed as our own
+    collator because TRL's `padding_free` flag refuses `max_length` without packing, and
+    packing would change how many conversations a step holds. Each conversation keeps its own
+    positions, and transformers masks attention to stay within each (a test checks the loss
+    equals the padded one)."""
+    if not settings.padding_free:
+        return None
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return DataCollatorForLanguageModeling(pad_token_id=pad, padding_free=True)
+
+
+def sft_trainer(
+    model: Any,
+    tokenizer: Any,
+    dataset: Any,
+    settings: TrainSettings,
+    checkpoint_dir: Path,
+    use_cpu: bool,
+    callbacks: list[Any] | None = None,
+) -> Any:
+    """The SFTTrainer of a job (and of the SFT probe, scripts/measure_real_sft.py)."""
+    from trl import SFTTrainer
+
+    return SFTTrainer(
+        model=model,
+        args=sft_config(settings, checkpoint_dir, use_cpu),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        data_collator=step_collator(settings, tokenizer),
+        callbacks=callbacks or [],
+    )
+
+
+def trained_tokens(trainer: Any) -> int | None:
+    return next(
+        (int(e["num_tokens"]) for e in reversed(trainer.state.log_history) if "num_tokens" in e),
+        None,
     )
 
 
@@ -134,7 +178,6 @@ def train(
     """Fine-tune `model_dir` on the mix; write the tuned model and its training record."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTTrainer
 
     model_path = Path(model_dir)
     if not (model_path / "config.json").exists():
@@ -150,11 +193,13 @@ def train(
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
     dataset = load_mix_dataset(mix_path)
     resume = last_checkpoint(checkpoints)
-    trainer = SFTTrainer(
-        model=model,
-        args=sft_config(settings, checkpoints, use_cpu),
-        train_dataset=dataset,
-        processing_class=tokenizer,
+    trainer = sft_trainer(
+        model,
+        tokenizer,
+        dataset,
+        settings,
+        checkpoints,
+        use_cpu,
         callbacks=step_delay_callbacks(resuming=resume is not None),
     )
     if resume:
@@ -171,15 +216,10 @@ def train(
         "train_loss": result.training_loss,
         "loss_history": [e["loss"] for e in trainer.state.log_history if "loss" in e],
         "seconds": round(time.time() - started, 2),
-        # Non-padding tokens trained on (TRL's count): the study benchmark's SFT rate.
-        "train_tokens": next(
-            (
-                int(e["num_tokens"])
-                for e in reversed(trainer.state.log_history)
-                if "num_tokens" in e
-            ),
-            None,
-        ),
+        # Non-padding tokens trained on (TRL's count): the study benchmark's SFT rate; and the
+        # token positions computed, padding included (their ratio is the padding waste).
+        "train_tokens": trained_tokens(trainer),
+        "processed_tokens": int(trainer.state.num_input_tokens_seen),
         "device": "cpu" if use_cpu else torch.cuda.get_device_name(0),
         "world_size": world_size,
         "global_batch_size": settings.per_device_train_batch_size

