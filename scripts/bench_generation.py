@@ -17,12 +17,11 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from codeift.bench import matmul_gflops, parameter_split
 from codeift.config import backbone_inference, load_yaml
-from codeift.infer.throughput import rates
+from codeift.infer.throughput import rates, reply_agreement
 from codeift.tasks.frame import build_task_frame
 
 COLUMNS = [
@@ -59,6 +58,11 @@ def markdown(result: dict) -> str:
         "|" + " --- |" * len(COLUMNS),
     ]
     lines += ["| " + " | ".join(str(row[c]) for c in COLUMNS) + " |" for row in result["rows"]]
+    lines += ["", "| model | engine | compared | prompts | replies differing |", "|" + " --- |" * 5]
+    lines += [
+        f"| {r['model']} | {r['engine']} | {r['compared']} | {r['prompts']} | {r['differing']} |"
+        for r in result["replies"]
+    ]
     loads = [
         f"{r['backbone']} {r['engine']} {r['threads']}t: {r['load_seconds']} s"
         for r in result["loads"]
@@ -76,14 +80,30 @@ def main() -> None:
     parser.add_argument("--items-per-task", type=int, default=24)
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the config's")
     parser.add_argument("--out", required=True, help="path stem: writes .json and .md")
+    parser.add_argument(
+        "--compare-replies",
+        nargs="+",
+        metavar="RUN",
+        help="only compare the replies of saved runs (<stem>.runs/*.json): writes <stem>.json",
+    )
     args = parser.parse_args()
+    if args.compare_replies:
+        runs = [json.loads(Path(run).read_text()) for run in args.compare_replies]
+        agreement = reply_agreement(runs)
+        Path(args.out).with_suffix(".json").write_text(json.dumps(agreement, indent=2) + "\n")
+        for row in agreement:
+            print(json.dumps(row))
+        return
     config = load_yaml(args.configfile)
     results = Path(config.get("results", "results"))
-    prompts_file = Path(tempfile.mkdtemp()) / "prompts.json"
+    runs_dir = Path(f"{args.out}.runs")
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    prompts_file = runs_dir / "prompts.json"
     prompts_file.write_text(json.dumps(task_prompts(config, args.items_per_task)))
     roof = {t: round(matmul_gflops(t), 1) for t in sorted(set(args.threads))}
     print(f"roof GFLOP/s by threads: {roof}", flush=True)
     out = {"config": args.configfile, "roof_gflops": roof, "rows": [], "loads": []}
+    runs = []
     for backbone in args.backbones or list(config["backbones"]):
         model_dir = results / "models" / backbone / "base"
         settings = backbone_inference(config, backbone)
@@ -103,6 +123,7 @@ def main() -> None:
                 with result_file.with_suffix(".log").open("w") as log:
                     subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
                 result = json.loads(result_file.read_text())
+                runs.append(result)
                 out["loads"].append(
                     {"backbone": backbone, "engine": engine, "threads": threads,
                      "load_seconds": result["load_seconds"], "version": result["engine_version"]}
@@ -111,6 +132,7 @@ def main() -> None:
                     row = {"backbone": backbone, "engine": engine, "threads": threads, **row}
                     out["rows"].append(row)
                     print(json.dumps({c: row[c] for c in COLUMNS}), flush=True)
+    out["replies"] = reply_agreement(runs)
     stem = Path(args.out)
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")

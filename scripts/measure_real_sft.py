@@ -37,7 +37,7 @@ def probe(
     batch: int,
     threads: int,
     steps: int,
-    padding_free: bool,
+    padding: str,
 ) -> dict:
     """Seconds, trained tokens and computed positions (padding included) of each step."""
     import tempfile
@@ -66,7 +66,8 @@ def probe(
         save_steps=10_000,
         logging_steps=1,
         threads=threads,
-        padding_free=padding_free,
+        padding_free=padding == "free",
+        group_by_length=padding == "grouped",
     )
     with tempfile.TemporaryDirectory() as scratch:
         trainer = sft_trainer(
@@ -96,7 +97,9 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=192)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, nargs="+", default=[1])
-    parser.add_argument("--padding", nargs="+", default=["padded"], choices=["padded", "free"])
+    parser.add_argument(
+        "--padding", nargs="+", default=["padded"], choices=["padded", "free", "grouped"]
+    )
     parser.add_argument("--backbones", nargs="*", help="default: every prepared backbone")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--out", default=None)
@@ -115,7 +118,7 @@ def main() -> None:
             for padding in args.padding:
                 steps = probe(
                     model_dir, mix, args.max_length, args.batch, threads, args.steps,
-                    padding == "free",
+                    padding,
                 )  # fmt: skip
                 # The first step pays one-off costs (allocation, dataset iteration start).
                 seconds = sum(steps["seconds"][1:])

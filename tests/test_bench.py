@@ -127,3 +127,16 @@ def test_a_throughput_batch_of_any_size_mixes_the_tasks():
 
     prompts = interleaved({"b": ["b0", "b1", "b2"], "a": ["a0", "a1"]})
     assert [c[0]["content"] for c in prompts] == ["a0", "b0", "a1", "b1", "b2"]
+
+
+def test_replies_are_compared_across_batch_sizes_and_thread_counts():
+    from codeift.infer.throughput import reply_agreement
+
+    one = {"model": "m", "engine": "vllm", "threads": 1, "replies": {"2": ["a", "b"]}}
+    one["replies"]["4"] = ["a", "x", "c", "d"]
+    two = {"model": "m", "engine": "vllm", "threads": 2, "replies": {"4": ["a", "b", "c", "e"]}}
+    rows = reply_agreement([one, two])
+    assert [(r["compared"], r["prompts"], r["differing"]) for r in rows] == [
+        ("batch 2 vs 4 (1 threads)", 2, 1),
+        ("1 vs 2 threads (batch 4)", 4, 2),
+    ]

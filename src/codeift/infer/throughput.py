@@ -138,6 +138,46 @@ def rates(
     return out
 
 
+def reply_agreement(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """How many greedy replies change with the batch: per run, each batch size against the next
+    smaller one on the prompts they share; per engine, each thread count against the first at
+    the same batch size. Replies that never change are what `batching: model` relies on."""
+    rows = []
+    for result in results:
+        replies = result["replies"]
+        sizes = sorted(replies, key=int)
+        for small, large in zip(sizes, sizes[1:], strict=False):
+            shared = list(zip(replies[small], replies[large], strict=False))
+            rows.append(
+                {
+                    "model": result["model"],
+                    "engine": result["engine"],
+                    "compared": f"batch {small} vs {large} ({result['threads']} threads)",
+                    "prompts": len(shared),
+                    "differing": sum(a != b for a, b in shared),
+                }
+            )
+    first: dict[tuple[str, str], dict[str, Any]] = {}
+    for result in results:
+        reference = first.setdefault((result["model"], result["engine"]), result)
+        if reference is result:
+            continue
+        for size, texts in result["replies"].items():
+            if size in reference["replies"]:
+                shared = list(zip(reference["replies"][size], texts, strict=True))
+                rows.append(
+                    {
+                        "model": result["model"],
+                        "engine": result["engine"],
+                        "compared": f"{reference['threads']} vs {result['threads']} threads"
+                        f" (batch {size})",
+                        "prompts": len(shared),
+                        "differing": sum(a != b for a, b in shared),
+                    }
+                )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
