@@ -19,9 +19,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from codeift.bench import matmul_gflops, parameter_split
+from codeift.bench import matmul_gflops
 from codeift.config import backbone_inference, load_yaml
 from codeift.infer.throughput import rates, reply_agreement
+from codeift.models.flops import parameter_split
 from codeift.tasks.frame import build_task_frame
 
 COLUMNS = [

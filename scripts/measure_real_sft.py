@@ -19,7 +19,8 @@ from pathlib import Path
 
 import polars as pl
 
-from codeift.bench import matmul_gflops, parameter_split, training_flops
+from codeift.bench import matmul_gflops
+from codeift.models.flops import parameter_split, training_flops
 
 
 def token_lengths(model_dir: Path, mix: Path) -> list[int]:
@@ -67,7 +68,7 @@ def probe(
         logging_steps=1,
         threads=threads,
         padding_free=padding == "free",
-        group_by_length=padding == "grouped",
+        train_sampling_strategy="group_by_length" if padding == "grouped" else "random",
     )
     with tempfile.TemporaryDirectory() as scratch:
         trainer = sft_trainer(

@@ -10,12 +10,10 @@ from codeift.bench import (
     BenchError,
     critical_path,
     engine_use,
-    generation_flops,
     matmul_gflops,
-    parameter_split,
     parse_snakemake_log,
-    training_flops,
 )
+from codeift.models.flops import generation_flops, parameter_split, training_flops
 
 LOG = """Building DAG of jobs...
 Select jobs to execute...

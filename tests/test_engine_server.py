@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from codeift.infer.engines import load_engine
 from codeift.infer.server import (
     INPUT_PRIORITY,
     EngineError,
+    engine_dir,
     live_engines,
     model_priority,
     shared_chat,
@@ -235,6 +237,7 @@ def test_a_models_tasks_go_to_its_engine_in_task_order_whichever_job_starts(
     monkeypatch.setattr(ModelEngine, "generate", recording)
     monkeypatch.setenv("CODEIFT_PLANNED_TASKS", ",".join(sorted(TASKS)))
     for first in ("list_reversal", "coin_flip"):
+        shutil.rmtree(engine_dir() / "replies", ignore_errors=True)  # the first run's, ahead
         tasks, generations = _study_folders(engine_env / first)
         _generate(tiny_models / "a", tasks, generations, first)
     assert seen[0] == seen[1]

@@ -25,8 +25,9 @@ ALLOWED: dict[str, set[str]] = {
     "settings": {"errors"},
     "resources": {"errors", "settings"},
     "cluster": set(),
-    # the study benchmark reads a finished run's logs and outputs, never a stage's code
-    "bench": {"errors"},
+    # the study benchmark reads a finished run's logs and outputs, never a stage's code; it
+    # counts model FLOPs as the throughput sweep does (models.flops)
+    "bench": {"errors", "models.flops"},
     "score": FOUNDATION,
     # a task's answer type is the scorer's (score.answers): tasks sit on top of scoring
     "tasks": FOUNDATION | {"score"},

@@ -11,7 +11,6 @@ near 1. Rates are set against the probe at the thread count the jobs used (the r
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from codeift.errors import CodeiftError
+from codeift.models.flops import generation_flops, parameter_split, training_flops
 
 _STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 _RULE = re.compile(r"^(?:local)?rule (\w+):$")
@@ -126,40 +126,6 @@ def matmul_gflops(threads: int, size: int = 1024, seconds: float = 2.0) -> float
     finally:
         torch.set_num_threads(before)
     return 2 * size**3 * runs / elapsed / 1e9
-
-
-def parameter_split(model_dir: Path) -> tuple[int, int]:
-    """(body, head) parameters of a saved model, from its safetensors headers (no weights
-    loaded). The head is the output projection (the tied embedding where there is no
-    `lm_head`): per token it costs a matrix product only where logits are computed, and an
-    untied input embedding is a lookup, not a product."""
-    from safetensors import safe_open
-
-    shapes: dict[str, int] = {}
-    for shard in sorted(model_dir.glob("*.safetensors")):
-        with safe_open(str(shard), framework="pt") as handle:
-            for name in handle.keys():
-                shapes[name] = math.prod(handle.get_slice(name).get_shape())
-    if not shapes:
-        raise BenchError(f"{model_dir}: no safetensors weights to count")
-    embedding = sum(n for name, n in shapes.items() if name.endswith("embed_tokens.weight"))
-    output = sum(n for name, n in shapes.items() if name.endswith("lm_head.weight"))
-    body = sum(shapes.values()) - embedding - output
-    return body, output or embedding
-
-
-def generation_flops(split: tuple[int, int], prompt_tokens: int, generated_tokens: int) -> float:
-    """Forward model FLOPs of generation: 2 per body parameter for each token through the
-    model, 2 per head parameter only for each generated token (logits of the last position).
-    Attention scores are left out (4 L d per layer and token, ~7% more at 200 tokens of
-    context for both packaged models): a lower bound."""
-    body, head = split
-    return 2 * body * (prompt_tokens + generated_tokens) + 2 * head * generated_tokens
-
-
-def training_flops(split: tuple[int, int], tokens: int) -> float:
-    """6 N T: forward and backward, logits at every position (TRL computes them all)."""
-    return 6 * sum(split) * tokens
 
 
 def engine_use(results: Path) -> dict[str, Any]:

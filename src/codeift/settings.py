@@ -77,8 +77,8 @@ class TrainSettings(Settings):
     padding_free: bool = _field(
         False, "a step's conversations as one row without padding: same tokens, same loss"
     )
-    group_by_length: bool = _field(
-        False, "steps of similar-length conversations (less padding; changes which share a step)"
+    train_sampling_strategy: str = _field(
+        "random", "random, or group_by_length: steps of similar-length conversations (less padding)"
     )
     gradient_checkpointing: bool = _field(False, "recompute activations to save memory")
     dtype: str = _field("bfloat16", "training precision on a GPU (CPU runs in float32)")

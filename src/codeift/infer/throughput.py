@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from codeift.bench import generation_flops
 from codeift.infer.engines import Conversation, load_engine
+from codeift.models.flops import generation_flops
 from codeift.settings import InferenceSettings
 
 # Enough KV cache for ~300 sequences of ~250 tokens of either packaged model (46 KB/token for

@@ -107,7 +107,7 @@ def sft_config(settings: TrainSettings, checkpoint_dir: Path, use_cpu: bool) -> 
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         max_length=settings.max_length,
         packing=settings.packing,
-        train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
+        train_sampling_strategy=settings.train_sampling_strategy,
         assistant_only_loss=True,
         gradient_checkpointing=settings.gradient_checkpointing,
         bf16=bf16,
