@@ -341,7 +341,7 @@ def test_a_vllm_engine_set_to_one_thread_computes_on_one(tiny_models, tmp_path):
         "from codeift.infer.engines import load_engine\n"
         "from codeift.settings import InferenceSettings\n"
         "settings = InferenceSettings(engine='vllm', dtype='float32', threads=1,\n"
-        "    max_model_len=256, max_num_seqs=4, enforce_eager=True, cpu_kvcache_gib=0.25)\n"
+        "    max_model_len=256, max_num_seqs=4, enforce_eager=True, cpu_kvcache_gib=1)\n"
         "load_engine(sys.argv[1], settings)\n"
         "print('threads', torch.get_num_threads())\n"
     )

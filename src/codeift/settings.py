@@ -105,7 +105,7 @@ class InferenceSettings(Settings):
     enforce_eager: bool = _field(False, "vLLM: skip graph capture / torch.compile")
     tensor_parallel_size: int = _field(1, "vLLM: GPUs one model spans (default: the job's)")
     gpu_memory_utilization: float = _field(0.85, "vLLM: share of GPU memory it may take")
-    cpu_kvcache_gib: float = _field(1, "vLLM on CPU: KV-cache size in GiB")
+    cpu_kvcache_gib: int = _field(1, "vLLM on CPU: KV-cache size in whole GiB")
     threads: int = _field(2, "CPU threads of a CPU run")
     stop: tuple[str, ...] = _field(
         (), "strings that end a reply (not kept in it): a base model's imitated next turn"
@@ -160,7 +160,7 @@ class LabellerSettings(Settings):
     dtype: str = _field("auto", "llm_judge: weights' precision")
     enforce_eager: bool = _field(True, "llm_judge: skip graph capture")
     gpu_memory_utilization: float = _field(0.85, "llm_judge: share of GPU memory")
-    cpu_kvcache_gib: float = _field(1, "llm_judge on CPU: KV-cache size in GiB")
+    cpu_kvcache_gib: int = _field(1, "llm_judge on CPU: KV-cache size in whole GiB")
     threads: int | None = _field(None, "llm_judge on CPU: threads (default: every core)")
 
 

@@ -44,7 +44,7 @@ class Engine(Protocol):
         ...
 
 
-def configure_cpu_environment(threads: int | None, cpu_kvcache_gib: float) -> None:
+def configure_cpu_environment(threads: int | None, cpu_kvcache_gib: int) -> None:
     """vLLM on CPU needs an explicit KV-cache size and thread binding (see ENVIRONMENT.md)."""
     if shutil.which("nvidia-smi"):
         return

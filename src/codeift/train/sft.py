@@ -131,8 +131,8 @@ def step_collator(settings: TrainSettings, tokenizer: Any) -> Any:
     collator because TRL's `padding_free` flag refuses `max_length` without packing, and
     packing would change how many conversations a step holds. Each conversation keeps its own
     positions, and transformers masks attention to stay within each (a test checks the loss
-    equals the padded one)."""
-    if not settings.padding_free:
+    equals the padded one). TRL's packing is padding-free already and brings its own."""
+    if not settings.padding_free or settings.packing:
         return None
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
@@ -163,6 +163,7 @@ def sft_trainer(
 
 
 def trained_tokens(trainer: Any) -> int | None:
+    """Non-padding tokens of the run, TRL's count (the last logged, cumulative)."""
     return next(
         (int(e["num_tokens"]) for e in reversed(trainer.state.log_history) if "num_tokens" in e),
         None,
