@@ -22,6 +22,7 @@ from pathlib import Path
 from codeift.bench import matmul_gflops
 from codeift.config import backbone_inference, load_yaml
 from codeift.infer.throughput import rates, reply_agreement
+from codeift.io import write_json, write_report
 from codeift.models.flops import parameter_split
 from codeift.tasks.frame import build_task_frame
 
@@ -91,7 +92,7 @@ def main() -> None:
     if args.compare_replies:
         runs = [json.loads(Path(run).read_text()) for run in args.compare_replies]
         agreement = reply_agreement(runs)
-        Path(args.out).with_suffix(".json").write_text(json.dumps(agreement, indent=2) + "\n")
+        write_json(agreement, f"{args.out}.json")
         for row in agreement:
             print(json.dumps(row))
         return
@@ -134,10 +135,7 @@ def main() -> None:
                     out["rows"].append(row)
                     print(json.dumps({c: row[c] for c in COLUMNS}), flush=True)
     out["replies"] = reply_agreement(runs)
-    stem = Path(args.out)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(out))
+    write_report(out, markdown(out), args.out)
 
 
 if __name__ == "__main__":

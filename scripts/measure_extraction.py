@@ -18,6 +18,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from codeift.io import write_report
 from codeift.score.answers import answers_match, extract_answer
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "real_replies.jsonl"
@@ -91,10 +92,7 @@ def main() -> None:
     rows = summarise(load_fixture(Path(args.fixture)))
     print(markdown(rows))
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
-        out.with_suffix(".md").write_text(markdown(rows))
+        write_report(rows, markdown(rows), args.out)
 
 
 if __name__ == "__main__":

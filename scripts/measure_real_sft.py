@@ -20,6 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from codeift.bench import matmul_gflops
+from codeift.io import write_report
 from codeift.models.flops import parameter_split, training_flops
 
 
@@ -145,13 +146,10 @@ def main() -> None:
                 )
                 print(json.dumps(rows[-1]), flush=True)
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
         header = list(rows[0])
         lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
         lines += ["| " + " | ".join(str(r[k]) for k in header) + " |" for r in rows]
-        out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        write_report(rows, "\n".join(lines) + "\n", args.out)
 
 
 if __name__ == "__main__":

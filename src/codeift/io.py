@@ -66,6 +66,13 @@ def write_json(obj: Any, path: str | Path) -> None:
     write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", path)
 
 
+def write_report(obj: Any, markdown: str, stem: str | Path) -> None:
+    """A measurement script's figures: `<stem>.json` for machines, `<stem>.md` for the README."""
+    stem = Path(stem)
+    write_json(obj, stem.with_name(f"{stem.name}.json"))
+    write_text(markdown, stem.with_name(f"{stem.name}.md"))
+
+
 def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
