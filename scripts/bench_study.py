@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from codeift.bench import markdown, study_benchmark
+from codeift.bench import markdown, roof_probe, study_benchmark
 from codeift.io import write_json, write_text
 
 
@@ -29,10 +29,11 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="default: <results>/bench")
     parser.add_argument("snakemake_args", nargs="*", help="passed to snakemake (after --)")
     args = parser.parse_args()
-    wall = None
+    wall = roof_before = None
     if args.log:
         log = Path(args.log)
     else:
+        roof_before = roof_probe(args.cores)
         before = set(Path(".snakemake/log").glob("*.snakemake.log"))
         started = time.time()
         command = [sys.executable, "-m", "snakemake", "--cores", str(args.cores)]
@@ -40,7 +41,7 @@ def main() -> None:
         subprocess.run(command, check=True)
         wall = time.time() - started
         (log,) = set(Path(".snakemake/log").glob("*.snakemake.log")) - before
-    result = study_benchmark(log, Path(args.results), args.cores, wall)
+    result = study_benchmark(log, Path(args.results), args.cores, wall, roof_before)
     out = Path(args.out or Path(args.results) / "bench")
     write_json(result, out / "bench_study.json")
     write_text(markdown(result), out / "bench_study.md")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,53 @@ def test_replies_are_compared_across_batch_sizes_and_thread_counts():
         ("batch 2 vs 4 (1 threads)", 2, 1),
         ("1 vs 2 threads (batch 4)", 4, 2),
     ]
+
+
+def test_generation_alone_is_read_from_the_request_lines_generate_logs(tmp_path, capsys):
+    """The line codeift.infer.generate writes is the one the benchmark reads, time and tokens
+    (prefix-cache hits apart); a model with a job log that shows neither a request nor cached
+    replies is not summed in part."""
+    from codeift.bench import request_totals
+    from codeift.infer.engines import Generation
+    from codeift.infer.generate import timed_request
+
+    class Slow:
+        def generate(self, batches):
+            time.sleep(0.05)
+            replies = [
+                [Generation("x", 30, 4, "stop", n_cached_tokens=16) for _ in b] for b in batches
+            ]
+            return replies, "fake", "0"
+
+    timed_request(Slow(), [["p"] * 3, ["q"] * 2])
+    line = capsys.readouterr().out
+    logs = tmp_path / "m" / "base"
+    logs.mkdir(parents=True)
+    (logs / "a.log").write_text(f"[codeift] started engine pid 1\n{line}")
+    (logs / "b.log").write_text("[codeift] replies generated ahead by an earlier job of this model")
+    totals = request_totals(logs)
+    assert totals is not None and 0.05 <= totals.pop("seconds") < 1.0
+    assert totals == {"prompt_tokens": 150, "cached_tokens": 80, "generated_tokens": 20}
+    (logs / "c.log").write_text("[codeift] started engine pid 2\n")
+    assert request_totals(logs) is None
+
+
+def test_prompt_tokens_from_the_prefix_cache_cost_no_flops_in_the_sweep():
+    from codeift.infer.throughput import rates
+
+    row = {
+        "batch": 2,
+        "seconds": 2.0,
+        "prefill_seconds": 1.0,
+        "prompt_tokens": 100,
+        "cached_tokens": 40,
+        "prefill_cached_tokens": 40,
+        "generated_tokens": 10,
+    }
+    (out,) = rates({"rows": [row]}, (10**8, 5 * 10**7), roof_gflops=10.0)
+    # body 1e8 parameters over 60 computed prompt tokens and 10 generated, head 5e7 over 10:
+    # 1.5e10 FLOPs in 2 s (every prompt token counted would be 2.3e10)
+    assert out["gflops"] == 7.5 and out["roofline"] == 0.75
+    # the prefill call: 60 computed prompt tokens and one new token per prompt, 1.26e10 FLOPs;
+    # decoding the rest, 2.4e9 in the remaining 1 s
+    assert out["decode_roofline"] == 0.24

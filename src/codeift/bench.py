@@ -28,6 +28,14 @@ _RULE = re.compile(r"^(?:local)?rule (\w+):$")
 _FIELD = re.compile(r"^\s+(input|output|jobid|threads): (.*)$")
 _FINISHED = re.compile(r"^Finished jobid: (\d+)")
 _LOADED = re.compile(r"loaded in ([0-9.]+)s")
+# codeift.infer.generate logs each engine request's time: generation alone, without the job's
+# start-up or the engine's load.
+_REQUEST = re.compile(
+    r"^\[codeift\] engine request: \d+ prompts in (?P<seconds>[0-9.]+)s, prompt tokens "
+    r"(?P<prompt>\d+) \((?P<cached>\d+) from the prefix cache\), generated tokens "
+    r"(?P<generated>\d+)$",
+    re.MULTILINE,
+)
 
 
 class BenchError(CodeiftError, ValueError):
@@ -109,23 +117,32 @@ def critical_path(jobs: list[Job]) -> tuple[float, list[Job]]:
     return max((longest(job) for job in jobs), key=lambda c: c[0])
 
 
-def matmul_gflops(threads: int, size: int = 1024, seconds: float = 2.0) -> float:
-    """float32 matmul rate at `threads` torch threads: the machine's compute roof here."""
+def matmul_gflops(threads: int, size: int = 1024, seconds: float = 2.0, rounds: int = 5) -> float:
+    """float32 matmul rate at `threads` torch threads: the machine's compute roof here. The best
+    of `rounds` short rounds: a roof is what the machine can do, and a round that shared the
+    cores with a process still exiting (seen: half the rate just after a run) says less."""
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    best = 0.0
     try:
         a, b = torch.randn(size, size), torch.randn(size, size)
         torch.mm(a, b)
-        runs, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            torch.mm(a, b)
-            runs += 1
-        elapsed = time.perf_counter() - started
+        for _ in range(rounds):
+            runs, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds / rounds:
+                torch.mm(a, b)
+                runs += 1
+            best = max(best, 2 * size**3 * runs / (time.perf_counter() - started) / 1e9)
     finally:
         torch.set_num_threads(before)
-    return 2 * size**3 * runs / elapsed / 1e9
+    return best
+
+
+def roof_probe(cores: int) -> dict[int, float]:
+    """The roof at one thread and at every core, GFLOP/s."""
+    return {threads: round(matmul_gflops(threads), 2) for threads in sorted({1, cores})}
 
 
 def engine_use(results: Path) -> dict[str, Any]:
@@ -176,8 +193,10 @@ def sft_rates(results: Path, jobs: list[Job], roof: dict[int, float]) -> list[di
 def generation_rates(
     results: Path, jobs: list[Job], roof: dict[int, float]
 ) -> list[dict[str, Any]]:
-    """Per model: generated tokens per second of generation-job time, and model FLOP/s
-    (`generation_flops`) against the roof."""
+    """Per model: generated tokens per second and model FLOP/s (`generation_flops`) against the
+    roof, over its jobs' time and over its engine requests' time alone. FLOPs count the prompt
+    tokens computed: those served from vLLM's prefix cache cost none (runs whose logs predate
+    the request line count every prompt token, and say so)."""
     by_model: dict[str, list[Job]] = {}
     for job in (j for j in jobs if j.rule == "generate"):
         model = str(Path(job.outputs[0]).parent.relative_to(results / "generations"))
@@ -188,36 +207,72 @@ def generation_rates(
         generated = sum(int(f["n_response_tokens"].sum()) for f in frames)
         prompted = sum(int(f["n_prompt_tokens"].sum()) for f in frames)
         seconds = sum(job.seconds for job in model_jobs)
-        model_dir = Path(frames[0]["model_path"][0])
+        split = parameter_split(Path(frames[0]["model_path"][0]))
         threads = max(job.threads for job in model_jobs)
-        flops = generation_flops(parameter_split(model_dir), prompted, generated) / max(
-            seconds, 1.0
-        )
-        rows.append(
-            {
-                "model": model,
-                "jobs": len(model_jobs),
-                "job_seconds": seconds,
-                "generated_tokens": generated,
-                "prompt_tokens": prompted,
-                "tokens_per_s": round(generated / max(seconds, 1.0), 1),
-                "gflops": round(flops / 1e9, 3),
-                "roofline": round(flops / 1e9 / roof[threads], 4) if threads in roof else None,
-                "threads": threads,
-            }
-        )
+        requests = request_totals(results / "logs" / "generate" / model)
+        cached = requests["cached_tokens"] if requests else None
+        work = generation_flops(split, prompted - (cached or 0), generated)
+        row = {
+            "model": model,
+            "jobs": len(model_jobs),
+            "job_seconds": seconds,
+            "generated_tokens": generated,
+            "prompt_tokens": prompted,
+            "prompt_tokens_cached": cached,
+            "tokens_per_s": round(generated / max(seconds, 1.0), 1),
+            "gflops": round(work / max(seconds, 1.0) / 1e9, 3),
+            "roofline": _share(work / max(seconds, 1.0), roof.get(threads)),
+            "threads": threads,
+        }
+        if requests:
+            request_seconds = requests["seconds"]
+            row["request_seconds"] = round(request_seconds, 2)
+            row["request_tokens_per_s"] = round(generated / request_seconds, 1)
+            row["request_roofline"] = _share(work / request_seconds, roof.get(threads))
+        rows.append(row)
     return rows
 
 
+def _share(flops_per_s: float, roof_gflops: float | None) -> float | None:
+    return round(flops_per_s / 1e9 / roof_gflops, 4) if roof_gflops else None
+
+
+def request_totals(model_logs: Path) -> dict[str, float] | None:
+    """A model's engine requests (their time and tokens), summed over its jobs' logs; None where
+    a job's log shows neither a request nor cached replies (a run from before the request
+    line), so that no partial sum passes for the whole."""
+    totals = {"seconds": 0.0, "prompt_tokens": 0, "cached_tokens": 0, "generated_tokens": 0}
+    found_any = False
+    for log in sorted(model_logs.glob("*.log")):
+        text = log.read_text(errors="replace")
+        found = list(_REQUEST.finditer(text))
+        if not found and "replies generated ahead" not in text:
+            return None
+        for match in found:
+            found_any = True
+            totals["seconds"] += float(match["seconds"])
+            totals["prompt_tokens"] += int(match["prompt"])
+            totals["cached_tokens"] += int(match["cached"])
+            totals["generated_tokens"] += int(match["generated"])
+    return totals if found_any and totals["seconds"] > 0 else None
+
+
 def study_benchmark(
-    snakemake_log: Path, results: Path, cores: int, wall_seconds: float | None = None
+    snakemake_log: Path,
+    results: Path,
+    cores: int,
+    wall_seconds: float | None = None,
+    roof_before: dict[int, float] | None = None,
 ) -> dict[str, Any]:
+    """The figures of one finished run. The roof is probed now and, where given, before the
+    run; the higher of the two is the roof (a machine's speed drifts within a session)."""
     jobs = parse_snakemake_log(snakemake_log)
     wall = wall_seconds or (max(j.finish for j in jobs) - min(j.start for j in jobs))
     path_seconds, chain = critical_path(jobs)
     job_seconds = sum(job.seconds * min(job.threads, cores) for job in jobs)
     spread = job_seconds / cores
-    roof = {threads: round(matmul_gflops(threads), 2) for threads in sorted({1, cores})}
+    roof_after = roof_probe(cores)
+    roof = {t: max(g, (roof_before or {}).get(t, 0.0)) for t, g in roof_after.items()}
     by_rule: dict[str, float] = {}
     for job in jobs:
         by_rule[job.rule] = by_rule.get(job.rule, 0.0) + job.seconds
@@ -234,6 +289,8 @@ def study_benchmark(
         "job_seconds_by_rule": {rule: round(s, 1) for rule, s in sorted(by_rule.items())},
         **engine_use(results),
         "matmul_gflops_by_threads": roof,
+        "matmul_gflops_before_run": roof_before,
+        "matmul_gflops_after_run": roof_after,
         "sft": sft_rates(results, jobs, roof),
         "generation": generation_rates(results, jobs, roof),
     }
@@ -254,7 +311,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"| wall / critical path | {result['wall_over_critical_path']} |",
         f"| wall / max(critical path, core-seconds / cores) | {result['wall_over_floor']} |",
         f"| engine loads / models | {result['engine_loads']} / {result['models']} |",
-        f"| matmul float32 GFLOP/s by threads | {result['matmul_gflops_by_threads']} |",
+        f"| matmul float32 GFLOP/s by threads (the roof) | {result['matmul_gflops_by_threads']}"
+        f" (before the run {result.get('matmul_gflops_before_run') or '-'}, after "
+        f"{result.get('matmul_gflops_after_run')}) |",
         "",
         "Critical path: " + " -> ".join(result["critical_path"]),
         "",
@@ -269,12 +328,21 @@ def markdown(result: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "| generation model | jobs | job s | tokens/s | GFLOP/s (generation_flops) | of roof |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "Generation: over its jobs' time (engine load and job start-up included), and over its",
+        "engine requests' time alone; FLOPs count only the prompt tokens computed (cached: served",
+        "from vLLM's prefix cache).",
+        "",
+        "| generation model | jobs | prompt tokens (cached) | job s | tokens/s "
+        "| GFLOP/s (generation_flops) | of roof | request s | tokens/s | of roof |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in result["generation"]:
         lines.append(
-            f"| {row['model']} | {row['jobs']} | {row['job_seconds']:.0f} | "
-            f"{row['tokens_per_s']} | {row['gflops']} | {row['roofline']} |"
+            f"| {row['model']} | {row['jobs']} | {row['prompt_tokens']} "
+            f"({row['prompt_tokens_cached'] if row['prompt_tokens_cached'] is not None else '?'})"
+            f" | {row['job_seconds']:.0f} | {row['tokens_per_s']} | {row['gflops']} | "
+            f"{row['roofline']} | "
+            f"{row.get('request_seconds', '-')} | {row.get('request_tokens_per_s', '-')} | "
+            f"{row.get('request_roofline', '-')} |"
         )
     return "\n".join(lines) + "\n"

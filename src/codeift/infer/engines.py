@@ -24,12 +24,15 @@ Conversation = list[dict[str, str]]
 
 @dataclass(frozen=True)
 class Generation:
-    """One greedy reply; `finish_reason` is "stop", "length" or what the engine reports."""
+    """One greedy reply; `finish_reason` is "stop", "length" or what the engine reports.
+    `n_cached_tokens`: prompt tokens whose keys and values came from vLLM's prefix cache, not
+    computed (a cost figure only: not written to generation outputs)."""
 
     response: str
     n_prompt_tokens: int
     n_response_tokens: int
     finish_reason: str
+    n_cached_tokens: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,6 +131,7 @@ class VllmEngine:
                 n_prompt_tokens=len(output.prompt_token_ids or []),
                 n_response_tokens=len(output.outputs[0].token_ids),
                 finish_reason=output.outputs[0].finish_reason or "unknown",
+                n_cached_tokens=int(output.num_cached_tokens or 0),
             )
             for output in outputs
         ]

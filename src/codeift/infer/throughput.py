@@ -77,9 +77,11 @@ def sweep(
         chosen = conversations[:batch]
         if hasattr(loaded, "batch_size"):
             loaded.batch_size = batch
+        cold_prefixes(loaded)
         started = time.perf_counter()
-        loaded.chat(chosen, 1)
+        prefilled = loaded.chat(chosen, 1)
         prefill_seconds = time.perf_counter() - started
+        cold_prefixes(loaded)
         started = time.perf_counter()
         replies = loaded.chat(chosen, max_new_tokens)
         seconds = time.perf_counter() - started
@@ -94,6 +96,10 @@ def sweep(
                 "seconds": round(seconds, 3),
                 "prefill_seconds": round(prefill_seconds, 3),
                 "prompt_tokens": sum(r.n_prompt_tokens for r in replies),
+                # Prompt tokens served from vLLM's prefix cache (shared by prompts of the same
+                # call: the cache is emptied before each call), so not computed.
+                "cached_tokens": sum(r.n_cached_tokens for r in replies),
+                "prefill_cached_tokens": sum(r.n_cached_tokens for r in prefilled),
                 "generated_tokens": sum(r.n_response_tokens for r in replies),
                 "at_limit": sum(r.finish_reason == "length" for r in replies),
                 # Greedy replies of the smallest batch's prompts, generated inside this batch:
@@ -114,15 +120,27 @@ def sweep(
     }
 
 
+def cold_prefixes(engine: Any) -> None:
+    """Empty vLLM's prefix cache, so that a timed call does not reuse the prompts of the call
+    before it (the same prompts: that would make its prefill nearly free)."""
+    llm = getattr(engine, "llm", None)
+    if llm is not None and hasattr(llm, "reset_prefix_cache"):
+        llm.reset_prefix_cache()
+
+
 def rates(
     result: dict[str, Any], split: tuple[int, int], roof_gflops: float
 ) -> list[dict[str, Any]]:
-    """Per batch: generated tokens/s, model GFLOP/s (`generation_flops`) and its share of the
-    roof at the same thread count; the same for decoding alone (the call less its prefill)."""
+    """Per batch: generated tokens/s, model GFLOP/s (`generation_flops`, prompt tokens computed:
+    prefix-cache hits cost none) and its share of the roof at the same thread count; the same
+    for decoding alone (the call less its prefill)."""
     out = []
     for row in result["rows"]:
-        flops = generation_flops(split, row["prompt_tokens"], row["generated_tokens"])
-        prefill = generation_flops(split, row["prompt_tokens"], row["batch"])
+        computed = row["prompt_tokens"] - row.get("cached_tokens", 0)
+        flops = generation_flops(split, computed, row["generated_tokens"])
+        prefill = generation_flops(
+            split, row["prompt_tokens"] - row.get("prefill_cached_tokens", 0), row["batch"]
+        )
         decode_seconds = max(row["seconds"] - row["prefill_seconds"], 1e-9)
         decoded = row["generated_tokens"] - row["batch"]
         out.append(
