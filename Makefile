@@ -2,7 +2,7 @@
 # make test-fast : set up .venv and run the unit tests only (`pytest -m "not slow"`: no Snakemake,
 #                  TRL, vLLM, SLURM or real-model runs), a few minutes on 2 cores
 # make run-real : the real-model study (config/real.yaml: SmolLM2-135M-Instruct and Gemma 3 270M
-#                 from the package index, offline, CPU; about an hour on 2 cores, README)
+#                 from the package index, offline, CPU; 15-60 min on 2 cores, README)
 # make test  : set up .venv and run the whole test suite, slow tests included, on two workers
 #              (pytest-xdist), printing the 15 slowest (CI runs this through .ci/run)
 # make slurm-up / slurm-down : start / stop the loopback SLURM cluster the SLURM tests use

@@ -61,6 +61,20 @@ def test_jobs_of_one_model_share_one_engine_with_in_process_answers(engine_env, 
     assert len(live_engines()) == 1
 
 
+def test_the_engines_own_generation_time_leaves_its_start_out(engine_env, tiny_models, monkeypatch):
+    """The first request of a model starts its engine: the time the benchmark reads is the
+    engine's generation alone (here the fake engine's 1 s per batch), not the call's wall."""
+    from codeift.infer.generate import ModelEngine
+
+    monkeypatch.setenv("CODEIFT_TEST_FAKE_ENGINE_SECONDS", "1")
+    engine = ModelEngine(str(tiny_models / "a"), SETTINGS)
+    started = time.perf_counter()
+    engine.generate([PROMPTS])
+    wall = time.perf_counter() - started
+    assert engine.generate_seconds is not None and 1.0 <= engine.generate_seconds < 1.5
+    assert wall > engine.generate_seconds + 0.2  # the daemon's start-up
+
+
 def test_starting_a_second_model_evicts_the_idle_one_beyond_max_alive(engine_env, tiny_models):
     model_a, model_b = str(tiny_models / "a"), str(tiny_models / "b")
     _, info_a = shared_chat(model_a, model_fingerprint(model_a), SETTINGS, PROMPTS, 4)

@@ -190,12 +190,15 @@ def _handle(conn: socket.socket, engine: Any, state: _EngineState, info: dict[st
             try:
                 # A request's batches (one per task) run back to back, each alone.
                 with state.generating:
+                    started = time.perf_counter()
                     batches = [
                         engine.chat(conversations, int(message["max_new_tokens"]))
                         for conversations in message["batches"]
                     ]
+                    seconds = time.perf_counter() - started
                 replies = [[result.to_dict() for result in batch] for batch in batches]
-                payload: dict[str, Any] = {"ok": True, "batches": replies}
+                # Generation alone (no queue, no engine start): the study benchmark's rate.
+                payload: dict[str, Any] = {"ok": True, "batches": replies, "seconds": seconds}
             except Exception as error:  # report to the client, keep serving
                 payload = {"ok": False, "error": f"{type(error).__name__}: {error}"}
             finally:
@@ -447,7 +450,8 @@ def shared_batches(
             continue
         if not reply.get("ok"):
             raise EngineError(f"engine for {model_dir}: {reply.get('error')}")
-        return [[Generation(**result) for result in batch] for batch in reply["batches"]], info
+        replies = [[Generation(**result) for result in batch] for batch in reply["batches"]]
+        return replies, {**info, "generate_seconds": reply.get("seconds")}
     raise EngineError(f"engine for {model_dir} kept going away; log {log_path}:\n{_tail(log_path)}")
 
 
