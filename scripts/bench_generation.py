@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from codeift.bench import matmul_gflops
+from codeift.bench import best_roof, matmul_rates
 from codeift.config import backbone_inference, load_yaml
 from codeift.infer.throughput import rates, reply_agreement
 from codeift.io import write_json, write_report
@@ -105,7 +105,7 @@ def main() -> None:
     runs_dir.mkdir(parents=True, exist_ok=True)
     prompts_file = runs_dir / "prompts.json"
     prompts_file.write_text(json.dumps(task_prompts(config, args.items_per_task)))
-    roof_before = {t: round(matmul_gflops(t), 1) for t in sorted(set(args.threads))}
+    roof_before = {t: matmul_rates(t) for t in sorted(set(args.threads))}
     print(f"roof GFLOP/s by threads, before: {roof_before}", flush=True)
     out = {"config": args.configfile, "rows": [], "loads": []}
     runs, splits = [], []
@@ -134,8 +134,8 @@ def main() -> None:
                      "load_seconds": result["load_seconds"], "version": result["engine_version"]}
                 )  # fmt: skip
                 print(f"{backbone} {engine} {threads} threads: done", flush=True)
-    roof_after = {t: round(matmul_gflops(t), 1) for t in sorted(set(args.threads))}
-    roof = {t: max(roof_before[t], roof_after[t]) for t in roof_before}
+    roof_after = {t: matmul_rates(t) for t in sorted(set(args.threads))}
+    roof = best_roof(roof_before, roof_after)
     out.update(roof_gflops=roof, roof_before=roof_before, roof_after=roof_after)
     for result, (backbone, split) in zip(runs, splits, strict=True):
         threads, engine = result["threads"], result["engine"]

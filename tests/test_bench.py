@@ -196,3 +196,12 @@ def test_prompt_tokens_from_the_prefix_cache_cost_no_flops_in_the_sweep():
     # the prefill call: 60 computed prompt tokens and one new token per prompt, 1.26e10 FLOPs;
     # decoding the rest, 2.4e9 in the remaining 1 s
     assert out["decode_roofline"] == 0.24
+
+
+def test_the_roof_is_the_fastest_library_of_the_best_probe():
+    from codeift.bench import best_roof
+
+    before = {1: {"mkl": 100.0, "onednn": 230.0}, 2: {"mkl": 200.0, "onednn": 450.0}}
+    after = {1: {"mkl": 60.0, "onednn": 240.0}, 2: {"mkl": 90.0, "onednn": 130.0}}
+    assert best_roof(None, after) == {1: 240.0, 2: 130.0}
+    assert best_roof(before, after) == {1: 240.0, 2: 450.0}
