@@ -600,7 +600,8 @@ def test_hub_build_shuffles_deterministically_and_takes_size(monkeypatch):
         return raw
 
     monkeypatch.setattr(hub_module, "load_hub_rows", fake_load)
-    spec = {"domain": "arithmetic", "source": "hub", "size": 10}
+    unchecked = {"hub": {"rows": None}}  # 50 rows, not the 1,319 of the real test set
+    spec = {"domain": "arithmetic", "source": "hub", "size": 10, "spec": unchecked}
     frame = build_task_frame("gsm8k", spec, 0)
     assert calls == ["openai/gsm8k"]
     assert frame.height == 10 and tuple(frame.columns) == TASK_COLUMNS
@@ -610,20 +611,30 @@ def test_hub_build_shuffles_deterministically_and_takes_size(monkeypatch):
     assert not frame["question"].equals(build_task_frame("gsm8k", spec, 1)["question"])
     for question, answer in zip(frame["question"], frame["answer"], strict=True):
         assert question == f"Question {answer}?"
-    everything = build_task_frame("gsm8k", {"domain": "arithmetic", "source": "hub"}, 0)
+    everything = build_task_frame(
+        "gsm8k", {"domain": "arithmetic", "source": "hub", "spec": unchecked}, 0
+    )
     assert everything.height == 50
 
 
 def test_hub_build_with_no_records_left_is_an_error(monkeypatch):
     monkeypatch.setattr(hub_module, "load_hub_rows", lambda hub: [_proofwriter_row(1, "True", 0)])
     with pytest.raises(TaskError, match=r"'proofwriter'.*no records"):
-        build_task_frame("proofwriter", {"domain": "logical", "source": "hub"}, 0)
+        build_task_frame(
+            "proofwriter",
+            {"domain": "logical", "source": "hub", "spec": {"hub": {"rows": 1}}},
+            0,
+        )
 
 
 def test_hub_build_reports_a_missing_field(monkeypatch):
     monkeypatch.setattr(hub_module, "load_hub_rows", lambda hub: [{"Body": "b", "Answer": 1.0}])
     with pytest.raises(TaskError, match=r"'svamp', record 0, field 'Question'"):
-        build_task_frame("svamp", {"domain": "arithmetic", "source": "hub"}, 0)
+        build_task_frame(
+            "svamp",
+            {"domain": "arithmetic", "source": "hub", "spec": {"hub": {"rows": 1, "columns": None}}},
+            0,
+        )
 
 
 @pytest.mark.skipif(not GSM8K_FILE.exists(), reason=f"real GSM8K sample not found at {GSM8K_FILE}")

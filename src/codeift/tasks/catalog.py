@@ -25,8 +25,9 @@ ENTRY_KEYS = ("domain", "source", "size", "seed", "difficulty", "step_by_step", 
 SPEC_KEYS = ("answer_type", "prompt", "step_by_step_trigger", "generator", "hub")
 SOURCES = ("generator", "hub")
 DEFAULT_TRIGGER = "Let's think step by step."
-_HUB_REQUIRED = ("id", "split", "fields", "answer_parser")
-_HUB_OPTIONAL = ("config", "question", "transform", "where", "params")
+_HUB_REQUIRED = ("id", "revision", "split", "files", "fields", "answer_parser")
+_HUB_OPTIONAL = ("config", "question", "transform", "where", "params", "rows", "columns",
+                 "source_notes")  # fmt: skip
 
 
 def load_catalog() -> dict[str, dict]:
@@ -193,6 +194,27 @@ def _check_hub_mapping(task: str, hub: Mapping[str, Any]) -> None:
         raise task_error(task, "hub 'where' filters on an unmapped field", field=unfiltered[0])
 
 
+def _strings(task: str, value: Any, key: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise task_error(task, f"expected a list of non-empty strings, got {value!r}", field=key)
+    return value
+
+
+def _check_hub_files(task: str, hub: dict[str, Any]) -> None:
+    """What pins a source: files (patterns in the repository), the revision, rows, columns.
+
+    `rows: null` turns the count check off (for a source whose size is not known in advance).
+    """
+    hub["files"] = _strings(task, hub["files"], "hub.files")
+    if not isinstance(hub["revision"], str):
+        raise task_error(task, "revision must be a commit sha or a branch name", field="hub.revision")
+    rows = hub.get("rows")
+    if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
+        raise task_error(task, f"rows must be an integer >= 1 or null, got {rows!r}", field="hub.rows")
+    if hub.get("columns") is not None:
+        hub["columns"] = _strings(task, hub["columns"], "hub.columns")
+
+
 def _resolve_hub(task: str, hub: Any, difficulty: Mapping[str, Any]) -> dict:
     if not hub:
         raise task_error(
@@ -204,6 +226,7 @@ def _resolve_hub(task: str, hub: Any, difficulty: Mapping[str, Any]) -> dict:
         if not hub.get(key):
             raise task_error(task, f"hub source needs {key!r}", field=f"hub.{key}")
     hub["fields"] = _mapping(task, hub["fields"], "hub.fields")
+    _check_hub_files(task, hub)
     _check_hub_mapping(task, hub)
     params = _mapping(task, hub.get("params"), "hub.params")
     return {**hub, "params": _with_difficulty(task, params, difficulty, " for the hub source")}

@@ -46,8 +46,9 @@ def _generated(spec: Mapping[str, Any], seed: int) -> tuple[list[dict[str, str]]
 
 
 def _from_hub(spec: Mapping[str, Any], seed: int) -> tuple[list[dict[str, str]], str]:
-    """All mapped rows, shuffled deterministically, then the first `size`."""
-    rows = hub_source.load_hub_rows(spec["hub"])
+    """All mapped rows (count checked against the catalogue), shuffled deterministically, then
+    the first `size`."""
+    rows = hub_source.load_task_rows(spec["name"], spec["hub"])
     records = hub_source.map_hub_records(spec["name"], spec, rows)
     random.Random(task_seed(spec["name"], seed, "shuffle")).shuffle(records)
     if spec["size"] is not None:

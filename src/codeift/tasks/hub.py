@@ -1,21 +1,26 @@
 """Real test sets from the Hugging Face hub, mapped onto our record fields.
 
-Loading needs the network and `datasets`; mapping does not. Keeping `map_hub_records` pure lets
-tests run it on rows shaped exactly like the real datasets, so a cluster run cannot be the first
-place a schema mismatch shows up.
+Loading needs the network (or huggingface_hub's cache, filled by the prefetch step); mapping does
+not. Every source is pinned: a repository, a revision, the files that make up the standard test
+set, and the row count and columns its card gives (catalog.yaml, docs/tasks-sources.md). Keeping
+`map_hub_records` pure lets tests run it on rows shaped exactly like the real datasets, so a
+cluster run cannot be the first place a schema mismatch shows up.
 """
 
 from __future__ import annotations
 
 import ast
+import csv
+import json
 import re
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from codeift.score.answers import canonical_number
-from codeift.tasks.errors import task_error
+from codeift.tasks.errors import TaskError, task_error
 
 Record = dict[str, str]
 
@@ -185,12 +190,152 @@ def map_hub_records(
     return mapped
 
 
-def load_hub_rows(hub: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Download one split as plain dicts (needs the network and the `datasets` package)."""
-    import datasets  # lazy: heavy, and only cluster runs use real sources
+PREFETCH_HINT = "python -m codeift prefetch --configfile <your config>"
 
-    dataset = datasets.load_dataset(hub["id"], hub.get("config"), split=hub["split"])
-    return [dict(row) for row in dataset]
+
+def download_hub_files(hub: Mapping[str, Any]) -> Path:
+    """Fetch a source's files at its pinned revision; return the local snapshot folder.
+
+    The only network call of the task loaders, so that the prefetch step (run on a login node)
+    and a job (run with HF_HUB_OFFLINE=1) resolve the very same files through huggingface_hub's
+    cache: offline, `snapshot_download` answers from the cached snapshot of that revision and
+    never waits on the network.
+    """
+    from huggingface_hub import snapshot_download  # lazy: only hub sources need it
+
+    return Path(
+        snapshot_download(
+            hub["id"],
+            repo_type="dataset",
+            revision=hub.get("revision"),
+            allow_patterns=list(hub["files"]),
+        )
+    )
+
+
+def _matching_files(hub: Mapping[str, Any], root: Path) -> list[Path]:
+    """Each `files` pattern in catalogue order (matches sorted within one), as the hub matches.
+
+    A pattern that matches nothing is an error: a missing split must not shrink a test set.
+    """
+    from huggingface_hub.utils import filter_repo_objects
+
+    present = sorted(
+        path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file()
+    )
+    chosen: list[Path] = []
+    for pattern in hub["files"]:
+        matched = sorted(filter_repo_objects(present, allow_patterns=[pattern]))
+        if not matched:
+            raise FileNotFoundError(
+                f"hub:{hub['id']}@{hub.get('revision') or 'main'}: no file matches {pattern!r} "
+                f"under {root} (fetch it with `{PREFETCH_HINT}` where the network is reachable)"
+            )
+        chosen.extend(root / name for name in matched if root / name not in chosen)
+    return chosen
+
+
+def _json_rows(path: Path) -> list[Any]:
+    """A JSON file as rows: a list of objects, {"data": [...]}, columns of equal length, or
+    JSON lines (the shapes the `datasets` JSON loader accepts)."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        lists = {key: item for key, item in value.items() if isinstance(item, list)}
+        if len(lists) == 1 and len(value) == 1:
+            return next(iter(lists.values()))
+        if lists and len(lists) == len(value) and len({len(v) for v in lists.values()}) == 1:
+            keys = list(lists)
+            return [dict(zip(keys, items, strict=True)) for items in zip(*lists.values())]
+    raise ValueError(f"{path}: JSON is neither rows, {{key: rows}} nor equal-length columns")
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """One data file as plain dicts: parquet, JSON / JSON lines, or CSV (by suffix)."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        rows: list[Any] = pq.read_table(path).to_pylist()
+    elif suffix == ".jsonl":
+        text = path.read_text(encoding="utf-8")
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    elif suffix == ".json":
+        rows = _json_rows(path)
+    elif suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    else:
+        raise ValueError(f"{path}: unsupported data file type {suffix!r}")
+    bad = next((index for index, row in enumerate(rows) if not isinstance(row, dict)), None)
+    if bad is not None:
+        raise ValueError(f"{path}: row {bad} is not an object")
+    return rows
+
+
+def load_hub_rows(hub: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """All rows of a hub source: its `files` at its `revision`, concatenated in catalogue order.
+
+    Reads the files themselves (parquet, JSON, CSV) rather than calling `datasets.load_dataset`,
+    which refuses loading-script datasets (datasets >= 4) and cannot glob the hub offline.
+    """
+    root = download_hub_files(hub)
+    rows: list[dict[str, Any]] = []
+    for path in _matching_files(hub, root):
+        rows.extend(read_rows(path))
+    return rows
+
+
+def check_hub_rows(task: str, hub: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> None:
+    """The downloaded rows are the source the catalogue describes: its row count and columns.
+
+    A different count means another revision, a re-split or a missing file: results would not
+    be comparable with the published ones, so the build stops and names both counts.
+    """
+    expected = hub.get("rows")
+    if expected is not None and len(rows) != expected:
+        raise task_error(
+            task,
+            f"hub:{hub['id']}@{hub.get('revision') or 'main'} ({', '.join(hub['files'])}) has "
+            f"{len(rows)} rows, the catalogue expects {expected}",
+            field="hub.rows",
+        )
+    columns = hub.get("columns") or []
+    if rows and columns:
+        missing = [column for column in columns if column not in rows[0]]
+        if missing:
+            raise task_error(
+                task,
+                f"hub:{hub['id']} rows lack column(s) {', '.join(missing)}; they have "
+                f"{', '.join(sorted(rows[0]))}",
+                field="hub.columns",
+            )
+
+
+def load_task_rows(task: str, hub: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A task's raw hub rows, checked against the catalogue; a missing download names the
+    source and the prefetch command instead of a bare hub error."""
+    source = f"hub:{hub['id']}@{hub.get('revision') or 'main'} ({', '.join(hub['files'])})"
+    try:
+        rows = load_hub_rows(hub)
+    except OSError as error:
+        raise task_error(
+            task,
+            f"cannot fetch {source}: {error}. Jobs without network need the files fetched "
+            f"first, with `{PREFETCH_HINT}`",
+            field="hub",
+        ) from error
+    except ValueError as error:
+        if isinstance(error, TaskError):
+            raise
+        raise task_error(task, f"cannot read {source}: {error}", field="hub") from error
+    check_hub_rows(task, hub, rows)
+    return rows
 
 
 def source_label(hub: Mapping[str, Any]) -> str:
