@@ -632,7 +632,11 @@ def test_hub_build_reports_a_missing_field(monkeypatch):
     with pytest.raises(TaskError, match=r"'svamp', record 0, field 'Question'"):
         build_task_frame(
             "svamp",
-            {"domain": "arithmetic", "source": "hub", "spec": {"hub": {"rows": 1, "columns": None}}},
+            {
+                "domain": "arithmetic",
+                "source": "hub",
+                "spec": {"hub": {"rows": 1, "columns": None}},
+            },
             0,
         )
 

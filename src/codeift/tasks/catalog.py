@@ -207,10 +207,14 @@ def _check_hub_files(task: str, hub: dict[str, Any]) -> None:
     """
     hub["files"] = _strings(task, hub["files"], "hub.files")
     if not isinstance(hub["revision"], str):
-        raise task_error(task, "revision must be a commit sha or a branch name", field="hub.revision")
+        raise task_error(
+            task, "revision must be a commit sha or a branch name", field="hub.revision"
+        )
     rows = hub.get("rows")
     if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
-        raise task_error(task, f"rows must be an integer >= 1 or null, got {rows!r}", field="hub.rows")
+        raise task_error(
+            task, f"rows must be an integer >= 1 or null, got {rows!r}", field="hub.rows"
+        )
     if hub.get("columns") is not None:
         hub["columns"] = _strings(task, hub["columns"], "hub.columns")
 

@@ -250,8 +250,8 @@ def _json_rows(path: Path) -> list[Any]:
         if len(lists) == 1 and len(value) == 1:
             return next(iter(lists.values()))
         if lists and len(lists) == len(value) and len({len(v) for v in lists.values()}) == 1:
-            keys = list(lists)
-            return [dict(zip(keys, items, strict=True)) for items in zip(*lists.values())]
+            keys, columns = list(lists), list(lists.values())
+            return [dict(zip(keys, items, strict=True)) for items in zip(*columns, strict=True)]
     raise ValueError(f"{path}: JSON is neither rows, {{key: rows}} nor equal-length columns")
 
 
