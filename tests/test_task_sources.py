@@ -178,6 +178,13 @@ def test_multiarith_concatenates_both_parquet_parts_from_the_cache(offline_hub):
         build_task_frame("multiarith", {"domain": "arithmetic", "source": "hub"}, 0)
 
 
+def test_parquet_loads_only_the_columns_a_task_reads(tmp_path):
+    path = tmp_path / "test.parquet"
+    pq.write_table(pa.Table.from_pylist([{"theory": "t", "allProofs": "long", "QDep": 3}]), path)
+    assert hub_module.read_rows(path, {"theory", "QDep", "id"}) == [{"theory": "t", "QDep": 3}]
+    assert hub_module.read_rows(path) == [{"theory": "t", "allProofs": "long", "QDep": 3}]
+
+
 def test_clutrr_parquet_rows_become_questions(offline_hub):
     hub = hub_sources()["clutrr"]
     row = {
@@ -216,7 +223,8 @@ def test_babi_pattern_picks_its_own_subset_on_a_branch_pinned_source(offline_hub
         },
         branch="main",
     )
-    assert hub_module.load_hub_rows(hub) == [row]
+    # Only the subset's test file is read, and only the columns the task uses.
+    assert hub_module.load_hub_rows(hub) == [{k: v for k, v in row.items() if k != "task"}]
 
 
 def test_json_files_in_every_shape_the_json_loader_accepts(tmp_path):

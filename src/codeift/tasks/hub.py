@@ -14,7 +14,7 @@ import csv
 import json
 import re
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -255,13 +255,20 @@ def _json_rows(path: Path) -> list[Any]:
     raise ValueError(f"{path}: JSON is neither rows, {{key: rows}} nor equal-length columns")
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """One data file as plain dicts: parquet, JSON / JSON lines, or CSV (by suffix)."""
+def read_rows(path: Path, columns: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """One data file as plain dicts: parquet, JSON / JSON lines, or CSV (by suffix).
+
+    `columns` limits what a parquet file loads to those of them it has (ProofWriter's test split
+    is 262 MB, mostly proofs no task reads); absent ones are left for the checks to report.
+    """
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        rows: list[Any] = pq.read_table(path).to_pylist()
+        keep = None
+        if columns is not None:
+            keep = [name for name in pq.read_schema(path).names if name in set(columns)]
+        rows: list[Any] = pq.read_table(path, columns=keep).to_pylist()
     elif suffix == ".jsonl":
         text = path.read_text(encoding="utf-8")
         rows = [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -285,9 +292,10 @@ def load_hub_rows(hub: Mapping[str, Any]) -> list[dict[str, Any]]:
     which refuses loading-script datasets (datasets >= 4) and cannot glob the hub offline.
     """
     root = download_hub_files(hub)
+    needed = {"id", *hub["fields"].values(), *(hub.get("columns") or [])}
     rows: list[dict[str, Any]] = []
     for path in _matching_files(hub, root):
-        rows.extend(read_rows(path))
+        rows.extend(read_rows(path, needed))
     return rows
 
 
