@@ -186,10 +186,13 @@ def map_hub_records(
 
 
 def load_hub_rows(hub: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Download one split as plain dicts (needs the network and the `datasets` package)."""
-    import datasets  # lazy: heavy, and only cluster runs use real sources
+    """One split as plain dicts, read with `datasets` from the repository's snapshot: downloaded,
+    or the prefetched one when offline (codeift.hub; a missing one fails at once)."""
+    from codeift.hub import load_dataset_split  # lazy: `datasets` is heavy
 
-    dataset = datasets.load_dataset(hub["id"], hub.get("config"), split=hub["split"])
+    dataset = load_dataset_split(
+        hub["id"], hub.get("config"), hub["split"], hub.get("revision"), role=source_label(hub)
+    )
     return [dict(row) for row in dataset]
 
 
