@@ -46,7 +46,7 @@ TOKENIZER_PATTERNS = (
 )
 GATED_HINT = (
     "gated models and datasets need `hf auth login` and access granted on their hub page "
-    "(Llama, Mistral and Gemma are gated)"
+    "(Llama 2 and 3, Mistral-7B-v0.1 and Gemma are)"
 )
 HASH_CHUNK = 1 << 20
 
