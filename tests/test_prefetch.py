@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from codeift import hub
+from codeift.cli import prefetch_artifacts
 from codeift.config import load_yaml
 from codeift.tasks.catalog import load_catalog
 from tests.conftest import REPO, short_engine_dir
@@ -131,7 +132,7 @@ def test_paper_config_lists_every_hub_artifact_it_reads():
     hub_tasks = [name for name, entry in config["tasks"].items() if entry["source"] == "hub"]
     expected |= {("dataset", catalog[name]["hub"]["id"]) for name in hub_tasks}
 
-    artifacts = hub.config_artifacts(config)
+    artifacts = prefetch_artifacts(config)
     assert {(a.repo_type, a.repo_id) for a in artifacts} == expected
     roles = ", ".join(a.role for a in artifacts)
     for name in list(config["backbones"]) + hub_tasks:
@@ -147,7 +148,7 @@ def test_paper_config_lists_every_hub_artifact_it_reads():
 
 
 def test_offline_default_config_needs_nothing(default_config):
-    assert hub.config_artifacts(default_config) == []
+    assert prefetch_artifacts(default_config) == []
 
 
 def test_dry_run_lists_without_downloading(fake_home, capsys):
@@ -408,7 +409,7 @@ def test_reduced_study_runs_with_no_network_from_a_prefetched_cache(tmp_path):
     )
     config["ift"]["cleaning"] = {"tokenizer": "codeift-test/tiny-llama", "max_tokens": 4096}
     config["tasks"]["gsm8k"] = {"domain": "arithmetic", "source": "hub", "size": 6}
-    assert {(a.repo_type, a.repo_id) for a in hub.config_artifacts(config)} == {
+    assert {(a.repo_type, a.repo_id) for a in prefetch_artifacts(config)} == {
         ("model", "codeift-test/tiny-llama"),
         ("dataset", "codeift-test/sharegpt"),
         ("dataset", "openai/gsm8k"),

@@ -181,6 +181,21 @@ def cmd_engines(args: argparse.Namespace) -> None:
         print(f"stopped {stop_engines(keep=0)} engine(s)")
 
 
+def prefetch_artifacts(config: dict[str, Any]) -> list[Any]:
+    """The hub artifacts of a config: codeift.hub's listing, each hub task's source read through
+    the task catalogue."""
+    from codeift import hub
+    from codeift.tasks.catalog import resolve_task
+
+    tasks = config.get("tasks") or {}
+    task_hubs = {
+        name: resolve_task(name, entry)["hub"]
+        for name, entry in tasks.items()
+        if (entry or {}).get("source") == "hub"
+    }
+    return hub.config_artifacts(config, task_hubs)
+
+
 def cmd_prefetch(args: argparse.Namespace) -> None:
     """Fetch every hub artifact a config needs into HF_HOME (on the login node), or list them."""
     from codeift import hub
@@ -188,7 +203,7 @@ def cmd_prefetch(args: argparse.Namespace) -> None:
 
     config = load_yaml(args.configfile)
     validate_config(config)
-    artifacts = hub.config_artifacts(config)
+    artifacts = prefetch_artifacts(config)
     generated = sorted(
         name for name, entry in (config.get("tasks") or {}).items() if entry.get("source") != "hub"
     )

@@ -19,7 +19,7 @@ import fnmatch
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,14 +110,16 @@ def is_local(name: str) -> bool:
     return Path(name).expanduser().exists()
 
 
-def config_artifacts(config: dict[str, Any]) -> list[Artifact]:
+def config_artifacts(
+    config: dict[str, Any], task_hubs: Mapping[str, Mapping[str, Any]]
+) -> list[Artifact]:
     """Every hub artifact a study config reads, in a stable order (duplicates kept once).
 
     Backbones (hub models and hub GGUF files), the LLM judge, the cleaning tokenizer, hub IFT
     sources and the hub test sets. Tiny, shipped, local-path and package sources need nothing.
+    `task_hubs` maps each hub task to its resolved hub source (the task catalogue's reading of
+    the config, which the CLI passes in: this module sits below the stages and imports none).
     """
-    from codeift.tasks.catalog import resolve_task
-
     found: list[Artifact] = []
     for name, spec in (config.get("backbones") or {}).items():
         source = spec.get("source") or {}
@@ -158,10 +160,7 @@ def config_artifacts(config: dict[str, Any]) -> list[Artifact]:
             )
         else:
             found.append(dataset_artifact(role, source["hub"], source.get("revision")))
-    for name, entry in (config.get("tasks") or {}).items():
-        if (entry or {}).get("source") != "hub":
-            continue
-        hub = resolve_task(name, entry)["hub"]
+    for name, hub in task_hubs.items():
         found.append(dataset_artifact(f"task {name}", hub["id"], hub.get("revision")))
     return _merge(found)
 
