@@ -145,6 +145,12 @@ def test_paper_config_lists_every_hub_artifact_it_reads():
     # The judge is a 7B model: its weights are fetched, not only its tokenizer.
     judge = next(a for a in artifacts if a.role == "LLM judge")
     assert "*.safetensors" in judge.patterns
+    # One entry per repository and revision: the cleaning tokenizer is Llama-1's, fetched with
+    # its weights; both bAbI tasks read one repository.
+    assert len({a.key for a in artifacts}) == len(artifacts) == len(expected)
+    llama = next(a for a in artifacts if a.repo_id == config["ift"]["cleaning"]["tokenizer"])
+    assert llama.role == "backbone llama-1-7b, cleaning tokenizer"
+    assert llama.patterns == hub.MODEL_PATTERNS
 
 
 def test_offline_default_config_needs_nothing(default_config):
@@ -277,6 +283,10 @@ def test_manifest_records_commit_files_bytes_and_sha256(fake_home, tmp_path, mon
     manifest = tmp_path / "manifest.json"
     record = hub.prefetch(artifacts, manifest, log=lambda line: None)
     assert json.loads(manifest.read_text()) == record
+    assert set(record["artifacts"]) == {
+        "model:someone/tiny-llama@main",
+        "dataset:someone/sharegpt@main/sharegpt.json",
+    }
     entry = record["artifacts"]["model:someone/tiny-llama@main"]
     assert entry["commit"] == COMMIT and entry["repo_type"] == "model"
     wanted = {n for n in model if n.endswith((".json", ".safetensors", ".jinja"))}
@@ -285,7 +295,7 @@ def test_manifest_records_commit_files_bytes_and_sha256(fake_home, tmp_path, mon
         assert item["bytes"] == len(model[item["path"]])
         assert item["sha256"] == hashlib.sha256(model[item["path"]]).hexdigest()
     assert entry["bytes"] == sum(len(model[name]) for name in wanted)
-    file_entry = record["artifacts"]["dataset:someone/sharegpt@main"]
+    file_entry = record["artifacts"]["dataset:someone/sharegpt@main/sharegpt.json"]
     assert [f["path"] for f in file_entry["files"]] == ["sharegpt.json"]  # not x.txt
     assert file_entry["files"][0]["sha256"] == hashlib.sha256(data["sharegpt.json"]).hexdigest()
 
@@ -345,6 +355,27 @@ if _LOG:
 """
 
 
+def watch_network(tmp_path: Path, env: dict[str, str]) -> Path:
+    """Make every Python process started with `env` load NETWORK_LOG_HOOK; returns its log."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "sitecustomize.py").write_text(NETWORK_LOG_HOOK)
+    env["PYTHONPATH"] = os.pathsep.join([str(hooks), str(REPO / "src")])
+    env["CODEIFT_NETWORK_LOG"] = str(tmp_path / "network.log")
+    return tmp_path / "network.log"
+
+
+def network_calls(log: Path, env: dict[str, str]) -> list[str]:
+    """The calls logged so far, after checking that the hook is live in `env`: a probe that
+    looks up huggingface.co must be logged (so an empty log means no call, not no hook)."""
+    before = log.read_text().splitlines() if log.exists() else []
+    probe = "import socket\ntry: socket.getaddrinfo('huggingface.co', 443)\nexcept OSError: pass"
+    subprocess.run(no_network([sys.executable, "-c", probe]), env=env, check=True, timeout=60)
+    after = log.read_text().splitlines()
+    assert len(after) == len(before) + 1 and "'huggingface.co'" in after[-1], after
+    return before
+
+
 def no_network(command: list[str]) -> list[str]:
     """`command` in a new network namespace: only a loopback device, brought up for the
     processes that talk to themselves (torch.distributed's store)."""
@@ -358,6 +389,7 @@ def test_a_job_without_network_fails_fast_naming_the_missing_artifact(tmp_path):
     (tmp_path / hub.MANIFEST_NAME).write_text(json.dumps({"artifacts": {}}))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     env["HF_HOME"] = str(tmp_path)
+    log = watch_network(tmp_path, env)
     spec = json.dumps({"source": {"hub": {"id": "meta-llama/Llama-2-7b-hf"}}})
     started = time.monotonic()
     result = subprocess.run(
@@ -375,6 +407,7 @@ def test_a_job_without_network_fails_fast_naming_the_missing_artifact(tmp_path):
     assert last.startswith("codeift prepare-backbone: ArtifactMissing: backbone llama-2-7b")
     assert "meta-llama/Llama-2-7b-hf@main" in last and PREFETCH_HINT in last
     assert time.monotonic() - started < 60  # start-up only: nothing waits on a network
+    assert network_calls(log, env) == []
 
 
 @pytest.mark.slow
@@ -417,18 +450,13 @@ def test_reduced_study_runs_with_no_network_from_a_prefetched_cache(tmp_path):
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(NETWORK_LOG_HOOK)
-    network_log = tmp_path / "network.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     env.update(
         HF_HOME=str(home),
         PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        PYTHONPATH=os.pathsep.join([str(hooks), str(REPO / "src")]),
-        CODEIFT_NETWORK_LOG=str(network_log),
         CODEIFT_ENGINE_DIR=short_engine_dir(tmp_path),
     )
+    network_log = watch_network(tmp_path, env)
     command = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path)]
     command += ["--configfile", str(config_path), "--cores", "2"]
     result = subprocess.run(
@@ -445,5 +473,5 @@ def test_reduced_study_runs_with_no_network_from_a_prefetched_cache(tmp_path):
     assert backbone["snapshot"].startswith(str(home / "hub"))
     pool_report = json.loads((results / "ift" / "pool.report.json").read_text())
     assert "sharegpt" in json.dumps(pool_report)
-    assert network_log.exists() is False or network_log.read_text() == "", network_log.read_text()
+    assert network_calls(network_log, env) == []
     assert "Finished job" in result.stdout + result.stderr

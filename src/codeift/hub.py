@@ -74,8 +74,10 @@ class Artifact:
 
     @property
     def key(self) -> str:
-        """The artifact's identity in the manifest: type, repository and requested revision."""
-        return f"{self.repo_type}:{self.repo_id}@{self.revision or 'main'}"
+        """The artifact's identity in the manifest: type, repository, requested revision and,
+        for a single file, its name."""
+        name = f"{self.repo_type}:{self.repo_id}@{self.revision or 'main'}"
+        return f"{name}/{self.file}" if self.file else name
 
     def describe(self) -> str:
         files = f" [{', '.join(self.patterns)}]" if self.patterns else ""
@@ -165,25 +167,31 @@ def config_artifacts(
     return _merge(found)
 
 
+def _breadth(artifact: Artifact) -> int:
+    """How much of a repository an artifact selects: the whole, a model's files, its tokenizer."""
+    return {None: 0, MODEL_PATTERNS: 1}.get(artifact.patterns, 2)
+
+
 def _merge(artifacts: Iterable[Artifact]) -> list[Artifact]:
-    """One entry per (role-independent) artifact and file selection: two tasks reading configs
-    of one dataset repository fetch it once; their roles are joined."""
-    merged: dict[tuple, Artifact] = {}
+    """One artifact per manifest key, roles joined: two tasks reading configs of one dataset
+    repository fetch it once, and a cleaning tokenizer that is also a backbone comes with the
+    backbone's files (a model's patterns cover a tokenizer's)."""
+    merged: dict[str, Artifact] = {}
     for artifact in artifacts:
-        key = (artifact.key, artifact.patterns)
-        if key in merged:
-            known = merged[key]
-            merged[key] = Artifact(
-                f"{known.role}, {artifact.role}",
-                known.repo_id,
-                known.repo_type,
-                known.revision,
-                known.patterns,
-                known.required,
-                known.file,
-            )
-        else:
-            merged[key] = artifact
+        known = merged.get(artifact.key)
+        if known is None:
+            merged[artifact.key] = artifact
+            continue
+        wider = known if _breadth(known) <= _breadth(artifact) else artifact
+        merged[artifact.key] = Artifact(
+            f"{known.role}, {artifact.role}",
+            wider.repo_id,
+            wider.repo_type,
+            wider.revision,
+            wider.patterns,
+            wider.required,
+            wider.file,
+        )
     return list(merged.values())
 
 
