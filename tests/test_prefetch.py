@@ -54,7 +54,7 @@ def put_repo(
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(os.path.relpath(blob, target.parent))
     if ref:
-        (folder / "refs").mkdir(parents=True, exist_ok=True)
+        (folder / "refs" / ref).parent.mkdir(parents=True, exist_ok=True)
         (folder / "refs" / ref).write_text(commit)
     return snapshot
 
@@ -229,6 +229,23 @@ def test_hub_test_set_and_ift_file_load_from_the_cache_offline(fake_home):
         build_task_frame("svamp", {"domain": "arithmetic", "source": "hub"}, seed=0)
     with pytest.raises(hub.ArtifactMissing, match="IFT source sharegpt.*other.json"):
         list(iter_raw_records({**source, "hub_file": "other.json", "name": "sharegpt"}))
+
+
+def test_a_parquet_export_is_read_per_config_folder(fake_home):
+    """The hub's parquet export of a script dataset (revision refs/convert/parquet) has no card
+    configs, one folder per config: that folder is read."""
+
+    def parquet(rows: int) -> bytes:
+        buffer = io.BytesIO()
+        pl.DataFrame({"story": [f"s{i}" for i in range(rows)]}).write_parquet(buffer)
+        return buffer.getvalue()
+
+    files = {"cfg_a/test/0000.parquet": parquet(3), "cfg_b/test/0000.parquet": parquet(5)}
+    put_repo(fake_home, "dataset", "someone/script-set", files, ref="refs/convert/parquet")
+    rows = hub.load_dataset_split("someone/script-set", "cfg_b", "test", "refs/convert/parquet")
+    assert [row["story"] for row in rows] == [f"s{i}" for i in range(5)]
+    with pytest.raises(hub.ArtifactMissing, match="someone/script-set@main"):
+        hub.load_dataset_split("someone/script-set", "cfg_b", "test")
 
 
 def test_cleaning_tokenizer_resolves_offline(fake_home):
