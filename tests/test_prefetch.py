@@ -409,11 +409,10 @@ def test_a_job_without_network_fails_fast_naming_the_missing_artifact(tmp_path):
     log = watch_network(tmp_path, env)
     spec = json.dumps({"source": {"hub": {"id": "meta-llama/Llama-2-7b-hf"}}})
     started = time.monotonic()
+    command = [sys.executable, "-m", "codeift", "prepare-backbone", "--name", "llama-2-7b"]
+    command += ["--spec", spec, "--out", str(tmp_path / "base")]
     result = subprocess.run(
-        no_network(
-            [sys.executable, "-m", "codeift", "prepare-backbone", "--name", "llama-2-7b"]
-            + ["--spec", spec, "--out", str(tmp_path / "base")]
-        ),
+        no_network(command),
         capture_output=True,
         text=True,
         env=env,
@@ -426,14 +425,27 @@ def test_a_job_without_network_fails_fast_naming_the_missing_artifact(tmp_path):
     assert time.monotonic() - started < 60  # start-up only: nothing waits on a network
     assert network_calls(log, env) == []
 
+    # The contrast: downloads allowed, the same job asks the network for the hub first.
+    log.unlink()
+    allowed = subprocess.run(
+        no_network(command),
+        capture_output=True,
+        text=True,
+        env={**env, "HF_HUB_OFFLINE": "0"},
+        timeout=120,
+    )
+    assert allowed.returncode == 2 and "could not download backbone llama-2-7b" in allowed.stderr
+    assert any("'huggingface.co'" in line for line in log.read_text().splitlines())
+
 
 @pytest.mark.slow
 @pytest.mark.skipif(NO_NETWORK is not None, reason=str(NO_NETWORK))
 def test_reduced_study_runs_with_no_network_from_a_prefetched_cache(tmp_path):
     """.test/config.yaml with its backbone, cleaning tokenizer, an IFT file and gsm8k taken from
     the hub cache (the shipped tiny llama and small files in hub layout), run by Snakemake in a
-    network namespace with no network: every job completes, and no process looks up a name or
-    connects anywhere but this machine. Jobs go offline on their own (a manifest exists)."""
+    network namespace with no network: its jobs complete, and no process looks up a name or
+    connects anywhere but this machine. Jobs go offline on their own (a manifest exists, no
+    HF_HUB_OFFLINE is set): online, huggingface_hub would look up huggingface.co first."""
     home = tmp_path / "hf"
     put_repo(home, "model", "codeift-test/tiny-llama", tiny_model_files())
     put_repo(home, "dataset", "codeift-test/sharegpt", sharegpt_files(8))
@@ -475,13 +487,17 @@ def test_reduced_study_runs_with_no_network_from_a_prefetched_cache(tmp_path):
     )
     network_log = watch_network(tmp_path, env)
     command = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path)]
-    command += ["--configfile", str(config_path), "--cores", "2"]
+    # One arm's path through every stage kind but the aggregate: prepare (hub backbone), pool
+    # (hub IFT file, hub cleaning tokenizer), mix, SFT, task build (hub test set), generation
+    # with vLLM, scoring.
+    target = tmp_path / "results" / "scores" / "tiny-llama" / "code100" / "gsm8k.parquet"
+    command += ["--configfile", str(config_path), "--cores", "2", str(target)]
     result = subprocess.run(
         no_network(command), capture_output=True, text=True, env=env, timeout=900
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     results = tmp_path / "results"
-    assert (results / "summary" / "task.csv").exists()
+    assert pl.read_parquet(target).height == 6
     task = pl.read_parquet(results / "tasks" / "gsm8k.parquet")
     assert set(task["source"]) == {"hub:openai/gsm8k/main:test"} and task.height == 6
     backbone = json.loads(
