@@ -19,6 +19,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,6 +232,13 @@ def offline_by_default(environ: dict[str, str] | None = None) -> bool:
     if not (home / MANIFEST_NAME).exists():
         return False
     environ["HF_HUB_OFFLINE"] = "1"
+    if environ is os.environ:  # read at import: a library imported earlier is told directly
+        for module, name in (
+            ("huggingface_hub.constants", "HF_HUB_OFFLINE"),
+            ("datasets.config", "HF_HUB_OFFLINE"),
+        ):
+            if module in sys.modules:
+                setattr(sys.modules[module], name, True)
     return True
 
 
