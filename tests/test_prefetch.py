@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import yaml
 from codeift import hub
 from codeift.cli import prefetch_artifacts
 from codeift.config import load_yaml
+from codeift.errors import CodeiftError
 from codeift.tasks.catalog import load_catalog
 from tests.conftest import REPO, short_engine_dir
 
@@ -72,9 +74,13 @@ configs:
 ---
 # fake gsm8k
 """
+GSM8K = load_catalog()["gsm8k"]["hub"]
 
 
-def gsm8k_files(rows: int = 6) -> dict[str, bytes]:
+def put_gsm8k(home: Path) -> int:
+    """openai/gsm8k as the catalogue pins it (revision, file, row count when it gives them),
+    with made-up rows; returns the row count."""
+    rows = GSM8K.get("rows", 6)
     frame = pl.DataFrame(
         {
             "question": [f"Tom has {i} apples and buys 2 more. How many?" for i in range(rows)],
@@ -83,7 +89,12 @@ def gsm8k_files(rows: int = 6) -> dict[str, bytes]:
     )
     buffer = io.BytesIO()
     frame.write_parquet(buffer)
-    return {"README.md": GSM8K_CARD.encode(), "main/test-00000-of-00001.parquet": buffer.getvalue()}
+    name = GSM8K.get("files", ["main/test-00000-of-00001.parquet"])[0]
+    revision = GSM8K.get("revision") or "main"
+    pinned = re.fullmatch(r"[0-9a-f]{40}", revision) is not None
+    files = {"README.md": GSM8K_CARD.encode(), name: buffer.getvalue()}
+    put_repo(home, "dataset", "openai/gsm8k", files, revision if pinned else COMMIT)
+    return rows
 
 
 def sharegpt_files(rows: int = 8) -> dict[str, bytes]:
@@ -150,7 +161,22 @@ def test_paper_config_lists_every_hub_artifact_it_reads():
     assert len({a.key for a in artifacts}) == len(artifacts) == len(expected)
     llama = next(a for a in artifacts if a.repo_id == config["ift"]["cleaning"]["tokenizer"])
     assert llama.role == "backbone llama-1-7b, cleaning tokenizer"
-    assert llama.patterns == hub.MODEL_PATTERNS
+    assert set(llama.patterns) == set(hub.MODEL_PATTERNS) | set(hub.TOKENIZER_PATTERNS)
+
+
+def test_selections_of_one_repository_are_fetched_together():
+    task_hubs = {
+        "a": {"id": "x/y", "revision": "r1", "files": ["a/test*"]},
+        "b": {"id": "x/y", "revision": "r1", "files": ["b/test*", "a/test*"]},
+        "c": {"id": "x/y", "revision": "r2", "files": ["c/test*"]},
+    }
+    merged = hub.config_artifacts({}, task_hubs)
+    assert [(a.role, a.revision, a.patterns, a.required) for a in merged] == [
+        ("task a, task b", "r1", ("a/test*", "b/test*"), ("a/test*", "b/test*")),
+        ("task c", "r2", ("c/test*",), ("c/test*",)),
+    ]
+    whole = hub.config_artifacts({}, {**task_hubs, "d": {"id": "x/y", "revision": "r1"}})
+    assert whole[0].role == "task a, task b, task d" and whole[0].patterns is None
 
 
 def test_offline_default_config_needs_nothing(default_config):
@@ -160,10 +186,10 @@ def test_offline_default_config_needs_nothing(default_config):
 def test_dry_run_lists_without_downloading(fake_home, capsys):
     from codeift.cli import main
 
-    put_repo(fake_home, "dataset", "openai/gsm8k", gsm8k_files())
+    put_gsm8k(fake_home)
     assert main(["prefetch", "--configfile", str(REPO / "config" / "paper.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "cached    task gsm8k: dataset openai/gsm8k@main" in out
+    assert f"cached    task gsm8k: dataset openai/gsm8k@{GSM8K.get('revision') or 'main'}" in out
     assert "to fetch  backbone mistral-7b: model mistralai/Mistral-7B-v0.1@main" in out
     assert "generated (nothing to fetch): tasks first_letter_concat, list_reversal" in out
     assert not (fake_home / hub.MANIFEST_NAME).exists()
@@ -215,17 +241,18 @@ def test_hub_test_set_and_ift_file_load_from_the_cache_offline(fake_home):
     from codeift.data.sources import iter_raw_records
     from codeift.tasks import build_task_frame
 
-    put_repo(fake_home, "dataset", "openai/gsm8k", gsm8k_files(6))
+    rows = put_gsm8k(fake_home)
     frame = build_task_frame("gsm8k", {"domain": "arithmetic", "source": "hub"}, seed=0)
-    assert frame.height == 6 and set(frame["source"]) == {"hub:openai/gsm8k/main:test"}
-    assert sorted(frame["answer"].to_list()) == sorted(str(i + 2) for i in range(6))
+    assert frame.height == rows and set(frame["source"]) == {"hub:openai/gsm8k/main:test"}
+    assert sorted(frame["answer"].to_list()) == sorted(str(i + 2) for i in range(rows))
 
     put_repo(fake_home, "dataset", "someone/sharegpt", sharegpt_files(8))
     source = {"kind": "sharegpt", "hub": "someone/sharegpt", "hub_file": "sharegpt.json"}
     records = [record for _, record in iter_raw_records(source)]
     assert [r["id"] for r in records] == [f"sg{i}" for i in range(8)]
 
-    with pytest.raises(hub.ArtifactMissing, match="task|test set|hub:ChilleD/SVAMP"):
+    svamp = load_catalog()["svamp"]["hub"]["id"]
+    with pytest.raises(CodeiftError, match=f"(?s){svamp}.*{PREFETCH_HINT}"):
         build_task_frame("svamp", {"domain": "arithmetic", "source": "hub"}, seed=0)
     with pytest.raises(hub.ArtifactMissing, match="IFT source sharegpt.*other.json"):
         list(iter_raw_records({**source, "hub_file": "other.json", "name": "sharegpt"}))
@@ -449,7 +476,7 @@ def test_reduced_study_runs_with_no_network_from_a_prefetched_cache(tmp_path):
     home = tmp_path / "hf"
     put_repo(home, "model", "codeift-test/tiny-llama", tiny_model_files())
     put_repo(home, "dataset", "codeift-test/sharegpt", sharegpt_files(8))
-    put_repo(home, "dataset", "openai/gsm8k", gsm8k_files(6))
+    put_gsm8k(home)
     (home / hub.MANIFEST_NAME).write_text(json.dumps({"artifacts": {}}))
 
     config = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())

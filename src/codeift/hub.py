@@ -99,9 +99,14 @@ def file_artifact(
     return Artifact(role, repo_id, repo_type, revision, (filename,), (filename,), filename)
 
 
-def dataset_artifact(role: str, repo_id: str, revision: str | None = None) -> Artifact:
-    """A whole dataset repository: test sets are small, and which files make up a split is the
-    `datasets` library's reading of the repository, done at load time from the snapshot."""
+def dataset_artifact(
+    role: str, repo_id: str, revision: str | None = None, files: Iterable[str] | None = None
+) -> Artifact:
+    """A dataset repository: the data files a source names (each pattern must match), else the
+    whole repository (which files make up a split is then `datasets`' reading of it)."""
+    if files:
+        patterns = tuple(files)
+        return Artifact(role, repo_id, "dataset", revision, patterns, patterns)
     return Artifact(role, repo_id, "dataset", revision, None, ("*",))
 
 
@@ -164,34 +169,35 @@ def config_artifacts(
         else:
             found.append(dataset_artifact(role, source["hub"], source.get("revision")))
     for name, hub in task_hubs.items():
-        found.append(dataset_artifact(f"task {name}", hub["id"], hub.get("revision")))
+        found.append(
+            dataset_artifact(f"task {name}", hub["id"], hub.get("revision"), hub.get("files"))
+        )
     return _merge(found)
 
 
-def _breadth(artifact: Artifact) -> int:
-    """How much of a repository an artifact selects: the whole, a model's files, its tokenizer."""
-    return {None: 0, MODEL_PATTERNS: 1}.get(artifact.patterns, 2)
+def _union(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(first + second))
 
 
 def _merge(artifacts: Iterable[Artifact]) -> list[Artifact]:
-    """One artifact per manifest key, roles joined: two tasks reading configs of one dataset
-    repository fetch it once, and a cleaning tokenizer that is also a backbone comes with the
-    backbone's files (a model's patterns cover a tokenizer's)."""
+    """One artifact per manifest key, roles and file selections joined: two tasks reading
+    files of one dataset repository fetch both in one go, and a cleaning tokenizer that is
+    also a backbone comes with the backbone's files. A whole repository covers any selection."""
     merged: dict[str, Artifact] = {}
     for artifact in artifacts:
         known = merged.get(artifact.key)
         if known is None:
             merged[artifact.key] = artifact
             continue
-        wider = known if _breadth(known) <= _breadth(artifact) else artifact
+        whole = known.patterns is None or artifact.patterns is None
         merged[artifact.key] = Artifact(
             f"{known.role}, {artifact.role}",
-            wider.repo_id,
-            wider.repo_type,
-            wider.revision,
-            wider.patterns,
-            wider.required,
-            wider.file,
+            known.repo_id,
+            known.repo_type,
+            known.revision,
+            None if whole else _union(known.patterns or (), artifact.patterns or ()),
+            ("*",) if whole else _union(known.required, artifact.required),
+            known.file,
         )
     return list(merged.values())
 
