@@ -123,8 +123,13 @@ def test_chunked_distribution_names_missing_chunks_and_checks_the_assembly(tmp_p
 
 def test_hub_source_passes_repo_file_and_revision(tmp_path, monkeypatch):
     import huggingface_hub
+    from huggingface_hub import constants
 
-    fake = tmp_path / "cached.gguf"
+    from codeift.hub import ArtifactMissing
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    fake = tmp_path / "snapshot" / "model.Q4_K_M.gguf"  # where the cache keeps the file
+    fake.parent.mkdir()
     fake.write_bytes(b"GGUF hub")
     calls = []
 
@@ -135,7 +140,15 @@ def test_hub_source_passes_repo_file_and_revision(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
     hub = {"repo": "someone/model-GGUF", "file": "model.Q4_K_M.gguf", "revision": "abc123"}
     path, origin = locate({"hub": hub}, tmp_path)
-    assert calls == [{"repo_id": hub["repo"], "filename": hub["file"], "revision": "abc123"}]
+    assert calls == [
+        {
+            "repo_id": hub["repo"],
+            "filename": hub["file"],
+            "repo_type": "model",
+            "revision": "abc123",
+            "local_files_only": False,
+        }
+    ]
     assert path == fake
     assert origin == {
         "hub": hub["repo"],
@@ -149,7 +162,7 @@ def test_hub_source_passes_repo_file_and_revision(tmp_path, monkeypatch):
         raise OSError("no network")
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
-    with pytest.raises(BackboneError, match="model.Q4_K_M.gguf.*someone/model-GGUF.*abc123"):
+    with pytest.raises(ArtifactMissing, match="someone/model-GGUF@abc123.*model.Q4_K_M.gguf"):
         locate({"hub": hub}, tmp_path)
 
 

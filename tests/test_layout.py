@@ -28,15 +28,17 @@ ALLOWED: dict[str, set[str]] = {
     # the study benchmark reads a finished run's logs and outputs, never a stage's code; it
     # counts model FLOPs as the throughput sweep does (models.flops)
     "bench": {"errors", "models.flops"},
+    # hub artifacts (listing, download, offline resolution): below every stage that loads one
+    "hub": {"errors", "io"},
     "score": FOUNDATION,
     # a task's answer type is the scorer's (score.answers): tasks sit on top of scoring
-    "tasks": FOUNDATION | {"score"},
+    "tasks": FOUNDATION | {"score", "hub"},
     # the small world draws its words from the task vocabulary (tasks.vocab) so that the IFT data
     # shares nouns with the tasks; the LLM judge labeller uses the one vLLM builder
     # (infer.engines), never generation or the engine server
-    "data": FOUNDATION | {"tasks.vocab", "infer.engines"},
+    "data": FOUNDATION | {"tasks.vocab", "infer.engines", "hub"},
     # the tiny tokenizer and the pretraining corpus are built from the small world's generator
-    "models": FOUNDATION | {"tasks.vocab", "data.small_world"},
+    "models": FOUNDATION | {"tasks.vocab", "data.small_world", "hub"},
     "train": FOUNDATION,
     # generation loads a backbone (models.backbones) and a task file (tasks)
     "infer": FOUNDATION | {"models", "tasks"},

@@ -181,6 +181,51 @@ def cmd_engines(args: argparse.Namespace) -> None:
         print(f"stopped {stop_engines(keep=0)} engine(s)")
 
 
+def prefetch_artifacts(config: dict[str, Any]) -> list[Any]:
+    """The hub artifacts of a config: codeift.hub's listing, each hub task's source read through
+    the task catalogue."""
+    from codeift import hub
+    from codeift.tasks.catalog import resolve_task
+
+    tasks = config.get("tasks") or {}
+    task_hubs = {
+        name: resolve_task(name, entry)["hub"]
+        for name, entry in tasks.items()
+        if (entry or {}).get("source") == "hub"
+    }
+    return hub.config_artifacts(config, task_hubs)
+
+
+def cmd_prefetch(args: argparse.Namespace) -> None:
+    """Fetch every hub artifact a config needs into HF_HOME (on the login node), or list them."""
+    from codeift import hub
+    from codeift.config import load_yaml, validate_config
+
+    config = load_yaml(args.configfile)
+    validate_config(config)
+    artifacts = prefetch_artifacts(config)
+    generated = sorted(
+        name for name, entry in (config.get("tasks") or {}).items() if entry.get("source") != "hub"
+    )
+    if args.dry_run:
+        for artifact in artifacts:
+            state = "cached" if hub.cached(artifact) else "to fetch"
+            print(f"{state:9} {artifact.describe()}")
+        if generated:
+            print(f"generated (nothing to fetch): tasks {', '.join(generated)}")
+        print(
+            f"{len(artifacts)} artifact(s); HF_HOME {hub.hf_home()}; manifest {hub.manifest_path()}"
+        )
+        return
+    manifest = Path(args.manifest) if args.manifest else None
+    record = hub.prefetch(artifacts, manifest, log=lambda line: print(line, flush=True))
+    total = sum(entry["bytes"] for entry in record["artifacts"].values())
+    print(
+        f"{len(artifacts)} artifact(s) fetched; manifest {manifest or hub.manifest_path()} "
+        f"({len(record['artifacts'])} entries, {total / 1e9:.2f} GB)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codeift", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -251,6 +296,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--controls", default="{}", help="JSON: planted (task -> gain|lose|none; config `controls`)"
     )
     aggregate.set_defaults(handler=cmd_aggregate)
+    prefetch = commands.add_parser(
+        "prefetch",
+        help="download every hub artifact a study config needs into HF_HOME (login node)",
+    )
+    prefetch.add_argument(
+        "--configfile", required=True, help="the study config, e.g. config/paper.yaml"
+    )
+    prefetch.add_argument(
+        "--dry-run", action="store_true", help="list the artifacts and whether they are cached"
+    )
+    prefetch.add_argument(
+        "--manifest", help="where to write the manifest (default: $HF_HOME/codeift-prefetch.json)"
+    )
+    prefetch.set_defaults(handler=cmd_prefetch)
     engines = commands.add_parser("engines", help="list or stop this machine's shared engines")
     engines.add_argument("action", choices=["list", "stop"])
     engines.set_defaults(handler=cmd_engines)
@@ -261,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run one stage. A stage's own error (bad input, named in its message) ends the run with one
     line `codeift <stage>: <message>` after its traceback, both on stderr (the job log)."""
     args = build_parser().parse_args(argv)
+    if args.command != "prefetch":
+        from codeift.hub import offline_by_default
+
+        offline_by_default()  # a prefetch has run: jobs read the hub cache only
     started = time.time()
     try:
         args.handler(args)

@@ -133,6 +133,7 @@ class CleaningSettings(Settings):
     max_chars: int | None = _field(100_000, "longest conversation in characters")
     max_tokens: int | None = _field(None, "longest conversation in tokens (needs tokenizer)")
     tokenizer: str | None = _field(None, "tokenizer folder or hub id that measures tokens")
+    tokenizer_revision: str | None = _field(None, "hub tokenizer: commit hash or tag (main)")
     near_duplicates: dict[str, Any] = _field(
         {"enabled": True, "method": "conversation"}, "near-duplicate removal: enabled, method"
     )
@@ -153,6 +154,7 @@ class LabellerSettings(Settings):
     SECTION = "ift.labeller"
     method: str = _field("heuristic", "heuristic (offline classifier) or llm_judge")
     model: str | None = _field(None, "llm_judge: the instruct model (folder or hub id)")
+    revision: str | None = _field(None, "llm_judge hub model: commit hash or tag (main)")
     prompt: str = _field(JUDGE_PROMPT, "llm_judge: the user turn; {conversation} is replaced")
     batch_size: int = _field(256, "llm_judge: conversations per vLLM call")
     max_chars: int = _field(4000, "llm_judge: a conversation is cut to this many characters")

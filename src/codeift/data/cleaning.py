@@ -57,15 +57,19 @@ def near_key(messages: list[dict[str, str]], method: str) -> bytes:
 class Measure:
     """Conversation length: tokenizer tokens when one is configured, else a word-piece proxy."""
 
-    def __init__(self, tokenizer: str | None) -> None:
+    def __init__(self, tokenizer: str | None, revision: str | None = None) -> None:
         self.tokenizer = None
         self.method = "word_pieces"
         if tokenizer:
             from transformers import AutoTokenizer
 
+            from codeift.hub import tokenizer_path
+
+            # A hub id resolves through the prefetched cache (offline: missing fails at once).
+            folder = tokenizer_path(tokenizer, revision, role="cleaning tokenizer")
             try:
-                self.tokenizer = AutoTokenizer.from_pretrained(tokenizer)
-            except Exception as error:  # missing path, no network for a hub id
+                self.tokenizer = AutoTokenizer.from_pretrained(folder)
+            except Exception as error:  # not a tokenizer folder
                 raise IFTError(f"ift.cleaning.tokenizer {tokenizer!r}: {error}") from error
             self.method = f"tokenizer:{tokenizer}"
 

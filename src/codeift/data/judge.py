@@ -41,7 +41,10 @@ def judge_labels(
     from vllm import SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 
-    llm = build_vllm(settings.model, settings)
+    from codeift.hub import model_path
+
+    folder = model_path(settings.model, settings.revision, role="LLM judge")
+    llm = build_vllm(str(folder), settings)
     params = SamplingParams(
         temperature=0.0,
         max_tokens=32,  # the grammar ends the answer; a byte-level tokenizer may spell it out

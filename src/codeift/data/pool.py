@@ -40,7 +40,7 @@ def build_pool(
     near = {**DEFAULT_CLEANING["near_duplicates"], **cleaning.get("near_duplicates", {})}
     if cleaning.get("max_tokens") and not cleaning.get("tokenizer"):
         raise IFTError("ift.cleaning.max_tokens needs ift.cleaning.tokenizer (a path or hub id)")
-    measure = Measure(cleaning.get("tokenizer"))
+    measure = Measure(cleaning.get("tokenizer"), cleaning.get("tokenizer_revision"))
     rows: list[dict[str, Any]] = []
     frames: list[pl.DataFrame] = []
     report: dict[str, Any] = {"sources": {}, "skipped_sample": []}

@@ -119,13 +119,20 @@ def _iter_parquet(path: Path) -> Iterator[tuple[int, Any]]:
 
 def _iter_hub_dataset(source: dict[str, Any]) -> Iterator[tuple[int, Any]]:
     """A hub dataset (no single file named): streamed with `datasets`, one split."""
-    from datasets import load_dataset
+    from codeift.hub import ArtifactMissing, load_dataset_split
 
     try:
-        dataset = load_dataset(
-            source["hub"], source.get("subset"), split=source.get("split", "train"), streaming=True
+        dataset = load_dataset_split(
+            source["hub"],
+            source.get("subset"),
+            source.get("split", "train"),
+            source.get("revision"),
+            role=f"IFT source {source.get('name', source['kind'])}",
+            streaming=True,
         )
-    except Exception as error:  # network, missing dataset or split
+    except ArtifactMissing:
+        raise
+    except Exception as error:  # missing split or config, unreadable files
         raise IFTError(f"IFT source {source['hub']!r}: {error}") from error
     yield from enumerate(dataset)
 
@@ -153,12 +160,16 @@ def _resolve_source_file(source: dict[str, Any]) -> Path:
                 f"IFT source {source.get('name', source['kind'])!r}: no file {str(path)!r}"
             )
         return path
-    from huggingface_hub import hf_hub_download
+    from codeift.hub import repo_file
 
-    try:
-        return Path(hf_hub_download(source["hub"], source["hub_file"], repo_type="dataset"))
-    except Exception as error:  # network or missing file
-        raise IFTError(f"IFT source {source['hub']!r}/{source.get('hub_file')}: {error}") from error
+    # Downloaded, or read from the prefetched cache when offline (a missing file fails at once).
+    return repo_file(
+        source["hub"],
+        source["hub_file"],
+        source.get("revision"),
+        repo_type="dataset",
+        role=f"IFT source {source.get('name', source['kind'])}",
+    )
 
 
 def _field(record: dict[str, Any], fields: dict[str, str], name: str) -> Any:

@@ -63,22 +63,12 @@ def prepare_existing(
         write_json(record, tmp / "codeift_backbone.json")
 
 
-def download_hub(repo_id: str, revision: str | None) -> Path:
-    """Fetch a hub model (weights as safetensors when present) into the local HF cache."""
-    from huggingface_hub import snapshot_download
+def download_hub(repo_id: str, revision: str | None, name: str = "") -> Path:
+    """A hub model's snapshot (safetensors weights, configs, tokenizer): downloaded, or read from
+    the prefetched cache when offline (codeift.hub)."""
+    from codeift.hub import model_path
 
-    try:
-        path = snapshot_download(
-            repo_id,
-            revision=revision,
-            allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.py"],
-        )
-    except Exception as error:  # network, auth (gated models) and missing-repo errors alike
-        raise BackboneError(
-            f"could not download {repo_id!r} (revision {revision or 'main'}): {error}. "
-            "Gated models need `huggingface-cli login`; offline machines need a `path` source."
-        ) from error
-    return Path(path)
+    return model_path(repo_id, revision, role=f"backbone {name}".strip())
 
 
 def prepare_backbone(name: str, spec: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
@@ -105,7 +95,7 @@ def prepare_backbone(name: str, spec: dict[str, Any], out_dir: str | Path) -> di
         prepare_existing(path, out_dir, template, {"source": source})
         return {"path": str(path)}
     hub = source["hub"]
-    local = download_hub(hub["id"], hub.get("revision"))
+    local = download_hub(hub["id"], hub.get("revision"), name)
     prepare_existing(local, out_dir, template, {"source": source, "snapshot": str(local)})
     return {"snapshot": str(local)}
 

@@ -120,16 +120,11 @@ def assemble_distribution(name: str, version: str, target: Path) -> Path:
 
 
 def hub_file(repo: str, file: str, revision: str) -> Path:
-    """Download one file of a hub repository at a pinned revision into the HF cache."""
-    import huggingface_hub
+    """One file of a hub repository at a pinned revision: downloaded into the HF cache, or read
+    from the prefetched cache when offline (codeift.hub)."""
+    from codeift.hub import repo_file
 
-    try:
-        return Path(huggingface_hub.hf_hub_download(repo_id=repo, filename=file, revision=revision))
-    except Exception as error:  # network, auth and missing-file errors alike
-        raise BackboneError(
-            f"could not download {file!r} from {repo!r} (revision {revision}): {error}. "
-            "Gated models need `huggingface-cli login`; offline machines need a `path` source."
-        ) from error
+    return repo_file(repo, file, revision, role="GGUF checkpoint")
 
 
 def locate(source: dict[str, Any], scratch: Path) -> tuple[Path, dict[str, Any]]:

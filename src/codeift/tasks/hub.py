@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from codeift.hub import PREFETCH_COMMAND, dataset_artifact, snapshot
 from codeift.score.answers import canonical_number
 from codeift.tasks.errors import TaskError, task_error
 
@@ -190,27 +191,16 @@ def map_hub_records(
     return mapped
 
 
-PREFETCH_HINT = "python -m codeift prefetch --configfile <your config>"
-
-
 def download_hub_files(hub: Mapping[str, Any]) -> Path:
     """Fetch a source's files at its pinned revision; return the local snapshot folder.
 
-    The only network call of the task loaders, so that the prefetch step (run on a login node)
-    and a job (run with HF_HUB_OFFLINE=1) resolve the very same files through huggingface_hub's
-    cache: offline, `snapshot_download` answers from the cached snapshot of that revision and
-    never waits on the network.
+    The only network call of the task loaders, routed through codeift.hub so that the prefetch
+    step (run on a login node) and a job (offline once a prefetch manifest exists) resolve the
+    very same files through huggingface_hub's cache; offline, a missing snapshot fails at once
+    naming the prefetch command and never waits on the network.
     """
-    from huggingface_hub import snapshot_download  # lazy: only hub sources need it
-
-    return Path(
-        snapshot_download(
-            hub["id"],
-            repo_type="dataset",
-            revision=hub.get("revision"),
-            allow_patterns=list(hub["files"]),
-        )
-    )
+    artifact = dataset_artifact(source_label(hub), hub["id"], hub.get("revision"), hub["files"])
+    return snapshot(artifact)
 
 
 def _matching_files(hub: Mapping[str, Any], root: Path) -> list[Path]:
@@ -229,7 +219,7 @@ def _matching_files(hub: Mapping[str, Any], root: Path) -> list[Path]:
         if not matched:
             raise FileNotFoundError(
                 f"hub:{hub['id']}@{hub.get('revision') or 'main'}: no file matches {pattern!r} "
-                f"under {root} (fetch it with `{PREFETCH_HINT}` where the network is reachable)"
+                f"under {root} (fetch it with `{PREFETCH_COMMAND}` where the network is reachable)"
             )
         chosen.extend(root / name for name in matched if root / name not in chosen)
     return chosen
@@ -335,7 +325,7 @@ def load_task_rows(task: str, hub: Mapping[str, Any]) -> list[dict[str, Any]]:
         raise task_error(
             task,
             f"cannot fetch {source}: {error}. Jobs without network need the files fetched "
-            f"first, with `{PREFETCH_HINT}`",
+            f"first, with `{PREFETCH_COMMAND}`",
             field="hub",
         ) from error
     except ValueError as error:
