@@ -158,7 +158,7 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
     from codeift.analysis.aggregate import run_analysis
-    from codeift.analysis.controls import planted_from_cards
+    from codeift.analysis.controls import planted_from_cards, planted_views_from_cards
 
     paths = (
         [line for line in Path(args.score_list).read_text().splitlines() if line]
@@ -167,8 +167,10 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
     )
     settings = AnalysisSettings.from_json(args.analysis)
     # The config's controls.planted, where given, overrides what the mix cards record.
-    planted = json.loads(args.controls).get("planted") or planted_from_cards(args.cards)
-    run_analysis(paths, Path(args.outdir), Path(args.figdir), settings, args.cards, planted)
+    stated = json.loads(args.controls)
+    planted = stated.get("planted") or planted_from_cards(args.cards)
+    views = stated.get("views") or planted_views_from_cards(args.cards)
+    run_analysis(paths, Path(args.outdir), Path(args.figdir), settings, args.cards, planted, views)
 
 
 def cmd_engines(args: argparse.Namespace) -> None:
@@ -248,7 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--analysis", default="{}", help="JSON: bootstrap_samples, alpha, seed (config `analysis`)"
     )
     aggregate.add_argument(
-        "--controls", default="{}", help="JSON: planted (task -> gain|lose|none; config `controls`)"
+        "--controls",
+        default="{}",
+        help="JSON: planted (task -> gain|lose|none) and views "
+        "(task -> text|text_or_program; config `controls`)",
     )
     aggregate.set_defaults(handler=cmd_aggregate)
     engines = commands.add_parser("engines", help="list or stop this machine's shared engines")
