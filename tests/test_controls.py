@@ -300,3 +300,22 @@ def test_the_summary_states_each_tasks_detectable_difference() -> None:
     assert set(table["tests"].to_list()) == {found["comparisons"].height}
     assert set(table["detectable_holm"].to_list()) == {0.55}
     assert (table["detectable"] < table["detectable_holm"]).all()
+
+
+def test_the_planned_power_counts_the_tests_the_study_will_run() -> None:
+    # The synthetic study above: 2 backbones, code0 / code50 / code100 (+ a replicate),
+    # 4 tasks in 2 domains, 30 items each.
+    config = {
+        "proportions": [0, 50, 100],
+        "backbones": {"b1": {}, "b2": {}},
+        "tasks": {
+            task: {"domain": "symbolic" if task.startswith("sym") else "logical", "size": N}
+            for task in ARMS["code0"]
+        },
+    }
+    found = tables.evidence_tables(_scores(), AnalysisSettings(bootstrap_samples=200))
+    assert power.planned_tests(config) == found["comparisons"].height
+    planned = power.design_table(config)
+    assert planned.select(sorted(planned.columns)).equals(
+        found["power"].select(sorted(planned.columns))
+    )

@@ -173,6 +173,17 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
     run_analysis(paths, Path(args.outdir), Path(args.figdir), settings, args.cards, planted, views)
 
 
+def cmd_power(args: argparse.Namespace) -> None:
+    """Power up front: each task's smallest detectable difference, from the config alone."""
+    from codeift.analysis.markdown import evidence_markdown
+    from codeift.analysis.power import design_table
+    from codeift.config import load_yaml, validate_config
+
+    config = load_yaml(args.configfile)
+    validate_config(config)
+    print(evidence_markdown("power", design_table(config)))
+
+
 def cmd_engines(args: argparse.Namespace) -> None:
     from codeift.infer.server import live_engines, stop_engines
 
@@ -256,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(task -> text|text_or_program; config `controls`)",
     )
     aggregate.set_defaults(handler=cmd_aggregate)
+    power = commands.add_parser(
+        "power", help="each task's smallest detectable difference, before the study runs"
+    )
+    power.add_argument("--configfile", default="config/config.yaml")
+    power.set_defaults(handler=cmd_power)
     engines = commands.add_parser("engines", help="list or stop this machine's shared engines")
     engines.add_argument("action", choices=["list", "stop"])
     engines.set_defaults(handler=cmd_engines)

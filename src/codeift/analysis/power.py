@@ -130,3 +130,25 @@ def power_table(
 def underpowered(detectable_holm: float | None, settings: AnalysisSettings) -> bool:
     """Whether a design cannot detect the planted effect size it must (`analysis.min_effect`)."""
     return detectable_holm is None or detectable_holm > settings.min_effect
+
+
+def planned_tests(config: dict) -> int:
+    """How many rows the study's comparisons table will hold (the Holm family): per backbone and
+    tuned proportion above 0, one per task, one per domain and one overall (replicate arms are
+    seeds of their arm, not tests against code0)."""
+    tuned = [p for p in config["proportions"] if p > 0] if 0 in config["proportions"] else []
+    domains = {spec["domain"] for spec in config["tasks"].values()}
+    return len(config["backbones"]) * len(tuned) * (len(config["tasks"]) + len(domains) + 1)
+
+
+def design_table(config: dict) -> pl.DataFrame:
+    """The power table of a study before it runs, from its config alone (`codeift power`): each
+    task's item count (`tasks.NAME.size`) and the difference it can detect."""
+    settings = AnalysisSettings.from_mapping(config.get("analysis"))
+    rows = [
+        {"domain": spec["domain"], "task": task, "id": f"{task}-{index}"}
+        for task, spec in config["tasks"].items()
+        for index in range(int(spec.get("size", 0)))
+    ]
+    items = pl.DataFrame(rows, schema={"domain": pl.Utf8, "task": pl.Utf8, "id": pl.Utf8})
+    return power_table(items, settings, planned_tests(config))
