@@ -319,3 +319,8 @@ def test_the_planned_power_counts_the_tests_the_study_will_run() -> None:
     assert planned.select(sorted(planned.columns)).equals(
         found["power"].select(sorted(planned.columns))
     )
+
+
+def test_a_planted_view_no_table_reads_is_named_in_the_error() -> None:
+    with pytest.raises(ValueError, match="planted view of task 'sym_gain': 'program'"):
+        _table(_scores(), views={"sym_gain": "program"})

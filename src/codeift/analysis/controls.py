@@ -101,6 +101,11 @@ def planted_rows(
     rows = []
     for task, expected in sorted(planted.items()):
         view = views.get(task, DEFAULT_VIEW)
+        if view not in comparisons:
+            raise ValueError(
+                f"planted view of task {task!r}: {view!r} (expected one of "
+                f"{', '.join(VIEW_METRICS)})"
+            )
         table = comparisons[view]
         tests = table.height
         chosen = table.filter(

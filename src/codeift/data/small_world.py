@@ -44,7 +44,8 @@ PLANTED: dict[str, str] = {
 }
 DIRECTIONS = ("gain", "lose", "none")
 # Task -> the view its planted effect is judged in, beside its direction: "text" (what the reply
-# says, the study's metric) or "text_or_program" (that, or what its program prints when run).
+# says, the study's metric) or "text_or_program" (that, or what its program prints when run;
+# codeift.analysis.controls.VIEW_METRICS).
 # The coding data teaches its skills as programs that print the answer (a traced letter join
 # ends `pepper occp`), so a gain taught by code shows where the program runs: the text a small
 # model writes under its program is its own hand simulation of it, often wrong. The general
@@ -53,7 +54,6 @@ PLANTED_VIEWS: dict[str, str] = {
     task: "text_or_program" if direction == "gain" else "text"
     for task, direction in PLANTED.items()
 }
-VIEWS = ("text", "text_or_program")
 
 # Words of the generated data: everyday nouns, partly outside the evaluation vocabulary.
 ITEMS = (
