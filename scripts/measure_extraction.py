@@ -19,9 +19,12 @@ from collections import defaultdict
 from pathlib import Path
 
 from codeift.io import write_report
-from codeift.score.answers import answers_match, extract_answer
+from codeift.score.answers import answers_match, extract_answer, program_answer
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "real_replies.jsonl"
+# The code-arm replies of the fixture that hold a program, with what the program printed when
+# run in the jail and the answer a reader took from that output (`hand_program_answer`).
+PROGRAM_FIXTURE = FIXTURE.with_name("real_program_outputs.jsonl")
 
 
 def load_fixture(path: Path = FIXTURE) -> list[dict]:
@@ -46,11 +49,31 @@ def judge(record: dict) -> dict[str, bool]:
     }
 
 
-def summarise(records: list[dict]) -> list[dict]:
-    """Precision, recall and verdict agreement per answer type and overall."""
+def judge_program(record: dict) -> dict[str, bool]:
+    """The program view of one reply, as `judge` does the text view: only a program that ran
+    to its end is read (the scorer's rule), from what it printed."""
+    ran = record["program_status"] == "ok"
+    value = program_answer(record["program_output"], record["answer_type"]).value if ran else None
+    hand = record["hand_program_answer"]
+    read = value is not None
+    agree = read and hand is not None and answers_match(value, str(hand), record["answer_type"])
+    correct = read and answers_match(value, record["gold"], record["answer_type"])
+    return {
+        "hand_correct": bool(record["hand_program_correct"]),
+        "read": read,
+        "has_hand": hand is not None,
+        "agree": agree,
+        "credited": correct,
+        "verdict_agrees": correct == bool(record["hand_program_correct"]),
+    }
+
+
+def summarise(records: list[dict], view: str = "text") -> list[dict]:
+    """Precision, recall and verdict agreement per answer type and overall, in the text view
+    (`judge`) or the program view (`judge_program`)."""
     groups: dict[str, list[dict[str, bool]]] = defaultdict(list)
     for record in records:
-        verdict = judge(record)
+        verdict = judge(record) if view == "text" else judge_program(record)
         groups[record["answer_type"]].append(verdict)
         groups["all"].append(verdict)
     rows = []
@@ -91,6 +114,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = summarise(load_fixture(Path(args.fixture)))
     print(markdown(rows))
+    print("Program view (" + PROGRAM_FIXTURE.name + "):\n")
+    print(markdown(summarise(load_fixture(PROGRAM_FIXTURE), "program")))
     if args.out:
         write_report(rows, markdown(rows), args.out)
 

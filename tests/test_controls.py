@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from codeift import study
-from codeift.analysis import aggregate, controls, load, tables
+from codeift.analysis import aggregate, controls, load, power, stats, tables
 from codeift.io import write_parquet
 from codeift.settings import AnalysisSettings
 
@@ -84,9 +85,15 @@ def _scores(arms: dict = ARMS) -> pl.DataFrame:
     return load.split_replicates(pl.DataFrame(rows))
 
 
-def _table(scores: pl.DataFrame, planted: dict[str, str] = PLANTED) -> pl.DataFrame:
-    settings = AnalysisSettings(bootstrap_samples=200)
-    found = tables.evidence_tables(scores, settings, planted)
+def _table(
+    scores: pl.DataFrame,
+    planted: dict[str, str] = PLANTED,
+    views: dict[str, str] | None = None,
+    **settings: float,
+) -> pl.DataFrame:
+    found = tables.evidence_tables(
+        scores, AnalysisSettings(bootstrap_samples=200, **settings), planted, views
+    )
     return found["controls"]
 
 
@@ -120,11 +127,54 @@ def test_a_planted_effect_in_the_wrong_direction_is_not_recovered() -> None:
     assert outcome["lines"][0].startswith("planted effects recovered: 2/4 (2 opposite;")
 
 
-def test_an_effect_too_small_to_test_is_missed() -> None:
+def test_a_small_effect_the_design_could_detect_is_missed() -> None:
+    # 30 pairs over 28 tests detect 55 points (codeift.analysis.power): a study that must
+    # detect 60 could have seen this one, had it been as large.
     arms = {**ARMS, "code100": {**ARMS["code100"], "sym_gain": _first(4)}}
-    table = _table(_scores(arms))
+    table = _table(_scores(arms), min_effect=0.6)
     small = table.filter((pl.col("task") == "sym_gain") & (pl.col("control") == "positive"))
     assert set(small["verdict"].to_list()) == {"missed"}
+    assert small["detectable_holm"].to_list() == [0.55, 0.55]
+
+
+def test_a_planted_effect_the_design_cannot_detect_is_underpowered_not_missed() -> None:
+    arms = {**ARMS, "code100": {**ARMS["code100"], "sym_gain": _first(4)}}
+    table = _table(_scores(arms), min_effect=0.5)
+    small = table.filter((pl.col("task") == "sym_gain") & (pl.col("control") == "positive"))
+    assert set(small["verdict"].to_list()) == {"underpowered"}
+    line = controls.verdicts(table, 0.05)["lines"][0]
+    assert line.startswith("planted effects recovered: 2/4 (2 underpowered (30 items);"), line
+    # A recovered effect stays recovered whatever the design's power.
+    lose = table.filter((pl.col("task") == "log_lose") & (pl.col("control") == "positive"))
+    assert set(lose["verdict"].to_list()) == {"recovered"}
+
+
+def _with_programs(scores: pl.DataFrame, task: str, variant: str, solved: int) -> pl.DataFrame:
+    """The arm's first `solved` items of `task` printed the right answer from a program."""
+    index = pl.col("id").str.split("-").list.last().cast(pl.Int64)
+    return scores.with_columns(
+        ((pl.col("task") == task) & (pl.col("variant") == variant) & (index < solved)).alias(
+            "program_correct"
+        )
+    )
+
+
+def test_a_planted_effect_is_judged_in_the_view_its_data_names() -> None:
+    # code100 writes the program for list-like items but its text stays at code0's level: the
+    # gain is there when programs run, not in what the replies say.
+    arms = {**ARMS, "code100": {**ARMS["code100"], "sym_gain": _first(2)}}
+    scores = _with_programs(_scores(arms), "sym_gain", "code100", 28)
+    text = _table(scores, views={"sym_gain": "text"})
+    any_view = _table(scores, views={"sym_gain": "text_or_program"})
+    pick = (pl.col("task") == "sym_gain") & (pl.col("control") == "positive")
+    assert set(text.filter(pick)["verdict"].to_list()) == {"underpowered"}
+    assert set(text.filter(pick)["view"].to_list()) == {"text"}
+    judged = any_view.filter(pick)
+    assert set(judged["verdict"].to_list()) == {"recovered"}
+    assert set(judged["view"].to_list()) == {"text_or_program"}
+    assert judged["accuracy"].to_list() == [28 / N, 28 / N]
+    # A view the data does not name is the text view (the study's metric).
+    assert set(_table(scores).filter(pick)["view"].to_list()) == {"text"}
 
 
 def test_null_control_pairs_replicates_with_their_first_seed() -> None:
@@ -199,3 +249,78 @@ def test_run_analysis_reports_the_verdicts(tmp_path: Path, with_controls: bool) 
     assert "null control passed: 0 of 4" in summary
     assert "| code50 |" in (tmp_path / "summary" / "task.md").read_text()
     assert "code50r1" not in (tmp_path / "summary" / "task.md").read_text()
+
+
+def _power_by_enumeration(n: int, difference: float, churn: float, level: float) -> float:
+    """The same power from the joint counts of pairs won and lost (a multinomial sum), not from
+    the discordant total and its split as codeift.analysis.power computes it."""
+    forward, backward = churn + difference, churn
+    total = 0.0
+    for won in range(n + 1):
+        for lost in range(n - won + 1):
+            if won > lost and stats.mcnemar_exact(won, lost) < level:
+                ways = math.factorial(n) / (
+                    math.factorial(won) * math.factorial(lost) * math.factorial(n - won - lost)
+                )
+                total += (
+                    ways
+                    * forward**won
+                    * backward**lost
+                    * (1 - forward - backward) ** (n - won - lost)
+                )
+    return total
+
+
+@pytest.mark.parametrize(
+    ("n", "difference", "churn", "level"),
+    [(12, 0.3, 0.05, 0.05), (20, 0.5, 0.1, 0.05 / 32), (9, 0.8, 0.0, 0.01), (15, 0.1, 0.2, 0.05)],
+)
+def test_mcnemar_power_agrees_with_enumerating_every_outcome(n, difference, churn, level):
+    expected = _power_by_enumeration(n, difference, churn, level)
+    assert power.mcnemar_power(n, difference, churn, level) == pytest.approx(expected, abs=1e-9)
+
+
+def test_the_smallest_detectable_difference_shrinks_with_items_and_is_none_when_out_of_reach():
+    level = 0.05 / 32
+    # 10 pairs cannot reach p < 0.05 / 32 even all one way (2 / 2**10 = 0.002): nothing is
+    # detectable, the real-model study's old design (10 items per task).
+    assert power.smallest_detectable(10, level, 0.8, 0.05) is None
+    sizes = [power.smallest_detectable(n, level, 0.8, 0.05) for n in (20, 40, 80)]
+    assert sizes[0] > sizes[1] > sizes[2]
+    found = power.smallest_detectable(40, level, 0.8, 0.05)
+    assert power.mcnemar_power(40, found, 0.05, level) >= 0.8
+    assert power.mcnemar_power(40, found - 0.01, 0.05, level) < 0.8
+
+
+def test_the_summary_states_each_tasks_detectable_difference() -> None:
+    found = tables.evidence_tables(_scores(), AnalysisSettings(bootstrap_samples=200))
+    table = found["power"]
+    assert table["task"].to_list() == ["log_lose", "log_noise", "sym_flat", "sym_gain"]
+    assert set(table["n_items"].to_list()) == {N}
+    assert set(table["tests"].to_list()) == {found["comparisons"].height}
+    assert set(table["detectable_holm"].to_list()) == {0.55}
+    assert (table["detectable"] < table["detectable_holm"]).all()
+
+
+def test_the_planned_power_counts_the_tests_the_study_will_run() -> None:
+    # The synthetic study above: 2 backbones, code0 / code50 / code100 (+ a replicate),
+    # 4 tasks in 2 domains, 30 items each.
+    config = {
+        "proportions": [0, 50, 100],
+        "backbones": {"b1": {}, "b2": {}},
+        "tasks": {
+            task: {"domain": "symbolic" if task.startswith("sym") else "logical", "size": N}
+            for task in ARMS["code0"]
+        },
+    }
+    found = tables.evidence_tables(_scores(), AnalysisSettings(bootstrap_samples=200))
+    assert power.planned_tests(config) == found["comparisons"].height
+    planned = power.design_table(config)
+    assert planned.select(sorted(planned.columns)).equals(
+        found["power"].select(sorted(planned.columns))
+    )
+
+
+def test_a_planted_view_no_table_reads_is_named_in_the_error() -> None:
+    with pytest.raises(ValueError, match="planted view of task 'sym_gain': 'program'"):
+        _table(_scores(), views={"sym_gain": "program"})

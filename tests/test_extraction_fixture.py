@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import importlib.util
 
-from codeift.score.answers import ANSWER_TYPES
+import pytest
+
+from codeift.data.small_world import CODE_SKILLS, SKILL_TASKS, generate_conversations
+from codeift.score.answers import ANSWER_TYPES, answers_match, extract_answer, program_answer
+from codeift.score.sandbox import extract_program, run_programs
+from codeift.tasks.catalog import load_catalog
 from tests.conftest import REPO
 
 _SPEC = importlib.util.spec_from_file_location(
@@ -51,3 +56,60 @@ def test_no_reply_is_credited_that_the_hand_marks_wrong_beyond_the_measured_few(
         r for r in measure.load_fixture() if measure.judge(r)["credited"] and not r["hand_correct"]
     ]
     assert len(false_credit) <= FLOORS["false_credit"], [r["id"] for r in false_credit]
+
+
+# The program view on the same replies (tests/fixtures/real_program_outputs.jsonl: the 52
+# code-arm replies above that hold a program, with what it printed in the jail and the answer a
+# reader took from that output). 51 crashed on a syntax error and printed nothing; the one that
+# ran is Gemma's traced letter join, whose last line `Jack Dmitri Lucy Henry J` prints the word
+# and the letters joined so far: the answer it prints is `J`. Before the program view read the
+# last field it took the whole line (precision and recall 0.0 of 1); now 1.0 of 1.
+PROGRAM_FLOORS = {"precision": 1.0, "recall": 1.0, "verdict_agreement": 1.0}
+
+
+def test_the_program_view_reads_real_program_output_as_the_hand_does():
+    records = measure.load_fixture(measure.PROGRAM_FIXTURE)
+    assert len(records) == 52
+    assert sum(r["program_status"] == "ok" for r in records) == 1
+    overall = measure.summarise(records, "program")[-1]
+    for key, floor in PROGRAM_FLOORS.items():
+        assert overall[key] >= floor, overall
+
+
+# The traces the study's own coding data teaches (codeift.data.small_world): per skill that
+# serves a task, conversations whose program is run here in the jail; the program view must
+# read from the output the answer the conversation's reply states ("The answer is ...").
+_PER_SKILL = 3
+
+
+@pytest.fixture(scope="module")
+def taught_programs() -> list[tuple[str, str, str]]:
+    """(task, answer type, reply) of coding conversations whose skill serves a task."""
+    catalog = load_catalog()
+    chosen: dict[str, list[tuple[str, str, str]]] = {}
+    for record in generate_conversations(0, 200, seed=3):
+        tasks = SKILL_TASKS.get(record["skill"], ())
+        if record["skill"] in CODE_SKILLS and tasks:
+            task = tasks[0]
+            reply = record["messages"][-1]["content"]
+            chosen.setdefault(record["skill"], []).append(
+                (task, catalog[task]["answer_type"], reply)
+            )
+    assert set(chosen) == {"reverse", "first_letters", "last_letters", "arithmetic"}
+    return [item for items in chosen.values() for item in items[:_PER_SKILL]]
+
+
+def test_the_program_view_reads_the_traces_the_coding_data_teaches(taught_programs):
+    runs = run_programs([extract_program(reply) for _, _, reply in taught_programs])
+    for (task, answer_type, reply), run in zip(taught_programs, runs, strict=True):
+        if run.status == "not_run":
+            pytest.skip(f"programs cannot run here: {run.detail}")
+        assert run.status == "ok", (task, run.detail)
+        stated = extract_answer(reply.rsplit("\n", 1)[-1], answer_type).value
+        read = program_answer(run.stdout, answer_type).value
+        assert stated is not None and answers_match(read, stated, answer_type), (
+            task,
+            run.stdout,
+            read,
+            stated,
+        )

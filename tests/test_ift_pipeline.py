@@ -390,10 +390,10 @@ def test_bad_ift_settings_name_their_key(config, ift, message):
         validate_config(config)
 
 
-def test_both_shipped_configs_validate_their_ift_sections():
+def test_the_shipped_configs_validate_their_ift_sections():
     from codeift.config import load_yaml
 
-    for name in ("config.yaml", "paper.yaml"):
+    for name in ("config.yaml", "tiny.yaml", "real.yaml", "paper.yaml"):
         validate_config(load_yaml(REPO / "config" / name))
 
 
@@ -456,9 +456,14 @@ def test_cli_passes_cleaning_labeller_and_mix_settings_into_pool_and_card(tmp_pa
     assert card["planted"]["list_reversal"] == "gain"
     assert card["planted"]["babi_deduction"] == "lose"
     assert card["planted"]["gsm8k"] == "none"
-    from codeift.analysis.controls import planted_from_cards
+    # ... and the view each is judged in, beside its direction.
+    assert card["planted_views"]["list_reversal"] == "text_or_program"
+    assert card["planted_views"]["babi_deduction"] == "text"
+    assert card["planted_views"]["gsm8k"] == "text"
+    from codeift.analysis.controls import planted_from_cards, planted_views_from_cards
 
     assert planted_from_cards([card_path]) == card["planted"]
+    assert planted_views_from_cards([card_path]) == card["planted_views"]
 
 
 def test_a_pool_from_files_claims_no_planted_effect(tmp_path):

@@ -390,6 +390,15 @@ def test_more_answer_shapes(response, answer_type, value):
         ("checking relations...\nnephew", "text", "nephew", "output_last_line"),
         ("print(6 * 7)", "number", "7", "output_last_line"),  # output is output, not source
         ("", "number", None, "none"),
+        # The small world's traced letter join (`print(w, joined)`): the answer is the last field.
+        ("salt s\npepper sp", "text", "sp", "output_last_line"),
+        ("apple e\nriver er\n", "text", "er", "output_last_line"),
+        ("word 3: occp.", "text", "occp", "output_last_line"),
+        # A list is one field, bracketed or comma-joined, after whatever the line prints first.
+        ("step 2 c, b, a", "list", "c, b, a", "output_last_line"),
+        ("reversed ['c', 'b', 'a']", "list", "c, b, a", "output_last_line"),
+        ("c b a", "list", "c, b, a", "output_last_line"),  # print(*items): one list
+        ("sum 3 + 4 = 7", "number", "7", "output_last_line"),
     ],
 )
 def test_program_answer_reads_the_last_printed_line(stdout, answer_type, value, method):

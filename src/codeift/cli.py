@@ -158,7 +158,7 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
     from codeift.analysis.aggregate import run_analysis
-    from codeift.analysis.controls import planted_from_cards
+    from codeift.analysis.controls import planted_from_cards, planted_views_from_cards
 
     paths = (
         [line for line in Path(args.score_list).read_text().splitlines() if line]
@@ -167,8 +167,21 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
     )
     settings = AnalysisSettings.from_json(args.analysis)
     # The config's controls.planted, where given, overrides what the mix cards record.
-    planted = json.loads(args.controls).get("planted") or planted_from_cards(args.cards)
-    run_analysis(paths, Path(args.outdir), Path(args.figdir), settings, args.cards, planted)
+    stated = json.loads(args.controls)
+    planted = stated.get("planted") or planted_from_cards(args.cards)
+    views = stated.get("views") or planted_views_from_cards(args.cards)
+    run_analysis(paths, Path(args.outdir), Path(args.figdir), settings, args.cards, planted, views)
+
+
+def cmd_power(args: argparse.Namespace) -> None:
+    """Power up front: each task's smallest detectable difference, from the config alone."""
+    from codeift.analysis.markdown import evidence_markdown
+    from codeift.analysis.power import design_table
+    from codeift.config import load_yaml, validate_config
+
+    config = load_yaml(args.configfile)
+    validate_config(config)
+    print(evidence_markdown("power", design_table(config)))
 
 
 def cmd_engines(args: argparse.Namespace) -> None:
@@ -293,7 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--analysis", default="{}", help="JSON: bootstrap_samples, alpha, seed (config `analysis`)"
     )
     aggregate.add_argument(
-        "--controls", default="{}", help="JSON: planted (task -> gain|lose|none; config `controls`)"
+        "--controls",
+        default="{}",
+        help="JSON: planted (task -> gain|lose|none) and views "
+        "(task -> text|text_or_program; config `controls`)",
     )
     aggregate.set_defaults(handler=cmd_aggregate)
     prefetch = commands.add_parser(
@@ -310,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--manifest", help="where to write the manifest (default: $HF_HOME/codeift-prefetch.json)"
     )
     prefetch.set_defaults(handler=cmd_prefetch)
+    power = commands.add_parser(
+        "power", help="each task's smallest detectable difference, before the study runs"
+    )
+    power.add_argument("--configfile", default="config/config.yaml")
+    power.set_defaults(handler=cmd_power)
     engines = commands.add_parser("engines", help="list or stop this machine's shared engines")
     engines.add_argument("action", choices=["list", "stop"])
     engines.set_defaults(handler=cmd_engines)

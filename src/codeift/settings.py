@@ -192,12 +192,29 @@ class AnalysisSettings(Settings):
     bootstrap_samples: int = _field(1000, "resamples per bootstrap interval (>= 100)")
     alpha: float = _field(0.05, "test level; intervals are 1 - alpha")
     seed: int = _field(0, "seed of every bootstrap: reruns give identical tables")
+    power: float = _field(
+        0.8, "power at which the summary states each task's smallest detectable difference"
+    )
+    power_churn: float = _field(
+        0.05, "share of items that flip each way between two arms by chance (the power model)"
+    )
+    min_effect: float = _field(
+        0.5,
+        "smallest planted effect (accuracy difference) the positive control must detect; a "
+        "design that cannot is underpowered, not missed",
+    )
 
     def __post_init__(self) -> None:
         if self.bootstrap_samples < 100:
             raise ConfigError("config key 'analysis.bootstrap_samples': must be >= 100")
         if not 0 < self.alpha < 1:
             raise ConfigError("config key 'analysis.alpha': must be in (0, 1)")
+        if not 0 < self.power < 1:
+            raise ConfigError("config key 'analysis.power': must be in (0, 1)")
+        if not 0 <= self.power_churn < 0.5:
+            raise ConfigError("config key 'analysis.power_churn': must be in [0, 0.5)")
+        if not 0 < self.min_effect <= 1:
+            raise ConfigError("config key 'analysis.min_effect': must be in (0, 1]")
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,7 @@ EVIDENCE_TABLES = (
     "seeds",
     "controls",
     "views",
+    "power",
 )
 MIX_TABLE = "mixes"
 FIGURES = ("overall", "domain", "task", "reasoning_mode", "controls", "views")

@@ -87,11 +87,13 @@ def run_analysis(
     settings: AnalysisSettings | None = None,
     card_paths: Sequence[str | Path] = (),
     planted: dict[str, str] | None = None,
+    views: dict[str, str] | None = None,
 ) -> None:
-    """Load every score file, write all tables, the summary and the figures."""
+    """Load every score file, write all tables, the summary and the figures. `planted`: task ->
+    gain|lose|none; `views`: task -> the view its planted effect is judged in."""
     settings = settings or AnalysisSettings()
     scores = load_scores(score_paths)
-    found = evidence_tables(scores, settings, planted)
+    found = evidence_tables(scores, settings, planted, views)
     mixes = mix_table(card_paths) if card_paths else None
     write_tables(scores, Path(outdir), settings, found, mixes)
     scores = evidence.first_seed(scores)

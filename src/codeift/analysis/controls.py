@@ -4,8 +4,12 @@ Positive control: the config's `controls.planted` says, per task, what the most-
 do against code0 (gain, lose or none; the embedded default's IFT data plants these, see
 codeift.data.small_world). A planted gain or loss is recovered when the task-level paired test of
 the comparisons table (exact McNemar, Holm-adjusted over the whole table) is significant in the
-planted direction. Tasks planted not to move are reported beside it: a significant change there
-is a finding the small world did not predict.
+planted direction, in the view the planted data names for it (`planted_views`: "text", what the
+reply says, or "text_or_program", that or what its program prints; codeift.data.small_world).
+A planted effect that is not significant where the design could not have detected it (its
+smallest detectable difference after Holm, codeift.analysis.power, exceeds `analysis.min_effect`)
+is "underpowered", not "missed". Tasks planted not to move are reported beside it: a significant
+change there is a finding the small world did not predict.
 
 Null control: a replicate arm (code{p}r{r}: the same proportion, another mix order and SFT seed)
 paired with its first seed on every task. Nothing separates them but sampling, so a significant
@@ -24,6 +28,7 @@ from typing import Any
 
 import polars as pl
 
+from codeift.analysis import power
 from codeift.analysis.stats import mcnemar_exact, paired_counts
 from codeift.settings import AnalysisSettings
 
@@ -32,6 +37,7 @@ CONTROL_SCHEMA = {
     "backbone": pl.Utf8,
     "task": pl.Utf8,
     "expected": pl.Utf8,
+    "view": pl.Utf8,
     "variant": pl.Utf8,
     "reference": pl.Utf8,
     "n_pairs": pl.Int64,
@@ -43,18 +49,32 @@ CONTROL_SCHEMA = {
     "p_value": pl.Float64,
     "p_holm": pl.Float64,
     "significant": pl.Boolean,
+    "detectable_holm": pl.Float64,
     "verdict": pl.Utf8,
 }
 _WANTED_SIGN = {"gain": 1, "lose": -1}
+# A planted view -> the outcome column it is judged on (codeift.analysis.evidence.METRICS).
+VIEW_METRICS = {"text": "correct", "text_or_program": "correct_any"}
+DEFAULT_VIEW = "text"
 
 
 def planted_from_cards(card_paths: Sequence[str | Path]) -> dict[str, str]:
     """What the mixes' IFT data plants (task -> gain|lose|none), as their data cards record it;
     the cards of one study agree, since every mix comes from one pool."""
-    planted: dict[str, str] = {}
+    return _from_cards(card_paths, "planted")
+
+
+def planted_views_from_cards(card_paths: Sequence[str | Path]) -> dict[str, str]:
+    """The view each planted effect is judged in (task -> text|text_or_program), recorded in
+    the mix cards beside its direction."""
+    return _from_cards(card_paths, "planted_views")
+
+
+def _from_cards(card_paths: Sequence[str | Path], key: str) -> dict[str, str]:
+    found: dict[str, str] = {}
     for path in card_paths:
-        planted.update(json.loads(Path(path).read_text(encoding="utf-8")).get("planted", {}))
-    return planted
+        found.update(json.loads(Path(path).read_text(encoding="utf-8")).get(key, {}))
+    return found
 
 
 def most_code_arm(comparisons: pl.DataFrame) -> str | None:
@@ -65,26 +85,50 @@ def most_code_arm(comparisons: pl.DataFrame) -> str | None:
     return tasks.sort("proportion")["variant"][-1]
 
 
-def planted_rows(comparisons: pl.DataFrame, planted: dict[str, str]) -> list[dict[str, Any]]:
-    """One row per backbone x planted task: the most-code arm against code0, and its verdict."""
-    arm = most_code_arm(comparisons)
+def planted_rows(
+    comparisons: dict[str, pl.DataFrame],
+    planted: dict[str, str],
+    views: dict[str, str] | None = None,
+    settings: AnalysisSettings | None = None,
+) -> list[dict[str, Any]]:
+    """One row per backbone x planted task: the most-code arm against code0 in the task's view
+    (`comparisons`: view -> comparisons table of that view's metric), and its verdict."""
+    settings = settings or AnalysisSettings()
+    views = views or {}
+    arm = most_code_arm(comparisons[DEFAULT_VIEW])
     if arm is None or not planted:
         return []
     rows = []
-    tasks = comparisons.filter((pl.col("level") == "task") & (pl.col("variant") == arm))
-    for row in tasks.sort("backbone", "task").iter_rows(named=True):
-        expected = planted.get(row["task"])
-        if expected is None:
-            continue
-        rows.append(
-            {
-                **{key: row[key] for key in CONTROL_SCHEMA if key in row},
-                "control": "positive" if expected in _WANTED_SIGN else "unplanted",
-                "expected": expected,
-                "verdict": _planted_verdict(expected, row["difference"], row["significant"]),
-            }
+    for task, expected in sorted(planted.items()):
+        view = views.get(task, DEFAULT_VIEW)
+        if view not in comparisons:
+            raise ValueError(
+                f"planted view of task {task!r}: {view!r} (expected one of "
+                f"{', '.join(VIEW_METRICS)})"
+            )
+        table = comparisons[view]
+        tests = table.height
+        chosen = table.filter(
+            (pl.col("level") == "task") & (pl.col("variant") == arm) & (pl.col("task") == task)
         )
-    return rows
+        for row in chosen.sort("backbone").iter_rows(named=True):
+            detectable = power.smallest_detectable(
+                row["n_pairs"], settings.alpha / max(tests, 1), settings.power, settings.power_churn
+            )
+            verdict = _planted_verdict(expected, row["difference"], row["significant"])
+            if verdict == "missed" and power.underpowered(detectable, settings):
+                verdict = "underpowered"
+            rows.append(
+                {
+                    **{key: row[key] for key in CONTROL_SCHEMA if key in row},
+                    "control": "positive" if expected in _WANTED_SIGN else "unplanted",
+                    "expected": expected,
+                    "view": view,
+                    "detectable_holm": detectable,
+                    "verdict": verdict,
+                }
+            )
+    return sorted(rows, key=lambda r: (r["backbone"], r["task"]))
 
 
 def _planted_verdict(expected: str, difference: float, significant: bool) -> str:
@@ -123,6 +167,7 @@ def null_rows(scores: pl.DataFrame, alpha: float) -> list[dict[str, Any]]:
                 "backbone": backbone,
                 "task": task,
                 "expected": "none",
+                "view": DEFAULT_VIEW,
                 "variant": f"{variant}r{seed}",
                 "reference": variant,
                 "n_pairs": counts.n,
@@ -134,6 +179,7 @@ def null_rows(scores: pl.DataFrame, alpha: float) -> list[dict[str, Any]]:
                 "p_value": p_value,
                 "p_holm": None,
                 "significant": p_value < alpha,
+                "detectable_holm": None,
                 "verdict": "false positive" if p_value < alpha else "still",
             }
         )
@@ -142,11 +188,17 @@ def null_rows(scores: pl.DataFrame, alpha: float) -> list[dict[str, Any]]:
 
 def control_table(
     scores: pl.DataFrame,
-    comparisons: pl.DataFrame,
+    comparisons: pl.DataFrame | dict[str, pl.DataFrame],
     planted: dict[str, str],
     settings: AnalysisSettings,
+    views: dict[str, str] | None = None,
 ) -> pl.DataFrame:
-    rows = planted_rows(comparisons, planted) + null_rows(scores, settings.alpha)
+    """The controls' table. `comparisons`: the text view's comparisons table, or view -> table
+    (a task planted in a view with no table of its own is judged in the text view)."""
+    if isinstance(comparisons, pl.DataFrame):
+        comparisons = {DEFAULT_VIEW: comparisons}
+    by_view = {view: comparisons.get(view, comparisons[DEFAULT_VIEW]) for view in VIEW_METRICS}
+    rows = planted_rows(by_view, planted, views, settings) + null_rows(scores, settings.alpha)
     return pl.DataFrame(rows, schema=CONTROL_SCHEMA)
 
 
@@ -158,6 +210,13 @@ def binomial_upper(n: int, p: float, level: float) -> int:
         if total >= level - 1e-12:
             return k
     return n
+
+
+def _verdict_label(row: dict[str, Any]) -> str:
+    """A verdict as the summary counts it: an underpowered one names its item count."""
+    if row["verdict"] == "underpowered":
+        return f"underpowered ({row['n_pairs']} items)"
+    return row["verdict"]
 
 
 def verdicts(table: pl.DataFrame, alpha: float) -> dict[str, Any]:
@@ -180,7 +239,11 @@ def verdicts(table: pl.DataFrame, alpha: float) -> dict[str, Any]:
         "lines": [],
     }
     if positive.height:
-        others = Counter(v for v in positive["verdict"].to_list() if v != "recovered")
+        others = Counter(
+            _verdict_label(row)
+            for row in positive.iter_rows(named=True)
+            if row["verdict"] != "recovered"
+        )
         counts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(others.items()))
         result["lines"].append(
             f"planted effects recovered: {recovered}/{positive.height}"

@@ -33,11 +33,20 @@ EVIDENCE_NOTES = {
     "responses and accuracy within each mode.",
     "seeds": "Spread of accuracy over training seeds of the same arm (empty when the scores "
     "carry no `seed` column: one seed per arm).",
-    "controls": "Positive control: per task with a planted direction (config `controls."
-    "planted`), the most-code arm against code0 (exact McNemar, Holm over the comparisons "
-    "table); recovered = significant in the planted direction. Unplanted: tasks planted not "
-    "to move. Null control: each replicate arm (same proportion, other mix order and SFT seed) "
-    "against its first seed, exact McNemar at the raw level α.",
+    "controls": "Positive control: per task with a planted direction (the mix cards, or config "
+    "`controls.planted`), the most-code arm against code0 in the view the planted data names "
+    "(text, or text-or-program: the text or what the reply's program printed; exact McNemar, "
+    "Holm over that view's comparisons table); recovered = significant in the planted "
+    "direction; underpowered = not significant where the design cannot detect the planted "
+    "effect size it must (smallest detectable difference after Holm, column detectable, above "
+    "`analysis.min_effect`); missed = not significant although it could. Unplanted: tasks "
+    "planted not to move. Null control: each replicate arm (same proportion, other mix order "
+    "and SFT seed) against its first seed, exact McNemar at the raw level α.",
+    "power": "Power up front: per task, the smallest accuracy difference against code0 that "
+    "the exact McNemar test on its items detects with the configured power, at α and at "
+    "α / tests (Holm's strictest level over the comparisons table, a bound whatever the task's "
+    "rank); n/a: no difference can be detected at all. Model: `power_churn` of the items "
+    "flip each way by chance, the effect adds flips in its direction (codeift.analysis.power).",
     "views": "Two views of each answer. Text: what the response says (`correct`, the study's "
     "metric; program source never counts). Text or program: the text, or what the response's "
     "program printed when run in the sandbox (`correct_any`). Program gain = text-or-program "
@@ -185,6 +194,7 @@ _EVIDENCE_COLUMNS: dict[str, dict[str, tuple[str, Callable[[object], str]]]] = {
         "backbone": ("backbone", _plain),
         "task": ("task", _plain),
         "expected": ("planted", _plain),
+        "view": ("view", _plain),
         "variant": ("arm", _plain),
         "reference": ("against", _plain),
         "accuracy": ("arm (%)", _percent),
@@ -194,7 +204,17 @@ _EVIDENCE_COLUMNS: dict[str, dict[str, tuple[str, Callable[[object], str]]]] = {
         "only_reference": ("only against", _plain),
         "p_value": ("p", _p_value),
         "p_holm": ("p (Holm)", _p_value),
+        "detectable_holm": (f"detectable {_PP}", _percent),
         "verdict": ("verdict", _plain),
+    },
+    "power": {
+        "domain": ("domain", _plain),
+        "task": ("task", _plain),
+        "n_items": ("items", _plain),
+        "alpha": ("α", _plain),
+        "tests": ("tests", _plain),
+        "detectable": (f"detectable at α {_PP}", _percent),
+        "detectable_holm": (f"detectable at α / tests {_PP}", _percent),
     },
     "views": {
         "level": ("level", _plain),
@@ -259,6 +279,7 @@ def summary_report(
         "and base (untuned) model.",
         "## What was evaluated\n\n" + _evaluated_section(scores),
         *([_controls_section(found["controls"], settings or AnalysisSettings())] if found else []),
+        *([_power_section(found["power"], settings or AnalysisSettings())] if found else []),
         "## Overall accuracy\n\n" + markdown_table(overall),
         "## Best variant per backbone\n\n" + _best_overall_section(overall),
         "## Accuracy per domain\n\n" + markdown_table(domain),
@@ -391,6 +412,23 @@ def _controls_section(table: pl.DataFrame, settings: AnalysisSettings) -> str:
     lines = "\n".join(f"- {line}" for line in outcome["lines"])
     return (
         "## Controls\n\n" + lines + "\n\nPer task: `controls.md`; figure: `figures/controls.png`."
+    )
+
+
+def _power_section(table: pl.DataFrame, settings: AnalysisSettings) -> str:
+    """Per task, the smallest difference the design detects (codeift.analysis.power)."""
+    if table.height == 0:
+        return "## Power\n\nNo task scored."
+    tests = int(table["tests"][0])
+    return (
+        "## Power\n\n"
+        f"The smallest difference against code0 each task's items detect with "
+        f"{settings.power:.0%} power, at α = {settings.alpha} and at α / {tests} (Holm's "
+        f"strictest level over the {tests} comparisons), assuming {settings.power_churn:.0%} of "
+        "the items flip each way by chance. A planted effect not recovered where the design "
+        f"cannot detect {100 * settings.min_effect:.0f} points (`analysis.min_effect`) is "
+        '"underpowered", not "missed". Full table: `power.md`.\n\n'
+        + evidence_markdown("power", table)
     )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from codeift.analysis import controls, evidence
+from codeift.analysis import controls, evidence, power
 from codeift.analysis.load import check_variants, with_program_view
 from codeift.settings import AnalysisSettings
 from codeift.study import BASE, DOMAINS, REFERENCE_ARM, domain_rank, variant_rank
@@ -195,11 +195,15 @@ def views_table(
 
 
 def evidence_tables(
-    scores: pl.DataFrame, settings: AnalysisSettings, planted: dict[str, str] | None = None
+    scores: pl.DataFrame,
+    settings: AnalysisSettings,
+    planted: dict[str, str] | None = None,
+    views: dict[str, str] | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Intervals, paired comparisons, consistency, best proportion, reasoning modes, seeds,
-    the controls (planted effects from `planted`, the null control from replicate seeds) and
-    the two views of an answer (text, and text or program output).
+    the controls (planted effects from `planted`, each judged in its view from `views`, the null
+    control from replicate seeds), the two views of an answer (text, and text or program
+    output) and the power table (each task's smallest detectable difference).
 
     The seeds table is always written (an empty one with its header when the scores have no
     `seed` column), so the workflow's list of outputs does not depend on the data.
@@ -219,8 +223,15 @@ def evidence_tables(
         ),
         "reasoning_mode": evidence.reasoning_mode_table(scores),
         "seeds": pl.DataFrame(schema=_SEED_SCHEMA) if seeds is None else seeds,
-        "controls": controls.control_table(scores, comparisons, planted or {}, settings),
+        "controls": controls.control_table(
+            scores,
+            {"text": comparisons, "text_or_program": comparisons_any},
+            planted or {},
+            settings,
+            views,
+        ),
         "views": views_table(scores, comparisons, comparisons_any),
+        "power": power.power_table(evidence.first_seed(scores), settings, comparisons.height),
     }
 
 

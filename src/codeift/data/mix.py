@@ -180,6 +180,7 @@ def mix_card(
             },
         },
         "planted": dict(pool_report.get("planted", {})),
+        "planted_views": dict(pool_report.get("planted_views", {})),
         "code_token_share": round(
             sum(t for t, lab in zip(tokens, labels_list, strict=True) if lab == "code")
             / max(sum(tokens), 1),

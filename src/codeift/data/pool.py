@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 
 from codeift.data.cleaning import DEFAULT_CLEANING, Measure, clean_record, exact_key, near_key
-from codeift.data.small_world import PLANTED
+from codeift.data.small_world import PLANTED, PLANTED_VIEWS
 from codeift.data.sources import MESSAGE_DTYPE, SkipLog, iter_source, require_records
 from codeift.errors import IFTError
 
@@ -47,6 +47,7 @@ def build_pool(
     # The embedded generator knows what its data plants; the mix cards carry it to the analysis.
     if any(source["kind"] == "generator" for source in sources):
         report["planted"] = dict(PLANTED)
+        report["planted_views"] = dict(PLANTED_VIEWS)
     exact_seen: set[bytes] = set()
     near_seen: set[bytes] = set()
     totals: Counter = Counter()

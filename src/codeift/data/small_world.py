@@ -43,6 +43,17 @@ PLANTED: dict[str, str] = {
     "addsub": "none",
 }
 DIRECTIONS = ("gain", "lose", "none")
+# Task -> the view its planted effect is judged in, beside its direction: "text" (what the reply
+# says, the study's metric) or "text_or_program" (that, or what its program prints when run;
+# codeift.analysis.controls.VIEW_METRICS).
+# The coding data teaches its skills as programs that print the answer (a traced letter join
+# ends `pepper occp`), so a gain taught by code shows where the program runs: the text a small
+# model writes under its program is its own hand simulation of it, often wrong. The general
+# data teaches its skills in prose, and the tasks planted not to move are judged in the metric.
+PLANTED_VIEWS: dict[str, str] = {
+    task: "text_or_program" if direction == "gain" else "text"
+    for task, direction in PLANTED.items()
+}
 
 # Words of the generated data: everyday nouns, partly outside the evaluation vocabulary.
 ITEMS = (

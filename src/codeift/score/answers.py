@@ -11,7 +11,9 @@ Two views of a response are scored, and they never mix:
   removed first, so digits in a program never count. A response that is only a program has no
   text answer (`missing_reason` "code_only").
 - the program view (`program_correct`) reads what the response's program printed when run
-  (`program_answer`: its last printed line first, as a traced program prints its answer last).
+  (`program_answer`: the final value it prints, read by the task's answer type: the last field
+  of its last printed line for text and lists, the last number for numbers; a traced program
+  prints its steps first and its answer last).
 
 Numbers: "1,234.50" is 1234.5; a dot-grouped number with a decimal comma ("1.000,50") or with
 two or more dot groups ("1.000.000") is read the European way (1000.5, 1000000); a lone "1.000"
@@ -566,19 +568,46 @@ def _program_score(
 
 
 def program_answer(stdout: str | None, answer_type: str) -> Extraction:
-    """The answer a program printed: its last non-empty line, as a traced program prints its
-    steps first and its answer last ("step 1: ...", then "42"); when that line holds none (a
-    closing "done"), the whole output read like a reply. Method "output_last_line" or the
-    whole-output method. Never raises.
+    """The answer a program printed: the final value it prints, read by the task's answer type.
+
+    A traced program prints its steps first and its answer last, and a trace line often holds
+    the step's input beside its result: the small world's letter join prints `print(w, joined)`,
+    so its last line is `pepper occp` for the answer `occp` (README, "The small world"). So the
+    last non-empty line is read as the value it ends with (`printed_value`): its last field for
+    text, its last list for lists (a bracketed or comma-joined list is one field; a line with
+    neither, `print(*items)`, is one list), its last number for numbers,
+    its polar word for yes/no and true/false; an explicit "The answer is ..." or \\boxed{} on that
+    line is read as written. When that line holds none (a closing "done"), the whole output is
+    read like a reply. Method "output_last_line" or the whole-output method. Never raises.
     """
     _check_answer_type(answer_type)
     lines = _non_empty_lines(str(stdout)) if stdout else []
     if not lines:
         return Extraction(None, "none", "empty_output")
-    last = extract_answer(lines[-1], answer_type, strip_code=False)
-    if last.value is not None:
-        return Extraction(last.value, "output_last_line", None)
+    value = printed_value(lines[-1], answer_type)
+    if value is not None:
+        return Extraction(value, "output_last_line", None)
     return extract_answer(str(stdout), answer_type, strip_code=False)
+
+
+# A field of a printed line: a bracketed list, or a run of words joined by commas or semicolons
+# ("c, b, a" is one field), else one whitespace-separated token.
+_PRINTED_FIELD_RE = re.compile(r"\[[^\[\]]*\]|[^\s,;]+(?:[ \t]*[,;][ \t]*[^\s,;]+)*")
+
+
+def printed_value(line: str, answer_type: str) -> str | None:
+    """The value one printed line ends with, read by `answer_type` (see `program_answer`)."""
+    explicit = extract_answer(line, answer_type, strip_code=False)
+    if explicit.value is None or explicit.method in ("boxed", "answer_is"):
+        return explicit.value
+    if answer_type not in ("text", "list"):
+        return explicit.value  # numbers: the last number; polar words: the closing one
+    fields = _PRINTED_FIELD_RE.findall(line.rsplit(":", 1)[-1]) or _PRINTED_FIELD_RE.findall(line)
+    if answer_type == "list":
+        # A list with no brackets or separators ("c b a", from `print(*items)`) is the whole line.
+        listed = [field for field in fields if field.startswith("[") or re.search("[,;]", field)]
+        return _parse_list(listed[-1]) if listed else explicit.value
+    return (_clean_text(fields[-1]) if fields else None) or explicit.value
 
 
 PROGRAM_COLUMNS: tuple[str, ...] = (
