@@ -14,6 +14,7 @@ says why, and the jail's fallbacks (read-only /dev, size-capped /dev/shm, seccom
 
 from __future__ import annotations
 
+import atexit
 import errno
 import itertools
 import logging
@@ -125,6 +126,7 @@ class RunCgroup:
 
     @classmethod
     def create(cls, parent: CgroupParent, limit_bytes: int) -> RunCgroup:
+        retry_pending()
         with _COUNTER_LOCK:
             number = next(_COUNTER)
         path = parent.path / f"{PREFIX}{os.getpid()}-{number}"
@@ -179,18 +181,47 @@ class RunCgroup:
                 pass
 
     def remove(self) -> None:
-        """rmdir, retried briefly: the kernel frees a cgroup a moment after its last process."""
-        for attempt in range(50):
-            try:
-                self.path.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError as error:
-                if error.errno != errno.EBUSY or attempt == 49:
-                    LOG.warning("could not remove the run's cgroup %s: %s", self.path, error)
-                    return
+        """rmdir, retried briefly; a cgroup still busy (the kernel tears a killed run down a
+        moment after its last process) is retried before the next run and at exit."""
+        if not _rmdir(self.path, attempts=10):
+            with _PENDING_LOCK:
+                _PENDING.append(self.path)
+
+
+_PENDING: list[Path] = []
+_PENDING_LOCK = threading.Lock()
+
+
+def _rmdir(path: Path, attempts: int) -> bool:
+    """Whether `path` is gone after up to `attempts` tries 10 ms apart."""
+    for attempt in range(attempts):
+        try:
+            path.rmdir()
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError as error:
+            if error.errno != errno.EBUSY:
+                LOG.warning("could not remove the run's cgroup %s: %s", path, error)
+                return False
+            if attempt + 1 < attempts:
                 time.sleep(0.01)
+    return False
+
+
+def retry_pending(attempts: int = 1) -> None:
+    """Remove the run cgroups that were still busy when their run ended."""
+    with _PENDING_LOCK:
+        pending = list(_PENDING)
+        _PENDING.clear()
+    still = [path for path in pending if not _rmdir(path, attempts)]
+    with _PENDING_LOCK:
+        _PENDING.extend(still)
+    if still and attempts > 1:
+        LOG.warning("%d run cgroup(s) still busy, left for the next job: %s", len(still), still)
+
+
+atexit.register(retry_pending, 500)
 
 
 def remove_stale(parent: CgroupParent) -> int:
