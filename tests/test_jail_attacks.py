@@ -485,19 +485,18 @@ def test_ci_runs_the_suite_as_root():
 
 
 # --- memory held outside the address space limit (issue 25, item 5) ----------------------------
-# Each program tries to hold HOLD bytes where the address-space rlimit does not look: tmpfs files
-# (/dev, /dev/shm), memfd and System V segments, the kernel memory of inodes. Judged from the
+# Each program tries to hold 384 MiB where the address-space rlimit does not look: tmpfs files
+# (/dev/shm), memfd and System V segments, the kernel memory of inodes. Judged from the
 # host's own counters (/proc/meminfo), sampled while the run is alive: the run may hold no more
 # than its cgroup budget (`held_bytes`), or, without a cgroup, the capped /dev/shm.
 
 CAPS = SandboxLimits(
     wall_seconds=6.0,
     cpu_seconds=3,
-    memory_bytes=128 * 1024**2,
+    memory_bytes=64 * 1024**2,
     disk_bytes=8 * 1024**2,
     shm_bytes=1024**2,
 )
-HOLD = 384 * 1024**2
 ALLOWED_GROWTH = CAPS.held_bytes + 64 * 1024**2  # the budget plus other processes' noise
 
 
@@ -530,35 +529,27 @@ def held_while_running(program: str, field: str, limits: SandboxLimits = CAPS) -
     return peak[0], row
 
 
+# Files of 8 MiB each, under the file size rlimit (16 MiB), 48 of them: 384 MiB held at once.
 _FILL = (
-    "chunk = b'x' * 2**20\nheld = 0\ntry:\n    while held < {hold}:\n"
-    "        os.write(fd, chunk)\n        held += len(chunk)\nexcept OSError as e:\n"
-    "    print('stopped', e)\nprint('held', held)\nimport time\ntime.sleep(1)"
+    "import os, time\nkept, held = [], 0\ntry:\n    for i in range(48):\n"
+    "        fd = {open}\n        kept.append(fd)\n        for _ in range(8):\n"
+    "            os.write(fd, b'x' * 2**20)\n        held += 8 * 2**20\n"
+    "except OSError as e:\n    print('stopped', e)\nprint('held', held)\ntime.sleep(1)"
 )
 SHARED_MEMORY: dict[str, str] = {
     # POSIX shared memory is a file in /dev/shm; shm_open raises no audit event
-    "posix_shm": "import os, _posixshmem\n"
-    "fd = _posixshmem.shm_open('/codeift-attack', os.O_CREAT | os.O_RDWR, 0o600)\n" + _FILL,
-    # an anonymous in-memory file: no path, no audit event, no rlimit
-    "memfd": "import os\nfd = os.memfd_create('hold')\n" + _FILL,
+    "posix_shm": "import _posixshmem\n"
+    + _FILL.format(open="_posixshmem.shm_open(f'/codeift-{i}', os.O_CREAT | os.O_RDWR, 0o600)"),
+    # anonymous in-memory files: no path, no audit event
+    "memfd": _FILL.format(open="os.memfd_create('hold')"),
 }
 
 
 @pytest.mark.parametrize("route", sorted(SHARED_MEMORY))
 def test_shared_memory_is_capped(route, layers):
-    grown, row = held_while_running(SHARED_MEMORY[route].format(hold=HOLD), "Shmem")
+    grown, row = held_while_running(SHARED_MEMORY[route], "Shmem")
     assert grown < ALLOWED_GROWTH, f"the run held {grown >> 20} MiB of shared memory"
     assert row["program_status"] != "timeout"
-
-
-def test_a_file_in_dev_is_refused(boundary, monkeypatch, tmp_path):
-    """bwrap's --dev is a writable tmpfs without a size cap: /dev itself must be read-only."""
-    bare = tmp_path / "bare_runner.py"
-    bare.write_text(BARE_RUNNER)
-    monkeypatch.setattr(jail, "RUNNER_SOURCE", bare)  # the guard would refuse it; the jail must
-    program = "import os\nfd = os.open('/dev/hold', os.O_CREAT | os.O_WRONLY, 0o600)\n" + _FILL
-    grown, _ = held_while_running(program.format(hold=HOLD), "Shmem")
-    assert grown < ALLOWED_GROWTH, f"the run held {grown >> 20} MiB in /dev"
 
 
 def test_system_v_shared_memory_is_refused(boundary, monkeypatch, tmp_path):
