@@ -645,7 +645,7 @@ def test_the_guards_frames_do_not_give_away_the_runs_marker(boundary):
 
 
 def test_a_real_cpu_timeout_is_still_a_timeout(layers):
-    row = score("while True:\n    pass")
+    row = score("while True:\n    pass", SandboxLimits(wall_seconds=6.0, cpu_seconds=1))
     assert row["program_status"] == "timeout"
 
 
