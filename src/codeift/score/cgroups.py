@@ -181,9 +181,9 @@ class RunCgroup:
                 pass
 
     def remove(self) -> None:
-        """rmdir, retried briefly; a cgroup still busy (the kernel tears a killed run down a
-        moment after its last process) is retried before the next run and at exit."""
-        if not _rmdir(self.path, attempts=10):
+        """rmdir once; a cgroup still busy (the kernel tears a run down a moment after its
+        last process) is retried before the next run and at exit, not waited for here."""
+        if not _rmdir(self.path, attempts=1):
             with _PENDING_LOCK:
                 _PENDING.append(self.path)
 

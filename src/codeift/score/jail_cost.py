@@ -136,7 +136,9 @@ def markdown(result: dict) -> str:
         f"Command: `{result['command']}`  ",
         f"Program: `{result['program']}`, run one at a time, {result['rounds']} alternating "
         "batches per tree, each batch in a fresh interpreter after one `prepare`.  ",
-        f"Machine: {result['machine']}  ",
+        "Machine: {kernel}, {cpu}, {cpus} CPUs, Python {python}, euid {euid}  ".format(
+            **result["machine"]
+        ),
         f"Load before: `{result['uptime_before']}`  ",
         f"Load after: `{result['uptime_after']}`",
         "",
