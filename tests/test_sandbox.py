@@ -350,3 +350,47 @@ def test_an_immutable_leftover_is_counted_and_the_folder_above_is_left_alone(tmp
         assert tmp_path.stat().st_mode & 0o777 == 0o755
     finally:
         _set_immutable(locked, False)
+
+
+def _fake_cgroups(tmp_path: Path, mounts: str, own: str) -> Path:
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "mountinfo").write_text(mounts)
+    (proc / "cgroup").write_text(own)
+    return proc
+
+
+def _fake_cgroup(folder: Path, subtree: str = "") -> Path:
+    folder.mkdir(parents=True)
+    (folder / "cgroup.procs").write_text("")
+    (folder / "cgroup.subtree_control").write_text(subtree)
+    return folder
+
+
+def test_run_cgroups_go_where_the_kernel_allows_them(tmp_path):
+    """v1: the own memory cgroup; v2: next to the own cgroup, only where the parent already
+    enables memory for its children (nothing is enabled in a cgroup that is not ours)."""
+    from codeift.score import cgroups
+
+    v1 = _fake_cgroup(tmp_path / "v1" / "job")
+    proc = _fake_cgroups(
+        tmp_path,
+        f"35 31 0:32 / {tmp_path}/v1 rw - cgroup cgroup rw,memory\n",
+        "4:memory:/job\n0::/\n",
+    )
+    assert cgroups.find_parent(proc) == cgroups.CgroupParent(v1, 1)
+
+    for name, subtree, expected in (("on", "cpu memory", True), ("off", "cpu", False)):
+        root = tmp_path / f"v2-{name}"
+        parent = _fake_cgroup(root / "user.slice", subtree)
+        _fake_cgroup(parent / "session.scope")
+        (tmp_path / "proc").rename(tmp_path / f"proc-{name}-old")
+        proc = _fake_cgroups(
+            tmp_path,
+            f"41 31 0:38 / {root} rw - cgroup2 cgroup2 rw\n",
+            "0::/user.slice/session.scope\n",
+        )
+        found = cgroups.find_parent(proc)
+        assert found == (cgroups.CgroupParent(parent, 2) if expected else found)
+        assert isinstance(found, str) != expected
+        assert (parent / "cgroup.subtree_control").read_text() == subtree

@@ -45,11 +45,11 @@ class CgroupParent:
         return "memory.max" if self.version == 2 else "memory.limit_in_bytes"
 
 
-def _mounts() -> list[tuple[str, str, str]]:
+def _mounts(proc: Path) -> list[tuple[str, str, str]]:
     """(mount point, file system type, super options) of every cgroup mount of this process."""
     found = []
     try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+        lines = (proc / "mountinfo").read_text().splitlines()
     except OSError:
         return found
     for line in lines:
@@ -60,11 +60,11 @@ def _mounts() -> list[tuple[str, str, str]]:
     return found
 
 
-def _own_paths() -> dict[str, str]:
+def _own_paths(proc: Path) -> dict[str, str]:
     """This process's cgroup path per hierarchy: 'memory' (v1) and '' (v2)."""
     paths: dict[str, str] = {}
     try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        lines = (proc / "cgroup").read_text().splitlines()
     except OSError:
         return paths
     for line in lines:
@@ -74,24 +74,27 @@ def _own_paths() -> dict[str, str]:
     return paths
 
 
-def find_parent() -> CgroupParent | str:
+def find_parent(proc: Path = Path("/proc/self")) -> CgroupParent | str:
     """Where per-run memory cgroups can be made, or a one-line reason why none can.
 
     v1: this process's own memory cgroup, if writable (it may have children and processes).
-    v2: this process's own cgroup, if the memory controller is enabled for its children there
-    (a delegated subtree) or can be enabled; the kernel forbids that in a non-root cgroup that
-    holds processes, which is the usual case outside root or a delegated scope.
+    v2: a cgroup may not hold processes and enable controllers for children at once (except the
+    root), so runs go next to this process's own cgroup, in its parent, where the memory
+    controller is already enabled for children and the parent is writable (root, or a delegated
+    subtree such as systemd's user@.service); in the root cgroup they go under it. Nothing is
+    enabled or changed in a cgroup that is not ours.
     """
-    own = _own_paths()
-    for mount, fstype, options in _mounts():
+    own = _own_paths(proc)
+    for mount, fstype, options in _mounts(proc):
         if fstype == "cgroup" and "memory" in options.split(",") and "memory" in own:
             folder = Path(mount + own["memory"])
             if _writable(folder):
                 return CgroupParent(folder, 1)
         if fstype == "cgroup2" and "" in own:
-            folder = Path(mount + own[""])
-            if _memory_delegated(folder):
-                return CgroupParent(folder, 2)
+            folder = Path(mount + own[""].rstrip("/"))
+            parent = folder if own[""].rstrip("/") == "" else folder.parent
+            if _memory_for_children(parent):
+                return CgroupParent(parent, 2)
     return "no writable memory cgroup (neither a v1 memory hierarchy nor a delegated v2 one)"
 
 
@@ -103,18 +106,12 @@ def _writable(folder: Path) -> bool:
     )
 
 
-def _memory_delegated(folder: Path) -> bool:
-    if not _writable(folder):
-        return False
+def _memory_for_children(folder: Path) -> bool:
     try:
-        if "memory" not in (folder / "cgroup.controllers").read_text().split():
-            return False
-        if "memory" in (folder / "cgroup.subtree_control").read_text().split():
-            return True
-        (folder / "cgroup.subtree_control").write_text("+memory")
-        return True
+        enabled = (folder / "cgroup.subtree_control").read_text().split()
     except OSError:
         return False
+    return "memory" in enabled and _writable(folder)
 
 
 class RunCgroup:

@@ -59,7 +59,7 @@ GUARD_PREFIX = "codeift-sandbox-"  # python_guard's host work folders: GUARD_PRE
 GATE_EXIT = 125  # the gate shell's exit when the run could not be put in its cgroup
 # The gate holds the run until the parent has moved it into its cgroup (it reads one line from
 # stdin, a pipe the parent writes to afterwards), so nothing of the program runs uncharged.
-_GATE = 'read -r go || exit 125; exec "$@" </dev/null'
+_GATE = f'read -r go || exit {GATE_EXIT}; exec "$@" </dev/null'
 CPU_TOLERANCE = 0.05  # seconds: the CPU clock the kernel checks RLIMIT_CPU against ticks
 
 
