@@ -552,6 +552,31 @@ def test_shared_memory_is_capped(route, layers):
     assert row["program_status"] != "timeout"
 
 
+@pytest.fixture
+def without_cgroup(boundary, monkeypatch) -> jail.Boundary:
+    """The jail as it is where no memory cgroup can be had: the fallback caps alone."""
+    import dataclasses
+
+    bare = dataclasses.replace(boundary, cgroup=None)
+    monkeypatch.setattr(sandbox, "prepare", lambda mode=jail.DEFAULT_MODE: bare)
+    return bare
+
+
+@pytest.mark.parametrize("route", sorted(SHARED_MEMORY))
+def test_shared_memory_is_capped_without_a_cgroup(route, without_cgroup, tmp_path, monkeypatch):
+    bare = tmp_path / "bare_runner.py"
+    bare.write_text(BARE_RUNNER)
+    monkeypatch.setattr(jail, "RUNNER_SOURCE", bare)  # no Python layer either
+    grown, _ = held_while_running(SHARED_MEMORY[route], "Shmem")
+    assert grown < ALLOWED_GROWTH, f"the run held {grown >> 20} MiB of shared memory"
+
+
+def test_without_a_cgroup_the_guard_caps_how_many_files_are_made(without_cgroup):
+    grown, row = held_while_running(INODES["empty_folders"], "Slab", SMALL_CAPS)
+    assert row["program_status"] == "blocked" and "files and folders" in row["program_detail"]
+    assert grown < SMALL_CAPS.held_bytes + 64 * 1024**2, f"the run held {grown >> 20} MiB"
+
+
 def test_system_v_shared_memory_is_refused(boundary, monkeypatch, tmp_path):
     """shmget segments outlive shmdt until the IPC namespace ends; ctypes reaches them when the
     Python layer is gone, so the jail itself must refuse them."""

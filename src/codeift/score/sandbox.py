@@ -76,6 +76,7 @@ class SandboxLimits:
     output_chars: int = 4000
     disk_bytes: int = 64 * 1024**2  # the jail's tmpfs work folder
     shm_bytes: int = 4 * 1024**2  # the jail's tmpfs /dev/shm
+    files: int = 10_000  # files and folders a program may create (the guard counts them)
 
     @property
     def held_bytes(self) -> int:
@@ -284,6 +285,7 @@ def _config(root: str, program: str, limits: SandboxLimits) -> str:
             "file_bytes": limits.file_bytes,
             "open_files": limits.open_files,
             "processes": limits.processes,
+            "files": limits.files,
         }
     )
 

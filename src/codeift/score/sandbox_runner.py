@@ -128,8 +128,12 @@ MEMORY_EVENT = "codeift.runner.memory_error"
 _PROC_MEMORY = frozenset({"mem", "pagemap"})
 
 
-def make_guard(root: str, nonce: str) -> Callable[[str, tuple], None]:
+def make_guard(root: str, nonce: str, max_files: int = 10_000) -> Callable[[str, tuple], None]:
     """The audit hook: refuse process creation, network, native code and writes outside `root`.
+
+    It also counts the files and folders the program creates and refuses the one past
+    `max_files`: each costs kernel memory that the work folder's byte cap does not see (the
+    run's memory cgroup charges it where there is one; this is the layer where there is none).
 
     Its refusals (and the runner's MemoryError report, sent through `MEMORY_EVENT`) are written
     with `nonce`, which lives only in this closure. The hook never lets an exception out, and
@@ -142,7 +146,7 @@ def make_guard(root: str, nonce: str) -> Callable[[str, tuple], None]:
     refused_imports, write_flags, prefix = REFUSED_IMPORTS, _WRITE_FLAGS, root + "/"
     frame_events, always_refused = FRAME_EVENTS, ALWAYS_REFUSED_FRAME_EVENTS
     memory_event, proc_memory = MEMORY_EVENT, _PROC_MEMORY
-    depth = [0]
+    depth, created = [0], [0]
 
     def report(kind: str, detail: str, code: int) -> None:
         try:
@@ -154,6 +158,11 @@ def make_guard(root: str, nonce: str) -> Callable[[str, tuple], None]:
 
     def block(event: str, reason: str) -> None:
         report(BLOCKED, f"{event}: {reason}", BLOCKED_EXIT)
+
+    def count_new(event: str) -> None:
+        created[0] += 1
+        if created[0] > max_files:
+            block(event, f"creating more than {max_files} files and folders is not allowed")
 
     def as_text(path: object) -> str:
         """`path` as an exact str, whatever subclass or path object the program passed."""
@@ -192,12 +201,15 @@ def make_guard(root: str, nonce: str) -> Callable[[str, tuple], None]:
         try:
             mode_bits = stat_of(as_text(path)).st_mode
         except OSError:
+            count_new("open")
             return
         if not (is_regular(mode_bits) or is_dir(mode_bits)):
             block("open", f"writing the special file {as_text(path)!r} is not allowed")
 
     def check_paths(event: str, args: tuple) -> None:
         paths, dir_fds = path_events[event]
+        if event == "os.mkdir":
+            count_new(event)
         for index in dir_fds:
             if index < len(args) and args[index] not in (None, -1):
                 block(event, "paths relative to a directory descriptor are not allowed")
@@ -284,7 +296,7 @@ def main(argv: list[str]) -> None:
     os.chdir(root)
     source = read_program(config["program"])
     disarm_fork_exec()
-    sys.addaudithook(make_guard(root, source[0]))
+    sys.addaudithook(make_guard(root, source[0], int(config["files"])))
     source = source[1]
     audit = sys.audit
     del config
