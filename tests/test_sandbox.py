@@ -140,6 +140,8 @@ def test_classify_judges_signals_by_what_was_seen_from_outside():
     assert classify(Ending(-9, False, 0.1, oom_kills=1), "", "", limits).status == "memory"
     assert classify(Ending(-24, False, 2.0), "", "", limits).status == "timeout"
     assert classify(Ending(-9, False, 3.0), "", "", limits).status == "timeout"
+    assert classify(Ending(-9, False, 1.9), "", "", limits).status == "timeout"  # wait4's count
+    assert classify(Ending(-9, False, 1.5), "", "", limits).status == "crashed"
     assert classify(Ending(0, True), "1", "", limits).status == "timeout"
     # a signal nobody outside sent (the program's own) is a crash, whatever it is
     assert classify(Ending(-9, False, 0.1), "", "", limits) == ProgramRun(

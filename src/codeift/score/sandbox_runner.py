@@ -97,7 +97,9 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 def set_limits(config: dict) -> None:
     """Lower this process's limits before any untrusted code runs (lowering needs no privilege)."""
     cpu = int(config["cpu_seconds"])
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    # soft = hard: in the jail the runner is its PID namespace's init (bwrap --as-pid-1), which
+    # ignores SIGXCPU, so the hard limit's SIGKILL is what ends a CPU-bound run
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
     for limit, key in (
         (resource.RLIMIT_AS, "memory_bytes"),
         (resource.RLIMIT_FSIZE, "file_bytes"),
