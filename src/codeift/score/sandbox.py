@@ -5,8 +5,9 @@ The program is untrusted input, so by default each run happens inside the operat
 of `codeift.score.jail` (bubblewrap namespaces, unprivileged uid, no capabilities, seccomp, an empty
 tmpfs work folder). Inside it the runner (`python -I -S -B`, empty environment, stdin closed)
 sets rlimits (CPU, address space, file size, open files, processes) and installs the audit hook
-of `sandbox_runner` as a second layer; a wall-clock timeout kills the whole run. Where the
-jail cannot be set up, programs are not run (`not_run`) unless the config opts into the
+of `sandbox_runner` as a second layer; a wall-clock timeout kills the whole run, and a memory
+cgroup per run (where one can be had) caps what it holds in all. How a run ended is judged from
+outside the program (`classify`). Where the jail cannot be set up, programs are not run (`not_run`) unless the config opts into the
 Python-only guard (`scoring.sandbox: python_guard`), the old, weaker mode.
 """
 
@@ -513,7 +514,7 @@ def _sandbox_user() -> int | None:
 
     Root ignores RLIMIT_NPROC and file permissions, so dropping it is the kernel-enforced layer
     under the audit hook. Where `nobody` cannot start the interpreter (pyenv under a 0700 /root)
-    programs keep running as root, and the job log says so: that is never silent.
+    this is None under root too, and `prepare` then refuses python_guard (programs not run).
     """
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         return None
