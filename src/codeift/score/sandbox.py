@@ -7,8 +7,9 @@ tmpfs work folder). Inside it the runner (`python -I -S -B`, empty environment, 
 sets rlimits (CPU, address space, file size, open files, processes) and installs the audit hook
 of `sandbox_runner` as a second layer; a wall-clock timeout kills the whole run, and a memory
 cgroup per run (where one can be had) caps what it holds in all. How a run ended is judged from
-outside the program (`classify`). Where the jail cannot be set up, programs are not run (`not_run`) unless the config opts into the
-Python-only guard (`scoring.sandbox: python_guard`), the old, weaker mode.
+outside the program (`classify`). Where the jail cannot be set up, programs are not run
+(`not_run`) unless the config opts into the Python-only guard (`scoring.sandbox: python_guard`),
+the old, weaker mode.
 """
 
 from __future__ import annotations
