@@ -9,9 +9,9 @@ and an empty size-capped tmpfs as the work folder; uid 65534 inside with every c
 dropped and no new privileges; a seccomp filter (compiled by libseccomp) refusing calls a scoring
 program never needs, process creation included; and the PID namespace ends every process of the
 run when it does. Under root, bwrap itself is started as the host's `nobody`, so the program is an
-unprivileged host user too (root ignores RLIMIT_NPROC and would own /proc/sys). The Python audit hook of
-`codeift.score.sandbox_runner` stays as a second layer inside. Where a memory cgroup can be had,
-each run also gets its own (`codeift.score.cgroups`), so what the program holds in tmpfs, memfd
+unprivileged host user too (root ignores RLIMIT_NPROC and would own /proc/sys). The Python audit
+hook of `codeift.score.sandbox_runner` stays as a second layer inside. Where a memory cgroup can be
+had, each run also gets its own (`codeift.score.cgroups`), so what the program holds in tmpfs, memfd
 or kernel memory is capped with its address space (docs/jail-caps.md).
 
 `codeift.score.sandbox.prepare(mode)` probes the boundary once per process (one scoring job):
