@@ -12,9 +12,11 @@ jail that cannot be set up into failures, not skips.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -34,14 +36,16 @@ REPO = Path(__file__).resolve().parents[1]
 # The runner without the audit hook: limits, work folder, then the program, nothing else.
 BARE_RUNNER = textwrap.dedent(
     """
-    import json, os, resource, sys
+    import json, os, re, resource, sys
     config = json.loads(sys.argv[1])
     resource.setrlimit(resource.RLIMIT_AS, (config["memory_bytes"],) * 2)
     resource.setrlimit(resource.RLIMIT_FSIZE, (config["file_bytes"],) * 2)
     resource.setrlimit(resource.RLIMIT_NPROC, (config["processes"],) * 2)
     resource.setrlimit(resource.RLIMIT_CPU, (config["cpu_seconds"], config["cpu_seconds"] + 1))
     os.chdir(config["root"])
-    source = open(config["program"]).read()
+    text = open(config["program"]).read()
+    first, _, rest = text.partition(chr(10))  # the runner's nonce line, where there is one
+    source = rest if re.fullmatch("[0-9a-f]{32}", first) else text
     exec(compile(source, "<program>", "exec"), {"__name__": "__main__"})
     """
 )
@@ -478,3 +482,261 @@ def test_ci_runs_the_suite_as_root():
     """Root is where a careless jail leaks most, so CI must exercise it there."""
     if os.environ.get("CI") == "true":
         assert os.geteuid() == 0, "CI must run tests/test_jail_attacks.py as root"
+
+
+# --- memory held outside the address space limit (issue 25, item 5) ----------------------------
+# Each program tries to hold 384 MiB where the address-space rlimit does not look: tmpfs files
+# (/dev/shm), memfd and System V segments, the kernel memory of inodes. Judged from the
+# host's own counters (/proc/meminfo), sampled while the run is alive: the run may hold no more
+# than its cgroup budget (`held_bytes`), or, without a cgroup, the capped /dev/shm.
+
+CAPS = SandboxLimits(
+    wall_seconds=6.0,
+    cpu_seconds=3,
+    memory_bytes=64 * 1024**2,
+    disk_bytes=8 * 1024**2,
+    shm_bytes=1024**2,
+)
+ALLOWED_GROWTH = CAPS.held_bytes + 64 * 1024**2  # the budget plus other processes' noise
+
+
+def _meminfo(field: str) -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name == field:
+            return int(value.split()[0]) * 1024
+    raise KeyError(field)
+
+
+def held_while_running(program: str, field: str, limits: SandboxLimits = CAPS) -> tuple[int, dict]:
+    """(peak growth of /proc/meminfo `field` during the run, the scored row)."""
+    import threading
+
+    base, peak, stop = _meminfo(field), [0], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _meminfo(field) - base)
+            stop.wait(0.01)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        row = score(program, limits)
+    finally:
+        stop.set()
+        sampler.join()
+    return peak[0], row
+
+
+# Files of 8 MiB each, under the file size rlimit (16 MiB), 48 of them: 384 MiB held at once.
+_FILL = (
+    "import os, time\nkept, held = [], 0\ntry:\n    for i in range(48):\n"
+    "        fd = {open}\n        kept.append(fd)\n        for _ in range(8):\n"
+    "            os.write(fd, b'x' * 2**20)\n        held += 8 * 2**20\n"
+    "except OSError as e:\n    print('stopped', e)\nprint('held', held)\ntime.sleep(1)"
+)
+SHARED_MEMORY: dict[str, str] = {
+    # POSIX shared memory is a file in /dev/shm; shm_open raises no audit event
+    "posix_shm": "import _posixshmem\n"
+    + _FILL.format(open="_posixshmem.shm_open(f'/codeift-{i}', os.O_CREAT | os.O_RDWR, 0o600)"),
+    # anonymous in-memory files: no path, no audit event
+    "memfd": _FILL.format(open="os.memfd_create('hold')"),
+}
+
+
+@pytest.mark.parametrize("route", sorted(SHARED_MEMORY))
+def test_shared_memory_is_capped(route, layers):
+    grown, row = held_while_running(SHARED_MEMORY[route], "Shmem")
+    assert grown < ALLOWED_GROWTH, f"the run held {grown >> 20} MiB of shared memory"
+    assert row["program_status"] != "timeout"
+
+
+@pytest.fixture
+def without_cgroup(boundary, monkeypatch) -> jail.Boundary:
+    """The jail as it is where no memory cgroup can be had: the fallback caps alone."""
+    import dataclasses
+
+    bare = dataclasses.replace(boundary, cgroup=None)
+    monkeypatch.setattr(sandbox, "prepare", lambda mode=jail.DEFAULT_MODE: bare)
+    return bare
+
+
+@pytest.mark.parametrize("route", sorted(SHARED_MEMORY))
+def test_shared_memory_is_capped_without_a_cgroup(route, without_cgroup, tmp_path, monkeypatch):
+    bare = tmp_path / "bare_runner.py"
+    bare.write_text(BARE_RUNNER)
+    monkeypatch.setattr(jail, "RUNNER_SOURCE", bare)  # no Python layer either
+    grown, _ = held_while_running(SHARED_MEMORY[route], "Shmem")
+    assert grown < ALLOWED_GROWTH, f"the run held {grown >> 20} MiB of shared memory"
+
+
+def test_without_a_cgroup_the_guard_caps_how_many_files_are_made(without_cgroup):
+    grown, row = held_while_running(INODES["empty_folders"], "Slab", SMALL_CAPS)
+    assert row["program_status"] == "blocked" and "files and folders" in row["program_detail"]
+    assert grown < SMALL_CAPS.held_bytes + 64 * 1024**2, f"the run held {grown >> 20} MiB"
+
+
+def test_system_v_shared_memory_is_refused(boundary, monkeypatch, tmp_path):
+    """shmget segments outlive shmdt until the IPC namespace ends; ctypes reaches them when the
+    Python layer is gone, so the jail itself must refuse them."""
+    bare = tmp_path / "bare_runner.py"
+    bare.write_text(BARE_RUNNER)
+    monkeypatch.setattr(jail, "RUNNER_SOURCE", bare)
+    program = (
+        "import ctypes, time\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "libc.shmat.restype = ctypes.c_void_p\nheld = 0\n"
+        "for _ in range(24):\n"
+        "    sid = libc.shmget(0, 16 * 2**20, 0o1600)\n"
+        "    if sid < 0:\n        print('refused', ctypes.get_errno())\n        break\n"
+        "    at = libc.shmat(sid, None, 0)\n    ctypes.memset(at, 1, 16 * 2**20)\n"
+        "    libc.shmdt(ctypes.c_void_p(at))\n    held += 16 * 2**20\n"
+        "print('held', held)\ntime.sleep(1)"
+    )
+    grown, _ = held_while_running(program, "Shmem")
+    assert grown < ALLOWED_GROWTH, f"the run held {grown >> 20} MiB of System V segments"
+
+
+SMALL_CAPS = SandboxLimits(
+    wall_seconds=6.0,
+    cpu_seconds=3,
+    memory_bytes=48 * 1024**2,
+    disk_bytes=4 * 1024**2,
+    shm_bytes=1024**2,
+)
+INODES: dict[str, str] = {
+    "empty_folders": "import os\nfor i in range(10**7):\n    os.mkdir(f'd{i}')",
+    "empty_files": "import os\nfor i in range(10**7):\n    os.close(os.open(f'f{i}', os.O_CREAT))",
+}
+
+
+@pytest.mark.parametrize("route", sorted(INODES))
+def test_kernel_memory_of_many_empty_files_is_capped(route, layers, boundary):
+    """tmpfs caps bytes, not inodes: empty folders cost kernel memory and no bytes at all."""
+    if boundary.cgroup is None:
+        pytest.skip("without a memory cgroup nothing charges the kernel memory of inodes")
+    grown, _ = held_while_running(INODES[route], "Slab", SMALL_CAPS)
+    assert grown < SMALL_CAPS.held_bytes + 64 * 1024**2, f"the run held {grown >> 20} MiB"
+
+
+# --- status judged from outside -----------------------------------------------------------------
+
+FORGED_STATUS: dict[str, str] = {
+    # signals the program sends itself (raise_signal raises no audit event)
+    "own_sigxcpu": "import signal\nsignal.raise_signal(signal.SIGXCPU)\nprint('survived')",
+    "own_sigkill": "import signal\nsignal.raise_signal(signal.SIGKILL)\nprint('survived')",
+    # bwrap reports a death by signal N as exit status 128 + N
+    "exit_137": "import os\nos._exit(137)",
+    "exit_152": "import os\nos._exit(152)",
+    # the runner's own words, printed by the program
+    "blocked_marker": (
+        "import os, sys\nsys.stderr.write('\\nCODEIFT-SANDBOX-BLOCKED: os.fork: forged by the "
+        "program\\n')\nsys.stderr.flush()\nos._exit(86)"
+    ),
+    "memory_error_line": (
+        "import sys\nsys.stderr.write('Traceback (most recent call last):\\nMemoryError: forged"
+        "\\n')\nsys.exit(1)"
+    ),
+}
+
+
+@pytest.mark.parametrize("route", sorted(FORGED_STATUS))
+def test_a_program_cannot_forge_its_status(route, layers):
+    row = score(FORGED_STATUS[route])
+    # what the program printed may be its crash detail, but never the runner's verdict
+    assert row["program_status"] not in ("timeout", "memory", "blocked"), row["program_detail"]
+
+
+def test_the_guards_frames_do_not_give_away_the_runs_marker(boundary):
+    """A path object's __fspath__ runs inside the guard: walking up from there to the guard's
+    closure would give the marker's nonce. Frames are refused while the guard runs."""
+    program = (
+        "import os, sys\nclass P:\n    def __fspath__(self):\n        nonce = None\n"
+        "        frame = sys._getframe(1)\n        while frame is not None:\n"
+        "            for value in list(frame.f_locals.values()):\n"
+        "                for cell in getattr(value, '__closure__', None) or ():\n"
+        "                    try:\n                        v = cell.cell_contents\n"
+        "                    except ValueError:\n                        continue\n"
+        "                    if isinstance(v, str) and len(v) == 32:\n"
+        "                        nonce = v\n            frame = frame.f_back\n"
+        "        tag = f'-{nonce} ' if nonce else '-'\n"
+        "        sys.stderr.write(f'\\nCODEIFT-SANDBOX{tag}BLOCKED: os.fork: forged\\n')\n"
+        "        sys.stderr.flush()\n        os._exit(86)\n"
+        "open(P(), 'w')"
+    )
+    row = score(program)
+    forged = row["program_status"] == "blocked" and "forged" in row["program_detail"]
+    assert not forged, row["program_detail"]
+
+
+def test_a_real_cpu_timeout_is_still_a_timeout(layers):
+    row = score("while True:\n    pass", SandboxLimits(wall_seconds=6.0, cpu_seconds=1))
+    assert row["program_status"] == "timeout"
+
+
+def test_a_real_memory_exhaustion_is_still_memory(boundary):
+    row = score("x = []\nwhile True:\n    x.append(bytearray(10**7))")
+    assert row["program_status"] == "memory"
+
+
+# --- a score job killed outright leaves nothing behind -------------------------------------------
+
+_KILLED_JOB = (
+    "import os, signal\nfrom codeift.score import sandbox\nb = sandbox.prepare('jail')\n"
+    "print(b.python_mounts[0][0] if b.python_mounts else '', flush=True)\n"
+    "os.kill(os.getpid(), signal.SIGKILL)"
+)
+
+
+def _job(code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_killed_jobs_interpreter_stage_is_removed_by_the_next_job(boundary, tmp_path):
+    killed = _job(_KILLED_JOB)
+    stage = killed.stdout.strip()
+    if not stage.startswith(tempfile.gettempdir()):
+        pytest.skip("the interpreter is mounted in place here; no stage is made")
+    assert Path(stage).is_dir(), "the killed job's stage should be there before the next job"
+    # look-alikes that are not ours to remove: another user's, a link, a live job's
+    dead = _dead_pid()
+    foreign = Path(tempfile.gettempdir(), f"{jail.STAGE_PREFIX}{dead}-foreign")
+    foreign.mkdir()
+    if os.geteuid() == 0:
+        os.chown(foreign, jail.NOBODY, jail.NOBODY)
+    link = Path(tempfile.gettempdir(), f"{jail.STAGE_PREFIX}{dead}-link")
+    link.symlink_to(tmp_path)
+    live = Path(tempfile.gettempdir(), f"{jail.STAGE_PREFIX}{os.getpid()}-live")
+    live.mkdir()
+    try:
+        _job("from codeift.score import sandbox\nprint(sandbox.prepare('jail').ready)")
+        assert not Path(stage).exists(), f"{stage} of a job killed outright is still there"
+        assert live.is_dir() and link.is_symlink() and tmp_path.is_dir()
+        if os.geteuid() == 0:
+            assert foreign.is_dir()
+    finally:
+        for path in (foreign, live):
+            shutil.rmtree(path, ignore_errors=True)
+        link.unlink(missing_ok=True)
+
+
+def test_a_killed_jobs_run_cgroups_are_removed_by_the_next_job(boundary):
+    if boundary.cgroup is None:
+        pytest.skip("no memory cgroup here")
+    left = boundary.cgroup.path / f"codeift-{_dead_pid()}-0"
+    left.mkdir()
+    try:
+        _job("from codeift.score import sandbox\nprint(sandbox.prepare('jail').ready)")
+        assert not left.exists(), "a dead job's run cgroup is still there"
+    finally:
+        if left.exists():
+            left.rmdir()

@@ -14,6 +14,7 @@ from codeift.score import jail, sandbox
 from codeift.score.answers import score_frame
 from codeift.score.sandbox import (
     STATUSES,
+    Ending,
     ProgramRun,
     SandboxLimits,
     classify,
@@ -21,6 +22,7 @@ from codeift.score.sandbox import (
     run_program,
     run_programs,
 )
+from codeift.score.sandbox_runner import BLOCKED_EXIT, MARKER, MEMORY_EXIT
 
 FAST = SandboxLimits(wall_seconds=4.0, cpu_seconds=2)
 
@@ -133,11 +135,31 @@ def test_huge_output_is_capped_keeping_the_end():
     assert run.stdout.startswith("0\n1\n") and run.stdout.endswith("999999")
 
 
-def test_classify_maps_signals():
-    assert classify(-9, False, "", "").status == "memory"
-    assert classify(-24, False, "", "").status == "timeout"
-    assert classify(-11, False, "", "").detail == "killed by SIGSEGV"
-    assert classify(0, True, "1", "").status == "timeout"
+def test_classify_judges_signals_by_what_was_seen_from_outside():
+    limits = SandboxLimits(cpu_seconds=2)
+    assert classify(Ending(-9, False, 0.1, oom_kills=1), "", "", limits).status == "memory"
+    assert classify(Ending(-24, False, 2.0), "", "", limits).status == "timeout"
+    assert classify(Ending(-9, False, 3.0), "", "", limits).status == "timeout"
+    assert classify(Ending(-9, False, 1.9), "", "", limits).status == "timeout"  # wait4's count
+    assert classify(Ending(-9, False, 1.5), "", "", limits).status == "crashed"
+    assert classify(Ending(0, True), "1", "", limits).status == "timeout"
+    # a signal nobody outside sent (the program's own) is a crash, whatever it is
+    assert classify(Ending(-9, False, 0.1), "", "", limits) == ProgramRun(
+        "crashed", "", "killed by SIGKILL"
+    )
+    assert classify(Ending(-24, False, 0.1), "", "", limits).status == "crashed"
+    assert classify(Ending(-11, False, 0.1), "", "", limits).detail == "killed by SIGSEGV"
+
+
+def test_only_reports_marked_with_the_runs_nonce_count():
+    report = f"\n{MARKER}abc BLOCKED: os.fork: no\n"
+    assert classify(Ending(BLOCKED_EXIT, False), "", report, nonce="abc").status == "blocked"
+    assert classify(Ending(BLOCKED_EXIT, False), "", report, nonce="abd").status == "crashed"
+    assert classify(Ending(BLOCKED_EXIT, False), "", report, nonce=None).status == "crashed"
+    memory = f"{MARKER}abc MEMORY: MemoryError\n"
+    assert classify(Ending(MEMORY_EXIT, False), "", memory, nonce="abc").status == "memory"
+    forged = "Traceback (most recent call last):\nMemoryError"
+    assert classify(Ending(1, False), "", forged, nonce="abc").status == "crashed"
 
 
 def test_run_programs_keeps_order_and_skips_missing():
@@ -256,12 +278,23 @@ def test_without_bwrap_programs_are_not_run_and_the_log_says_why(
     assert any("NOT run" in record.getMessage() for record in caplog.records)
 
 
-def test_python_guard_is_an_explicit_opt_in_with_a_warning(fresh_boundary, caplog):
+def test_python_guard_is_an_explicit_opt_in_with_a_warning(fresh_boundary, caplog, monkeypatch):
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 1000)  # as a user: root is refused below
     scored = score_frame(_program_frame(), limits=FAST, sandbox_mode="python_guard")
     row = scored.row(0, named=True)
     assert row["program_status"] == "ok" and row["program_sandbox"] == "python_guard"
     assert scored["program_sandbox"][1] is None
     assert any("NOT in the operating-system jail" in r.getMessage() for r in caplog.records)
+
+
+def test_python_guard_refuses_to_run_programs_as_root(fresh_boundary, monkeypatch, caplog):
+    """Where `nobody` cannot start the interpreter, root would run the program: refused."""
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(sandbox, "_sandbox_user", lambda: None)
+    row = score_frame(_program_frame(), limits=FAST, sandbox_mode="python_guard").row(0, named=True)
+    assert row["program_status"] == "not_run" and row["program_output"] == ""
+    assert "refuses to run programs as root" in row["program_detail"]
+    assert any("NOT run" in record.getMessage() for record in caplog.records)
 
 
 def test_an_unknown_sandbox_mode_is_refused_by_name():
@@ -319,3 +352,47 @@ def test_an_immutable_leftover_is_counted_and_the_folder_above_is_left_alone(tmp
         assert tmp_path.stat().st_mode & 0o777 == 0o755
     finally:
         _set_immutable(locked, False)
+
+
+def _fake_cgroups(tmp_path: Path, mounts: str, own: str) -> Path:
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "mountinfo").write_text(mounts)
+    (proc / "cgroup").write_text(own)
+    return proc
+
+
+def _fake_cgroup(folder: Path, subtree: str = "") -> Path:
+    folder.mkdir(parents=True)
+    (folder / "cgroup.procs").write_text("")
+    (folder / "cgroup.subtree_control").write_text(subtree)
+    return folder
+
+
+def test_run_cgroups_go_where_the_kernel_allows_them(tmp_path):
+    """v1: the own memory cgroup; v2: next to the own cgroup, only where the parent already
+    enables memory for its children (nothing is enabled in a cgroup that is not ours)."""
+    from codeift.score import cgroups
+
+    v1 = _fake_cgroup(tmp_path / "v1" / "job")
+    proc = _fake_cgroups(
+        tmp_path,
+        f"35 31 0:32 / {tmp_path}/v1 rw - cgroup cgroup rw,memory\n",
+        "4:memory:/job\n0::/\n",
+    )
+    assert cgroups.find_parent(proc) == cgroups.CgroupParent(v1, 1)
+
+    for name, subtree, expected in (("on", "cpu memory", True), ("off", "cpu", False)):
+        root = tmp_path / f"v2-{name}"
+        parent = _fake_cgroup(root / "user.slice", subtree)
+        _fake_cgroup(parent / "session.scope")
+        (tmp_path / "proc").rename(tmp_path / f"proc-{name}-old")
+        proc = _fake_cgroups(
+            tmp_path,
+            f"41 31 0:38 / {root} rw - cgroup2 cgroup2 rw\n",
+            "0::/user.slice/session.scope\n",
+        )
+        found = cgroups.find_parent(proc)
+        assert found == (cgroups.CgroupParent(parent, 2) if expected else found)
+        assert isinstance(found, str) != expected
+        assert (parent / "cgroup.subtree_control").read_text() == subtree

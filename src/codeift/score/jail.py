@@ -4,13 +4,15 @@ A fine-tuned model's program is untrusted input, and on a cluster the scorer run
 researcher, with their home, tokens and results in reach. So every run happens inside
 `bwrap` (Debian's bubblewrap): new user, PID, network, IPC, UTS and cgroup namespaces; a mount
 view of only /usr (libc and friends, read-only), the interpreter and its standard library
-(read-only, no site-packages), its own /proc and a minimal /dev, and an empty size-capped tmpfs as
-the work folder; uid 65534 inside with every capability dropped and no new privileges; a seccomp
-filter (compiled by libseccomp) refusing calls a scoring program never needs, process creation
-included; and the PID namespace ends every process of the run when it does. Under root, bwrap
-itself is started as the host's `nobody`, so the program is an unprivileged host user too (root
-ignores RLIMIT_NPROC and would own /proc/sys). The Python audit hook of
-`codeift.score.sandbox_runner` stays as a second layer inside.
+(read-only, no site-packages), no /proc, a minimal read-only /dev with a size-capped /dev/shm,
+and an empty size-capped tmpfs as the work folder; uid 65534 inside with every capability
+dropped and no new privileges; a seccomp filter (compiled by libseccomp) refusing calls a scoring
+program never needs, process creation included; and the PID namespace ends every process of the
+run when it does. Under root, bwrap itself is started as the host's `nobody`, so the program is an
+unprivileged host user too (root ignores RLIMIT_NPROC and would own /proc/sys). The Python audit
+hook of `codeift.score.sandbox_runner` stays as a second layer inside. Where a memory cgroup can be
+had, each run also gets its own (`codeift.score.cgroups`), so what the program holds in tmpfs, memfd
+or kernel memory is capped with its address space (docs/jail-caps.md).
 
 `codeift.score.sandbox.prepare(mode)` probes the boundary once per process (one scoring job):
 a `Boundary` that is not `ready` means programs are not run (`not_run` rows, with the reason),
@@ -25,7 +27,9 @@ import errno
 import functools
 import logging
 import os
+import re
 import shutil
+import stat
 import sys
 import sysconfig
 import tempfile
@@ -33,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codeift.errors import CodeiftError
+from codeift.score.cgroups import CgroupParent
 from codeift.settings import ScoringSettings
 
 LOG = logging.getLogger("codeift.score.jail")
@@ -107,6 +112,19 @@ DENIED_SYSCALLS: tuple[str, ...] = (
     "sethostname",
     "setdomainname",
 )
+# Calls that hold memory outside the address space rlimit and the work folder's size cap:
+# anonymous in-memory files and System V / POSIX IPC objects live until the run's IPC namespace
+# ends (memfd_create alone held 960 MiB). A scoring program never needs them.
+HELD_MEMORY_SYSCALLS: tuple[str, ...] = (
+    "memfd_create",
+    "memfd_secret",
+    "shmget",
+    "shmat",
+    "msgget",
+    "semget",
+    "mq_open",
+)
+SHM = "/dev/shm"
 _CLONE_THREAD = 0x00010000
 _AF_UNIX = 1
 _TIOCSTI = 0x5412
@@ -122,8 +140,10 @@ class Boundary:
     """What a scoring job runs programs under.
 
     `mode` is the configured one; `ready` False means programs are not run and `reason` says why.
-    For the jail, `bwrap_user` is the host uid bwrap is started as (None: this process's own) and
-    `python_mounts` the (host source, jail path) read-only mounts of the interpreter.
+    For the jail, `bwrap_user` is the host uid bwrap is started as (None: this process's own),
+    `python_mounts` the (host source, jail path) read-only mounts of the interpreter, and
+    `cgroup` the memory cgroup each run gets a limited child of (None: rlimits, the capped
+    tmpfs folders and seccomp only).
     """
 
     mode: str
@@ -134,6 +154,7 @@ class Boundary:
     python_mounts: tuple[tuple[str, str], ...] = ()
     masked: tuple[str, ...] = ()
     interpreter: str = sys.executable
+    cgroup: CgroupParent | None = None  # where each run gets its own memory cgroup, if anywhere
 
 
 def check_mode(mode: str) -> str:
@@ -181,8 +202,12 @@ def _reachable_by_others(path: str) -> bool:
 _SKIP_STAGE = frozenset({"site-packages", "test", "idlelib", "tkinter", "ensurepip", "turtledemo"})
 
 
+STAGE_PREFIX = "codeift-jail-python-"
+
+
 def _stage(prefix: str, interpreter: str, stdlib: str) -> str:
-    stage = tempfile.mkdtemp(prefix="codeift-jail-python-")
+    remove_stale_temp(STAGE_PREFIX)
+    stage = tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{os.getpid()}-")
     atexit.register(shutil.rmtree, stage, True)
     os.chmod(stage, 0o755)
     libdir = os.path.realpath(sysconfig.get_config_var("LIBDIR") or os.path.join(prefix, "lib"))
@@ -205,19 +230,62 @@ def _stage(prefix: str, interpreter: str, stdlib: str) -> str:
     return stage
 
 
+def remove_stale_temp(prefix: str) -> int:
+    """Remove temporary folders `<prefix><pid>-*` of score jobs that are gone; returns how many.
+
+    A job killed outright (SIGKILL, out of memory) never runs its atexit cleanup, and its
+    interpreter stage (~126 MiB) would stay in the temporary folder. Only folders that are ours
+    are touched: named by this prefix and a pid that is not alive, a real folder (not a link),
+    owned by this user.
+    """
+    removed = 0
+    folder = tempfile.gettempdir()
+    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)-[A-Za-z0-9_]+$")
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if not match or int(match.group(1)) == os.getpid() or _pid_alive(int(match.group(1))):
+            continue
+        try:
+            info = os.lstat(entry.path)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed += not os.path.lexists(entry.path)
+    if removed:
+        LOG.info("removed %d stale %s* folder(s) of score jobs that are gone", removed, prefix)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @functools.lru_cache(maxsize=1)
 def seccomp_filter() -> bytes:
     """The compiled BPF program (built by libseccomp through pyseccomp) bwrap loads with --seccomp.
 
-    Default allow, with the calls above refused, sockets other than AF_UNIX refused (the network
-    namespace has only a down loopback anyway), clone only for threads, clone3 reported missing
-    (so the C library falls back to clone, whose flags can be checked), and terminal injection
-    ioctls refused. Calls of a foreign architecture (x32, i386) are killed by libseccomp's default.
+    Default allow, with the calls above (and those holding memory) refused, sockets other than
+    AF_UNIX refused (the network namespace has only a down loopback anyway), clone only for
+    threads, clone3 reported missing (so the C library falls back to clone, whose flags can be
+    checked), and terminal injection ioctls refused. Calls of a foreign architecture (x32, i386)
+    are killed by libseccomp's default.
     """
     import pyseccomp as seccomp
 
     rules = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
-    for name in DENIED_SYSCALLS:
+    for name in DENIED_SYSCALLS + HELD_MEMORY_SYSCALLS:
         try:
             rules.add_rule(seccomp.ERRNO(errno.EPERM), name)
         except (RuntimeError, ValueError, OSError) as error:  # not a call of this architecture
@@ -237,6 +305,25 @@ def seccomp_filter() -> bytes:
         return handle.read()
 
 
+def dev_args(shm_bytes: int) -> list[str]:
+    """A minimal /dev (made read-only at the end) with a size-capped tmpfs at /dev/shm, no /proc.
+
+    bwrap's --dev is a writable tmpfs with no size cap, /dev/shm included (a program wrote 1 GiB
+    there). No /proc: nothing a scoring program needs is there, and /proc/self/mem would let a
+    program read the runner's per-run marker out of its own memory.
+    """
+    return [
+        "--dev",
+        "/dev",
+        "--perms",
+        "1777",
+        "--size",
+        str(max(int(shm_bytes), 4096)),
+        "--tmpfs",
+        SHM,
+    ]
+
+
 def memfd(name: str, data: bytes) -> int:
     """A sealed-off in-memory file holding `data`, positioned at its start, to hand to bwrap."""
     fd = os.memfd_create(name, 0)
@@ -248,7 +335,11 @@ def memfd(name: str, data: bytes) -> int:
 
 
 def bwrap_command(
-    boundary: Boundary, fds: dict[str, int], config_json: str, box_bytes: int
+    boundary: Boundary,
+    fds: dict[str, int],
+    config_json: str,
+    box_bytes: int,
+    shm_bytes: int = 0,
 ) -> list[str]:
     """The bwrap argument list of one run; `fds` holds the runner, program and seccomp fds."""
     assert boundary.bwrap is not None
@@ -258,6 +349,7 @@ def bwrap_command(
         "--unshare-user",
         "--disable-userns",
         "--die-with-parent",
+        "--as-pid-1",  # bwrap then reaps the program itself, so wait4 sees its CPU time
         "--new-session",
         "--cap-drop",
         "ALL",
@@ -293,11 +385,8 @@ def bwrap_command(
         args += ["--ro-bind", source, target]
     for folder in boundary.masked:
         args += ["--tmpfs", folder, "--remount-ro", folder]
+    args += dev_args(shm_bytes)
     args += [
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
         "--perms",
         "0700",
         "--size",
@@ -314,6 +403,8 @@ def bwrap_command(
         BOX,
         "--remount-ro",
         "/",
+        "--remount-ro",
+        "/dev",
         "--seccomp",
         str(fds["seccomp"]),
         "--",

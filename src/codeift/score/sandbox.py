@@ -5,19 +5,24 @@ The program is untrusted input, so by default each run happens inside the operat
 of `codeift.score.jail` (bubblewrap namespaces, unprivileged uid, no capabilities, seccomp, an empty
 tmpfs work folder). Inside it the runner (`python -I -S -B`, empty environment, stdin closed)
 sets rlimits (CPU, address space, file size, open files, processes) and installs the audit hook
-of `sandbox_runner` as a second layer; a wall-clock timeout kills the whole run. Where the
-jail cannot be set up, programs are not run (`not_run`) unless the config opts into the
-Python-only guard (`scoring.sandbox: python_guard`), the old, weaker mode.
+of `sandbox_runner` as a second layer; a wall-clock timeout kills the whole run, and a memory
+cgroup per run (where one can be had) caps what it holds in all. How a run ended is judged from
+outside the program (`classify`). Where the jail cannot be set up, programs are not run
+(`not_run`) unless the config opts into the Python-only guard (`scoring.sandbox: python_guard`),
+the old, weaker mode.
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
 import os
+import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -25,15 +30,16 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from codeift.score import jail
+from codeift.score import cgroups, jail
 from codeift.score.answer_text import fenced_blocks
-from codeift.score.sandbox_runner import BLOCKED_EXIT, BLOCKED_MARKER
+from codeift.score.sandbox_runner import BLOCKED, BLOCKED_EXIT, MARKER, MEMORY, MEMORY_EXIT
 
 RUNNER = Path(__file__).with_name("sandbox_runner.py")
 STATUSES: tuple[str, ...] = (
@@ -51,6 +57,15 @@ LEFTOVERS: list[str] = []  # host work folders that could not be removed (python
 _LEFTOVER_LOCK = threading.Lock()
 _PYTHON_FLAGS = ("-I", "-S", "-B", "-X", "utf8")
 _PYTHON_TAGS = frozenset({"python", "py", "python3", "py3"})
+GUARD_PREFIX = "codeift-sandbox-"  # python_guard's host work folders: GUARD_PREFIX<pid>-*
+GATE_EXIT = 125  # the gate shell's exit when the run could not be put in its cgroup
+# The gate holds the run until the parent has moved it into its cgroup (it reads one line from
+# stdin, a pipe the parent writes to afterwards), so nothing of the program runs uncharged.
+_GATE = f'read -r go || exit {GATE_EXIT}; exec "$@" </dev/null'
+# A run killed at its CPU limit reports a little less CPU through wait4 than the limit (about 5%
+# less on a loaded 2-core machine, kernel 6.18); a death by SIGKILL/SIGXCPU counts as the limit's
+# when it used at least this share of it.
+CPU_LIMIT_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,27 @@ class SandboxLimits:
     processes: int = 128
     output_chars: int = 4000
     disk_bytes: int = 64 * 1024**2  # the jail's tmpfs work folder
+    shm_bytes: int = 4 * 1024**2  # the jail's tmpfs /dev/shm
+    files: int = 10_000  # files and folders a program may create (the guard counts them)
+
+    @property
+    def held_bytes(self) -> int:
+        """The run's memory cgroup limit: everything it may hold at once (process, files, shm).
+
+        Kernel memory (inodes, dentries, pipe buffers) is charged against the same limit.
+        """
+        return self.memory_bytes + self.disk_bytes + self.shm_bytes
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How the child ended, as seen from outside: its wait status, whether the runner killed it
+    for the wall clock, the CPU seconds it and its descendants used, and the cgroup's OOM kills."""
+
+    returncode: int
+    timed_out: bool
+    cpu_seconds: float = 0.0
+    oom_kills: int = 0
 
 
 @dataclass(frozen=True)
@@ -151,29 +187,53 @@ def run_programs(
 
 def _run_jailed(source: str, limits: SandboxLimits, boundary: jail.Boundary) -> ProgramRun:
     """One run inside bwrap: the program and runner go in as in-memory files, the work folder is
-    the jail's own tmpfs, so nothing the program makes exists on the host afterwards.
+    the jail's own tmpfs, so nothing the program makes exists on the host afterwards. Where the
+    boundary has a memory cgroup, the run gets its own child of it, limited to `held_bytes`.
     """
+    nonce = secrets.token_hex(16)
     fds = {
         "runner": jail.memfd("runner", jail.RUNNER_SOURCE.read_bytes()),
-        "program": jail.memfd("program", source.encode("utf-8", "replace")),
+        "program": jail.memfd("program", _program_file(nonce, source)),
         "seccomp": jail.memfd("seccomp", jail.seccomp_filter()),
     }
     config = _config(jail.BOX, f"{jail.BOX}/{jail.PROGRAM_NAME}", limits)
-    command = jail.bwrap_command(boundary, fds, config, limits.disk_bytes)
+    command = jail.bwrap_command(boundary, fds, config, limits.disk_bytes, limits.shm_bytes)
+    cgroup = None
     try:
+        if boundary.cgroup is not None:
+            cgroup = cgroups.RunCgroup.create(boundary.cgroup, limits.held_bytes)
         with _captures() as (out, err):
             user = boundary.bwrap_user
             identity = {} if user is None else {"user": user, "group": user, "extra_groups": []}
-            returncode, timed_out = _execute(
-                command, Path("/"), {}, identity, limits.wall_seconds, (out, err), fds.values()
+            ending = _execute(
+                command,
+                Path("/"),
+                {},
+                identity,
+                limits.wall_seconds,
+                (out, err),
+                fds.values(),
+                cgroup,
             )
-            returncode = _signal_of_bwrap_status(returncode)
+            ending = dataclasses.replace(
+                ending, returncode=_signal_of_bwrap_status(ending.returncode)
+            )
             stdout = _read_capped(out, limits.output_chars)
             stderr = _read_capped(err, limits.output_chars)
+    except OSError as error:
+        return ProgramRun("not_run", "", f"the run's memory cgroup could not be set up: {error}")
     finally:
         for fd in fds.values():
             os.close(fd)
-    return classify(returncode, timed_out, stdout, stderr)
+        if cgroup is not None:
+            cgroup.kill_all()
+            cgroup.remove()
+    return classify(ending, stdout, stderr, limits, nonce)
+
+
+def _program_file(nonce: str, source: str) -> bytes:
+    """The nonce line the runner reads (and removes) before the program, then the program."""
+    return f"{nonce}\n{source}".encode("utf-8", "replace")
 
 
 def _signal_of_bwrap_status(returncode: int) -> int:
@@ -186,12 +246,13 @@ def _signal_of_bwrap_status(returncode: int) -> int:
 def _run_guarded(source: str, limits: SandboxLimits) -> ProgramRun:
     """The opt-in Python-only guard: a host temporary folder, rlimits and the audit hook."""
     user = _sandbox_user()
-    outer = Path(tempfile.mkdtemp(prefix="codeift-sandbox-"))
+    nonce = secrets.token_hex(16)
+    outer = Path(tempfile.mkdtemp(prefix=f"{GUARD_PREFIX}{os.getpid()}-"))
     try:
         work = outer / "work"
         work.mkdir()
         program = work / "program.py"
-        program.write_bytes(source.encode("utf-8", "replace"))
+        program.write_bytes(_program_file(nonce, source))
         identity = {}
         if user is not None:
             os.chown(work, user, user)
@@ -200,14 +261,14 @@ def _run_guarded(source: str, limits: SandboxLimits) -> ProgramRun:
         with _captures() as (out, err):
             config = _config(str(work), str(program), limits)
             command = [sys.executable, *_PYTHON_FLAGS, str(RUNNER), config]
-            returncode, timed_out = _execute(
+            ending = _execute(
                 command, work, _environment(work), identity, limits.wall_seconds, (out, err)
             )
             stdout = _read_capped(out, limits.output_chars)
             stderr = _read_capped(err, limits.output_chars)
     finally:
         _remove_tree(outer)
-    return classify(returncode, timed_out, stdout, stderr)
+    return classify(ending, stdout, stderr, limits, nonce)
 
 
 @contextlib.contextmanager
@@ -229,6 +290,7 @@ def _config(root: str, program: str, limits: SandboxLimits) -> str:
             "file_bytes": limits.file_bytes,
             "open_files": limits.open_files,
             "processes": limits.processes,
+            "files": limits.files,
         }
     )
 
@@ -246,30 +308,81 @@ def _execute(
     wall_seconds: float,
     streams: tuple,
     pass_fds: Iterable[int] = (),
-) -> tuple[int, bool]:
+    cgroup: cgroups.RunCgroup | None = None,
+) -> Ending:
     """Start the child in its own session and kill that whole group if the wall clock runs out.
 
     Limits are set by the runner itself rather than in `preexec_fn`, which CPython documents as
     unsafe when the parent has threads (scoring runs programs from a thread pool). In the jail,
-    killing bwrap ends its PID namespace, so every process of the run goes with it.
+    killing bwrap ends its PID namespace, so every process of the run goes with it. With a
+    `cgroup`, the child waits at a gate until it has been moved there.
     """
-    process = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=streams[0],
-        stderr=streams[1],
-        close_fds=True,
-        pass_fds=tuple(pass_fds),
-        start_new_session=True,
-        **identity,
-    )
+    gate = os.pipe() if cgroup is not None else None
+    if gate is not None:
+        command = ["/bin/sh", "-c", _GATE, "codeift-gate", *command]
     try:
-        return process.wait(timeout=wall_seconds), False
-    except subprocess.TimeoutExpired:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL if gate is None else gate[0],
+            stdout=streams[0],
+            stderr=streams[1],
+            close_fds=True,
+            pass_fds=tuple(pass_fds),
+            start_new_session=True,
+            **identity,
+        )
+    finally:
+        if gate is not None:
+            os.close(gate[0])
+    if gate is not None:
+        try:
+            cgroup.add(process.pid)
+            os.write(gate[1], b"go\n")
+        except OSError as error:
+            LOG.warning("could not move run %d into its cgroup: %s", process.pid, error)
+            _kill_group(process.pid)
+            _wait(process, 0)
+            raise
+        finally:
+            os.close(gate[1])
+    ending = _wait(process, wall_seconds)
+    if cgroup is not None:
+        ending = dataclasses.replace(ending, oom_kills=cgroup.oom_kills())
+    return ending
+
+
+def _wait(process: subprocess.Popen, wall_seconds: float) -> Ending:
+    """Reap the child with its resource use (wait4: its own and its reaped descendants' CPU)."""
+    timed_out = not _exits_within(process.pid, wall_seconds)
+    if timed_out:
         _kill_group(process.pid)
-        return process.wait(), True
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return Ending(process.returncode, timed_out, usage.ru_utime + usage.ru_stime)
+
+
+def _exits_within(pid: int, seconds: float) -> bool:
+    """Whether `pid` ends within `seconds`, without reaping it (a pidfd, else polling waitid)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    if pidfd is not None:
+        try:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            return bool(poller.poll(max(0, int(seconds * 1000))))
+        finally:
+            os.close(pidfd)
+    deadline = time.monotonic() + seconds
+    while True:
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
 
 
 def _kill_group(pid: int) -> None:
@@ -335,25 +448,60 @@ def leftover_count() -> int:
         return len(LEFTOVERS)
 
 
-def classify(returncode: int, timed_out: bool, stdout: str, stderr: str) -> ProgramRun:
-    """Map how the child ended onto a status; `detail` says why for every status but ok."""
-    if timed_out or returncode == -signal.SIGXCPU:
-        return ProgramRun("timeout", stdout, "time limit exceeded")
-    if returncode == BLOCKED_EXIT and BLOCKED_MARKER in stderr:
-        reason = stderr.rsplit(BLOCKED_MARKER, 1)[1].splitlines()[0].strip()
+def classify(
+    ending: Ending,
+    stdout: str,
+    stderr: str,
+    limits: SandboxLimits | None = None,
+    nonce: str | None = None,
+) -> ProgramRun:
+    """Map how the child ended onto a status; `detail` says why for every status but ok.
+
+    Judged from outside the program: `timeout` when the runner killed it for the wall clock or
+    it died of the CPU limit's signal after using that much CPU; `memory` when the run's cgroup
+    counted an OOM kill, or the runner reported (with this run's `nonce`) a MemoryError; `blocked`
+    only on the guard's nonce-marked report. Any other death by a signal is `crashed`, so a
+    program cannot forge its status by killing itself or printing a marker.
+    """
+    limits = limits or SandboxLimits()
+    if ending.timed_out:
+        return ProgramRun("timeout", stdout, "wall-clock limit exceeded")
+    if ending.oom_kills:
+        return ProgramRun("memory", stdout, "killed at the run's memory cgroup limit")
+    if ending.returncode in (-signal.SIGXCPU, -signal.SIGKILL) and (
+        ending.cpu_seconds >= limits.cpu_seconds * CPU_LIMIT_SHARE
+    ):
+        return ProgramRun("timeout", stdout, "CPU time limit exceeded")
+    if ending.returncode == BLOCKED_EXIT and (reason := _report(stderr, nonce, BLOCKED)):
         return ProgramRun("blocked", stdout, reason)
-    if returncode == -signal.SIGKILL:
-        return ProgramRun("memory", stdout, "killed by SIGKILL (out of memory)")
-    if returncode < 0:
-        return ProgramRun("crashed", stdout, f"killed by {signal.Signals(-returncode).name}")
-    last_line = _last_line(stderr)
-    if returncode != 0 and last_line.startswith("MemoryError"):
-        return ProgramRun("memory", stdout, last_line)
-    if returncode != 0:
-        return ProgramRun("crashed", stdout, last_line or f"exit status {returncode}")
+    if ending.returncode == MEMORY_EXIT and (reason := _report(stderr, nonce, MEMORY)):
+        return ProgramRun("memory", stdout, reason)
+    if ending.returncode < 0:
+        return ProgramRun("crashed", stdout, f"killed by {_signal_name(-ending.returncode)}")
+    if ending.returncode != 0:
+        return ProgramRun(
+            "crashed", stdout, _last_line(stderr) or f"exit status {ending.returncode}"
+        )
     if not stdout:
         return ProgramRun("no_output", stdout, "the program printed nothing")
     return ProgramRun("ok", stdout, None)
+
+
+def _report(stderr: str, nonce: str | None, kind: str) -> str | None:
+    """The detail of the runner's last `kind` report marked with this run's nonce, if any."""
+    if not nonce:
+        return None
+    marker = f"{MARKER}{nonce} {kind}: "
+    if marker not in stderr:
+        return None
+    return stderr.rsplit(marker, 1)[1].splitlines()[0].strip() or kind.lower()
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _last_line(text: str) -> str:
@@ -367,7 +515,7 @@ def _sandbox_user() -> int | None:
 
     Root ignores RLIMIT_NPROC and file permissions, so dropping it is the kernel-enforced layer
     under the audit hook. Where `nobody` cannot start the interpreter (pyenv under a 0700 /root)
-    programs keep running as root, and the job log says so: that is never silent.
+    this is None under root too, and `prepare` then refuses python_guard (programs not run).
     """
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         return None
@@ -408,18 +556,59 @@ def prepare(mode: str = jail.DEFAULT_MODE) -> jail.Boundary:
     """
     jail.check_mode(mode)
     if mode == "python_guard":
-        jail.LOG.warning(
-            "scoring.sandbox=python_guard: model-written programs run under the Python audit hook "
-            "and rlimits only, NOT in the operating-system jail (opted in by config)"
-        )
-        return jail.Boundary(mode, True, "python_guard: Python-only guard, no OS jail")
+        return _prepare_python_guard(mode)
     try:
-        boundary = _probe()
+        boundary = _with_cgroup(_probe())
     except jail.JailUnavailable as error:
         jail.LOG.warning("the program jail cannot be set up, programs are NOT run: %s", error)
         return jail.Boundary(mode, False, f"jail unavailable: {error}")
-    jail.LOG.info("program jail ready (bwrap %s, as uid %s)", boundary.bwrap, boundary.bwrap_user)
+    jail.LOG.info(
+        "program jail ready (bwrap %s, as uid %s, memory cgroup %s)",
+        boundary.bwrap,
+        boundary.bwrap_user,
+        boundary.cgroup.path if boundary.cgroup else "none",
+    )
     return boundary
+
+
+def _prepare_python_guard(mode: str) -> jail.Boundary:
+    """The opt-in Python-only guard; never as root (root ignores the limits the guard leans on)."""
+    jail.remove_stale_temp(GUARD_PREFIX)
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and _sandbox_user() is None:
+        reason = (
+            f"python_guard refuses to run programs as root, and user {NOBODY} cannot start "
+            f"{sys.executable}; use scoring.sandbox: jail, or an interpreter {NOBODY} can run"
+        )
+        jail.LOG.warning("programs are NOT run: %s", reason)
+        return jail.Boundary(mode, False, reason)
+    jail.LOG.warning(
+        "scoring.sandbox=python_guard: model-written programs run under the Python audit hook "
+        "and rlimits only, NOT in the operating-system jail (opted in by config)"
+    )
+    return jail.Boundary(mode, True, "python_guard: Python-only guard, no OS jail")
+
+
+def _with_cgroup(boundary: jail.Boundary) -> jail.Boundary:
+    """The boundary with a memory cgroup per run where one can be had (logged either way).
+
+    Runs of score jobs that were killed outright are cleaned up first. A cgroup that is found
+    but refuses a probe run is not used.
+    """
+    parent = cgroups.find_parent()
+    if isinstance(parent, str):
+        jail.LOG.warning(
+            "programs run without a memory cgroup (%s): read-only /dev, capped /dev/shm and "
+            "seccomp cap what they hold, but not the kernel memory of the files they make",
+            parent,
+        )
+        return boundary
+    cgroups.remove_stale(parent)
+    candidate = dataclasses.replace(boundary, cgroup=parent)
+    run = run_program("print(6 * 7)", SandboxLimits(wall_seconds=30.0), candidate)
+    if run.status != "ok" or run.stdout != "42":
+        jail.LOG.warning("memory cgroup %s not used: %s (%s)", parent.path, run.status, run.detail)
+        return boundary
+    return candidate
 
 
 def _probe() -> jail.Boundary:

@@ -19,7 +19,18 @@ import sys
 from collections.abc import Callable
 
 BLOCKED_EXIT = 86
-BLOCKED_MARKER = "CODEIFT-SANDBOX-BLOCKED: "
+MEMORY_EXIT = 87
+# A report line is MARKER + the run's nonce + " " + kind + ": " + detail. The nonce is the first
+# line of the program file, which the runner reads and removes before the program starts; the
+# jail has no /proc to read it back from memory, and frames of the guard are hidden while it runs
+# program code (a __fspath__, say), so a program cannot print a report the parent accepts.
+MARKER = "CODEIFT-SANDBOX-"
+BLOCKED = "BLOCKED"
+MEMORY = "MEMORY"
+# Events that hand out frames (and through them the guard's closure): refused while the guard
+# itself is running program code; tracing and other threads' frames are refused always.
+FRAME_EVENTS = frozenset({"sys._getframe", "sys._getframemodulename", "object.__getattr__"})
+ALWAYS_REFUSED_FRAME_EVENTS = frozenset({"sys.settrace", "sys.setprofile", "sys._current_frames"})
 
 # Events refused outright, with the reason reported as the run's detail.
 REFUSED_EVENTS: dict[str, str] = {
@@ -86,7 +97,9 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 def set_limits(config: dict) -> None:
     """Lower this process's limits before any untrusted code runs (lowering needs no privilege)."""
     cpu = int(config["cpu_seconds"])
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    # soft = hard: in the jail the runner is its PID namespace's init (bwrap --as-pid-1), which
+    # ignores SIGXCPU, so the hard limit's SIGKILL is what ends a CPU-bound run
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
     for limit, key in (
         (resource.RLIMIT_AS, "memory_bytes"),
         (resource.RLIMIT_FSIZE, "file_bytes"),
@@ -95,6 +108,7 @@ def set_limits(config: dict) -> None:
     ):
         resource.setrlimit(limit, (int(config[key]), int(config[key])))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_MSGQUEUE, (0, 0))  # POSIX queues hold kernel memory
 
 
 def lexical_path(path: str, cwd: str) -> str:
@@ -112,49 +126,92 @@ def lexical_path(path: str, cwd: str) -> str:
     return "/" + "/".join(parts)
 
 
-def make_guard(root: str) -> Callable[[str, tuple], None]:
-    """The audit hook: refuse process creation, network, native code and writes outside `root`."""
+MEMORY_EVENT = "codeift.runner.memory_error"
+_PROC_MEMORY = frozenset({"mem", "pagemap"})
+
+
+def make_guard(root: str, nonce: str, max_files: int = 10_000) -> Callable[[str, tuple], None]:
+    """The audit hook: refuse process creation, network, native code and writes outside `root`.
+
+    It also counts the files and folders the program creates and refuses the one past
+    `max_files`: each costs kernel memory that the work folder's byte cap does not see (the
+    run's memory cgroup charges it where there is one; this is the layer where there is none).
+
+    Its refusals (and the runner's MemoryError report, sent through `MEMORY_EVENT`) are written
+    with `nonce`, which lives only in this closure. The hook never lets an exception out, and
+    never runs program code (a path object's __fspath__) with its frames reachable.
+    """
     getcwd, fspath, stat_of, write, exit_now = os.getcwd, os.fspath, os.stat, os.write, os._exit
     is_regular, is_dir, stdout = stat.S_ISREG, stat.S_ISDIR, sys.stdout
+    str_copy, join_bytes = str.__str__, bytes.join
     refused, prefixes, path_events = dict(REFUSED_EVENTS), dict(REFUSED_PREFIXES), dict(PATH_EVENTS)
     refused_imports, write_flags, prefix = REFUSED_IMPORTS, _WRITE_FLAGS, root + "/"
+    frame_events, always_refused = FRAME_EVENTS, ALWAYS_REFUSED_FRAME_EVENTS
+    memory_event, proc_memory = MEMORY_EVENT, _PROC_MEMORY
+    depth, created = [0], [0]
 
-    def block(event: str, reason: str) -> None:
+    def report(kind: str, detail: str, code: int) -> None:
         try:
             stdout.flush()
-        except BaseException:  # noqa: B036 - a broken stdout must not stop the refusal
+        except BaseException:  # noqa: B036 - a broken stdout must not stop the report
             pass
-        write(2, f"\n{BLOCKED_MARKER}{event}: {reason}\n".encode(errors="replace"))
-        exit_now(BLOCKED_EXIT)
+        write(2, f"\n{MARKER}{nonce} {kind}: {detail}\n".encode(errors="replace"))
+        exit_now(code)
+
+    def block(event: str, reason: str) -> None:
+        report(BLOCKED, f"{event}: {reason}", BLOCKED_EXIT)
+
+    def count_new(event: str) -> None:
+        created[0] += 1
+        if created[0] > max_files:
+            block(event, f"creating more than {max_files} files and folders is not allowed")
 
     def as_text(path: object) -> str:
-        path = path if isinstance(path, (str, bytes)) else fspath(path)
-        return path.decode("utf-8", "surrogateescape") if isinstance(path, bytes) else path
+        """`path` as an exact str, whatever subclass or path object the program passed."""
+        if not isinstance(path, (str, bytes)):
+            try:
+                path = fspath(path)
+            except BaseException:  # noqa: B036 - program code must not unwind through the guard
+                block("open", "a path object that does not convert to a path")
+        if isinstance(path, bytes):
+            return join_bytes(b"", (path,)).decode("utf-8", "surrogateescape")
+        return str_copy(path)
 
     def inside(path: object) -> bool:
         resolved = lexical_path(as_text(path), getcwd())
         return resolved == root or resolved.startswith(prefix)
 
+    def reads_process_memory(path: object) -> bool:
+        parts = lexical_path(as_text(path), getcwd()).split("/")
+        return len(parts) > 2 and parts[1] == "proc" and parts[-1] in proc_memory
+
     def check_open(args: tuple) -> None:
         path, mode, flags = (tuple(args) + (None, None, 0))[:3]
+        if isinstance(path, int):
+            return
+        if reads_process_memory(path):
+            block("open", "reading process memory is not allowed")
         writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or bool(
             (flags or 0) & write_flags
         )
-        if not writes or isinstance(path, int):
+        if not writes:
             return
         if mode is None and not as_text(path).startswith("/"):
             block("open", f"os.open of relative path {path!r} for writing is not allowed")
         if not inside(path):
-            block("open", f"writing {path!r} outside the sandbox folder is not allowed")
+            block("open", f"writing {as_text(path)!r} outside the sandbox folder is not allowed")
         try:
-            mode_bits = stat_of(path).st_mode
+            mode_bits = stat_of(as_text(path)).st_mode
         except OSError:
+            count_new("open")
             return
         if not (is_regular(mode_bits) or is_dir(mode_bits)):
-            block("open", f"writing the special file {path!r} is not allowed")
+            block("open", f"writing the special file {as_text(path)!r} is not allowed")
 
     def check_paths(event: str, args: tuple) -> None:
         paths, dir_fds = path_events[event]
+        if event == "os.mkdir":
+            count_new(event)
         for index in dir_fds:
             if index < len(args) and args[index] not in (None, -1):
                 block(event, "paths relative to a directory descriptor are not allowed")
@@ -164,16 +221,16 @@ def make_guard(root: str) -> Callable[[str, tuple], None]:
                 if isinstance(target, int) and event != "os.truncate":
                     block(event, "changing files by descriptor is not allowed")
                 if not isinstance(target, int) and not inside(target):
-                    block(event, f"changing {target!r} outside the sandbox folder is not allowed")
+                    block(event, f"changing {as_text(target)!r} outside the sandbox folder")
 
     def check_sqlite(args: tuple) -> None:
         database = args[0] if args else ":memory:"
         if isinstance(database, (str, bytes)) and database in (":memory:", "", b":memory:", b""):
             return
         if as_text(database).startswith("file:") or not inside(database):
-            block("sqlite3.connect", f"opening database {database!r} outside the sandbox folder")
+            block("sqlite3.connect", "opening a database outside the sandbox folder")
 
-    def guard(event: str, args: tuple) -> None:
+    def dispatch(event: str, args: tuple) -> None:
         if event == "open":
             check_open(args)
         elif event in refused:
@@ -184,10 +241,23 @@ def make_guard(root: str) -> Callable[[str, tuple], None]:
             block(event, f"importing {args[0]} is not allowed")
         elif event == "sqlite3.connect":
             check_sqlite(args)
+        elif event == memory_event:
+            report(MEMORY, "MemoryError", MEMORY_EXIT)
         else:
             for start, reason in prefixes.items():
                 if event.startswith(start):
                     block(event, reason)
+
+    def guard(event: str, args: tuple) -> None:
+        if event in always_refused or (depth[0] and event in frame_events):
+            block(event, "inspecting frames or tracing is not allowed")
+        depth[0] += 1
+        try:
+            dispatch(event, args)
+        except BaseException:  # noqa: B036 - an exception would carry the guard's frames out
+            block(event, "the call could not be checked")
+        finally:
+            depth[0] -= 1
 
     return guard
 
@@ -208,20 +278,36 @@ def disarm_fork_exec() -> None:
     _posixsubprocess.fork_exec = fork_exec
 
 
+def read_program(path: str) -> tuple[str, str]:
+    """(nonce, source) from the program file, which is removed before anything runs."""
+    with open(path, encoding="utf-8") as handle:
+        nonce, _, source = handle.read().partition("\n")
+    os.remove(path)
+    return nonce, source
+
+
 def main(argv: list[str]) -> None:
-    """Limit, read the program, guard, run it as `__main__` in a fresh namespace."""
+    """Limit, read the program, guard, run it as `__main__` in a fresh namespace.
+
+    A MemoryError that escapes the program is reported through the guard (nonce-marked); any
+    other exception prints its traceback as usual.
+    """
     config = json.loads(argv[1])
     set_limits(config)
     root = os.path.realpath(config["root"])
     os.chdir(root)
-    with open(config["program"], encoding="utf-8") as handle:
-        source = handle.read()
-    os.remove(config["program"])
+    source = read_program(config["program"])
     disarm_fork_exec()
-    sys.addaudithook(make_guard(root))
-    del config, handle
+    sys.addaudithook(make_guard(root, source[0], int(config["files"])))
+    source = source[1]
+    audit = sys.audit
+    del config
     namespace = {"__name__": "__main__", "__builtins__": builtins}
-    exec(compile(source, "<program>", "exec"), namespace)
+    try:
+        exec(compile(source, "<program>", "exec"), namespace)
+    except MemoryError:
+        audit(MEMORY_EVENT)
+        raise
     sys.stdout.flush()
 
 
