@@ -315,7 +315,9 @@ def test_replies_generated_ahead_are_used_only_when_complete_and_current(
     ]
 
     cache = reply_cache(ModelEngine(str(model.resolve()), SETTINGS), tasks / "coin_flip.parquet")
-    cache.parent.mkdir(parents=True)
+    cache.parent.mkdir(parents=True, mode=0o700)
+    cache.parent.parent.chmod(0o700)
+    cache.touch(mode=0o600)
     cache.write_text(
         json.dumps(
             {"engine": "fake", "version": "0", "versions": package_versions(), "results": []}
@@ -323,6 +325,7 @@ def test_replies_generated_ahead_are_used_only_when_complete_and_current(
     )
     reply = {"response": "x", "n_prompt_tokens": 1, "n_response_tokens": 1, "finish_reason": "stop"}
     other = reply_cache(ModelEngine(str(model.resolve()), SETTINGS), tasks / "gsm8k.parquet")
+    other.touch(mode=0o600)
     other.write_text(
         json.dumps({"engine": "fake", "version": "0", "versions": "{}", "results": [reply] * 4})
     )
