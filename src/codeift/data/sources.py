@@ -147,12 +147,15 @@ def iter_raw_records(source: dict[str, Any]) -> Iterator[tuple[int, Any]]:
 
 def _resolve_source_file(source: dict[str, Any]) -> Path:
     if source.get("path"):
-        path = Path(source["path"]).expanduser()
-        if not path.exists():
-            raise IFTError(
-                f"IFT source {source.get('name', source['kind'])!r}: no file {str(path)!r}"
-            )
-        return path
+        from codeift.config import checked_local_path
+        from codeift.errors import ConfigError
+
+        name = source.get("name", source["kind"])
+        try:
+            # A regular file that exists now, when it is read (not /dev/zero, a FIFO, a folder).
+            return checked_local_path(source["path"], f"ift.sources.{name}.path", "file")
+        except ConfigError as error:
+            raise IFTError(f"IFT source {name!r}: {error}") from error
     from huggingface_hub import hf_hub_download
 
     try:
