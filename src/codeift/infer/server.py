@@ -271,10 +271,10 @@ def _handle(conn: socket.socket, engine: Any, state: _EngineState, info: dict[st
             check_peer(conn, "engine client")
             conn.settimeout(_connection_timeout())
             message = receive_message(conn)
-        except FrameTooLarge as error:
-            _reply(conn, {"ok": False, "error": str(error)})
+        except ValueError as error:  # too large, not JSON, not an object: say so, keep serving
+            _reply(conn, {"ok": False, "error": f"malformed request: {error}"})
             return
-        except (OSError, ValueError, UnsafeEntryError) as error:
+        except (OSError, UnsafeEntryError) as error:
             print(f"[engine] dropped a connection: {type(error).__name__}: {error}", flush=True)
             return
         op = message.get("op")
