@@ -128,7 +128,8 @@ def scratch():
 
 
 @pytest.fixture
-def engines(monkeypatch):
+def engines(monkeypatch, scratch):
+    """Shared engines on; afterwards ours are stopped (before `scratch` removes folders)."""
     monkeypatch.setenv("CODEIFT_ENGINE_IDLE_SECONDS", "30")
     monkeypatch.setenv("CODEIFT_MAX_ENGINES", "1")
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
@@ -299,7 +300,9 @@ def daemon(engines, scratch, monkeypatch, tmp_path):
     monkeypatch.setenv("CODEIFT_ENGINE_CONNECTION_TIMEOUT", "1")
     _, info = shared_chat(str(tmp_path), "fingerprint", SETTINGS, PROMPTS, 8)
     (live,) = live_engines()
-    return info["pid"], Path(live["socket"]), engine_folder
+    yield info["pid"], Path(live["socket"]), engine_folder
+    if psutil.pid_exists(info["pid"]):  # the daemon this fixture started
+        os.kill(info["pid"], signal.SIGTERM)
 
 
 def _send_raw(socket_path: Path, data: bytes, timeout: float = 5.0) -> bytes:
@@ -387,8 +390,8 @@ def test_info_pings_do_not_keep_an_idle_engine_alive(engines, scratch, monkeypat
 
 @pytest.mark.parametrize(
     "message",
-    [b"[1, 2]", b'{"op": "chat", "batches": 5, "max_new_tokens": 4}', b'"chat"'],
-    ids=["list", "bad-batches", "string"],
+    [b"[1, 2]", b'"chat"', b"\xff\xfe not utf-8"],
+    ids=["list", "string", "not-utf8"],
 )
 def test_a_malformed_request_gets_an_answer_and_the_daemon_lives(daemon, message):
     pid, socket_path, _ = daemon
