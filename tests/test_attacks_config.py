@@ -88,8 +88,12 @@ def test_a_number_beyond_its_stated_bound_is_refused(config, key, value):
     assert f"config key '{key}'" in message and "out of range" in message
 
 
-@pytest.mark.parametrize("label", ["seven B", "7", "1e9B", "7B; rm -rf /"])
+@pytest.mark.parametrize(
+    "label", ["7B\n", "7B\t", "\u0663B", "1" * 400 + "B"], ids=["newline", "tab", "arabic", "inf"]
+)
 def test_a_malformed_size_label_is_refused_naming_its_key(config, label):
+    """Labels the old reader took: a newline or tab (then in every job's resources), a digit
+    of another script, a count that reads as infinity."""
     config["backbones"]["tiny-llama"]["size"] = label
     message = _refused(config)
     assert "config key 'backbones.tiny-llama.size'" in message and "allowed" in message
