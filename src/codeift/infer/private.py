@@ -67,7 +67,19 @@ def private_folder(path: Path) -> Path:
         private_folder(path.parent)
         return private_folder(path)
     except FileExistsError:
-        pass
+        info = os.lstat(path)
+        loose = stat.S_IMODE(info.st_mode) & 0o077
+        if (
+            stat.S_ISDIR(info.st_mode)
+            and info.st_uid == os.geteuid()
+            and loose
+            and not loose & 0o022
+        ):
+            # Ours, readable but never writable by others (an engine folder made before this
+            # check, 0755): no one else can have put anything in it, so it is closed, not
+            # refused. Its entries are still checked one by one when used.
+            os.chmod(path, FOLDER_MODE, follow_symlinks=False)
+            print(f"[codeift] {path}: closed to other users (mode 0700)", flush=True)
     check_entry(path, os.lstat(path), "folder")
     return path
 
