@@ -67,6 +67,8 @@ MAX_FRAME_BYTES = 256 << 20
 MAX_CONNECTIONS = 32
 # Seconds a connection may take to send its request or read its reply before it is dropped.
 CONNECTION_TIMEOUT_SECONDS = 30.0
+# How long a client's `info` with `reserve` (its prompts follow) holds an idle engine, once.
+RESERVE_SECONDS = 10.0
 # Tests shorten the timeout to see it act; it is not a study setting.
 CONNECTION_TIMEOUT_ENV = "CODEIFT_ENGINE_CONNECTION_TIMEOUT"
 
@@ -194,7 +196,10 @@ class _EngineState:
     """What the daemon's connection threads share: one generation at a time (`generating`),
     the requests in flight and the last use (for the idle limit and least-recently-used
     eviction), the stop flag and the connection slots. Only generation counts as use: `info`
-    pings (any process's) must not keep an idle engine and its memory alive."""
+    pings (`engines list`, eviction checks) must not keep an idle engine and its memory alive.
+    A client about to send its prompts holds the engine for at most RESERVE_SECONDS, once
+    (`info` with `reserve`; a new engine is held so for its starter): the gap between its
+    check and its request is no idle time to exit in, and the hold ends when generation starts."""
 
     def __init__(self) -> None:
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
@@ -202,11 +207,17 @@ class _EngineState:
         self.guard = threading.Lock()
         self.in_flight = 0
         self.last_used = time.time()
+        self.reserved_until = time.time() + RESERVE_SECONDS
         self.stopping = threading.Event()
+
+    def reserve(self) -> None:
+        with self.guard:
+            self.reserved_until = time.time() + RESERVE_SECONDS
 
     def begin(self) -> None:
         with self.guard:
             self.in_flight += 1
+            self.reserved_until = 0.0
 
     def end(self) -> None:
         with self.guard:
@@ -219,7 +230,9 @@ class _EngineState:
 
     def idle_for(self) -> float:
         with self.guard:
-            return 0.0 if self.in_flight else time.time() - self.last_used
+            if self.in_flight or time.time() < self.reserved_until:
+                return 0.0
+            return time.time() - self.last_used
 
 
 def _connection_timeout() -> float:
@@ -303,6 +316,8 @@ def _handle(conn: socket.socket, engine: Any, state: _EngineState, info: dict[st
                 state.end()
             _reply(conn, payload)
         elif op == "info":
+            if message.get("reserve") is True:
+                state.reserve()
             with state.guard:
                 last_used, in_flight = state.last_used, state.in_flight
             _reply(conn, {**info, "ok": True, "last_used": last_used, "in_flight": in_flight})
@@ -486,7 +501,7 @@ def _serving(socket_path: Path, model_dir: str, log_path: Path) -> dict[str, Any
     """The engine's `info` if one serves at `socket_path`; None if none does or the one there
     is stopping (then after it has gone, so that a new one can take the path)."""
     try:
-        info = request(socket_path, {"op": "info"}, timeout=INFO_TIMEOUT_SECONDS)
+        info = request(socket_path, {"op": "info", "reserve": True}, timeout=INFO_TIMEOUT_SECONDS)
     except TimeoutError as error:
         raise EngineError(
             f"engine for {model_dir} accepts connections but did not answer in "
