@@ -372,3 +372,33 @@ def test_a_vllm_engine_set_to_one_thread_computes_on_one(tiny_models, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "threads 1" in done.stdout, done.stdout
+
+
+def test_a_models_identity_is_hashed_once_and_follows_its_contents(tmp_path, monkeypatch):
+    """The content hash is cached per file by stat key: a second job reads no weights; a file
+    rewritten with its mtime restored is hashed again (its ctime moved), and the identity
+    changes with it."""
+    from codeift.infer import identity
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"a" * 1000)
+    cache = tmp_path / "cache"
+    time.sleep(identity.RACY_SECONDS + 0.1)  # files changed just now are hashed every time
+    hashed: list[str] = []
+    digest = identity._digest
+    monkeypatch.setattr(identity, "_digest", lambda p: hashed.append(p.name) or digest(p))
+    first = identity.model_identity(model, cache)
+    assert sorted(hashed) == ["config.json", "model.safetensors"]
+    hashed.clear()
+    assert identity.model_identity(model, cache) == first and hashed == []
+    stamp = os.stat(model / "model.safetensors")
+    (model / "model.safetensors").write_bytes(b"b" * 1000)
+    os.utime(model / "model.safetensors", ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert identity.model_identity(model, cache) != first and hashed == ["model.safetensors"]
+    time.sleep(identity.RACY_SECONDS + 0.1)
+    hashed.clear()
+    second = identity.model_identity(model, cache)  # the racy entry gets its stat key now
+    hashed.clear()
+    assert identity.model_identity(model, cache) == second and hashed == []

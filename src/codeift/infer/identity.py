@@ -14,6 +14,9 @@ change of a file's content or metadata, and no system call sets it back (utime/`
 `cp -p` restore mtime, and doing so moves ctime). A file rewritten in place, or a new file
 copied or renamed in (a new inode, or a new ctime), therefore never matches an old entry,
 however its mtime was kept; only changing the system clock could forge one, which needs root.
+The kernel's file times are coarse (a clock tick), so, as git does for its index, a file
+changed less than RACY_SECONDS before it was hashed keeps no stat key: it is hashed again next
+time, since a second change within the same tick would leave its ctime as it was.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import hashlib
 import json
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ from codeift.io import stable_hash
 # A folder's files deeper than this are not read by any engine we use (HF layouts are flat, a
 # few keep the tokenizer one level down); they are hashed too, up to this depth.
 MAX_DEPTH = 2
+RACY_SECONDS = 1.0
 _CHUNK = 1 << 20
 
 
@@ -95,10 +100,14 @@ def model_identity(model_dir: str | Path, cache_root: Path | None) -> str:
         key = _stat_key(os.stat(path))
         kept = old.get(name)
         digest = kept["sha256"] if kept and kept.get("stat") == key else _digest(path)
-        # The stat after hashing: a file that changed while being read is hashed again next time.
-        entries[name] = {"stat": _stat_key(os.stat(path)), "sha256": digest}
-        if entries[name]["stat"] != key:
-            entries[name]["stat"] = None
+        # The stat after hashing: a file that changed while being read, or so recently that
+        # another change could keep its ctime, is hashed again next time.
+        after = os.stat(path)
+        racy = time.time_ns() - after.st_ctime_ns < RACY_SECONDS * 1e9
+        entries[name] = {
+            "stat": None if racy or _stat_key(after) != key else key,
+            "sha256": digest,
+        }
     if cache is not None and entries != old:
         payload = {"entries": entries, "checksum": stable_hash(entries, length=64)}
         write_private(cache, json.dumps(payload, sort_keys=True).encode())
