@@ -5,7 +5,8 @@ generation config, tokenizer files and the chat template (a `chat_template.jinja
 tokenizer counts as much as the weights). A fingerprint of names and mtimes misses an edited
 template and weights copied in with their times kept (`cp -p`, `rsync -a`), and then stale
 replies are served as the new model's. So the identity hashes the bytes of every regular file
-in the folder (SHA-256).
+at the top of the folder, where an engine reads them (SHA-256); subfolders (an SFT run's
+checkpoints, logs) are not read by generation and would only cost hashing time.
 
 Hashing a 14 GB checkpoint for every job would cost more than the jobs, so each file's digest is
 cached (in the private engine folder) under its stat key: device, inode, size, mtime_ns and
@@ -32,9 +33,6 @@ from typing import Any
 from codeift.infer.private import UnsafeEntryError, private_folder, read_private, write_private
 from codeift.io import stable_hash
 
-# A folder's files deeper than this are not read by any engine we use (HF layouts are flat, a
-# few keep the tokenizer one level down); they are hashed too, up to this depth.
-MAX_DEPTH = 2
 RACY_SECONDS = 1.0
 _CHUNK = 1 << 20
 
@@ -52,19 +50,13 @@ def _digest(path: Path) -> str:
 
 
 def _files(root: Path) -> list[Path]:
-    """Every regular file an engine could read, symlinks followed as an engine would follow
-    them (a hub snapshot is a folder of links into the blob store)."""
-    found = []
-    for folder, dirs, names in os.walk(root, followlinks=False):
-        depth = len(Path(folder).relative_to(root).parts)
-        if depth >= MAX_DEPTH:
-            dirs.clear()
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(names):
-            path = Path(folder) / name
-            if not name.startswith(".") and stat.S_ISREG(os.stat(path).st_mode):
-                found.append(path)
-    return found
+    """Every regular file at the top of the folder, symlinks followed as an engine follows
+    them (a hub snapshot is a folder of links into the blob store); dot files left out."""
+    return sorted(
+        path
+        for path in root.iterdir()
+        if not path.name.startswith(".") and stat.S_ISREG(os.stat(path).st_mode)
+    )
 
 
 def _cache_path(cache_root: Path, root: Path) -> Path:
