@@ -109,6 +109,11 @@ def test_a_backbone_hub_id_outside_the_hubs_grammar_is_refused(config, hub_id):
     assert "config key 'backbones.tiny-llama.source.hub.id'" in message and "hub id" in message
 
 
+def test_a_task_hub_id_with_a_command_is_refused(config):
+    config["tasks"]["coin_flip"]["spec"] = {"hub": {"id": "org/$(reboot)"}}
+    assert "config key 'tasks.coin_flip.spec.hub.id'" in _refused(config)
+
+
 def test_a_dataset_hub_id_with_a_quote_is_refused(config):
     config["ift"]["sources"] = [{"kind": "sharegpt", "hub": "org/data'x"}]
     assert "config key 'ift.sources[0].hub'" in _refused(config)

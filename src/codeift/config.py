@@ -375,9 +375,15 @@ def _check_tasks(tasks: dict[str, Any]) -> None:
 
     for name, entry in tasks.items():
         try:
-            resolve_task(name, entry)
+            resolved = resolve_task(name, entry)
         except TaskError as error:
             raise ConfigError(f"config key 'tasks.{name}': {error}") from error
+        hub_id = (resolved.get("hub") or {}).get("id")
+        if hub_id is not None and not (isinstance(hub_id, str) and _HUB_ID.match(hub_id)):
+            raise ConfigError(
+                f"config key 'tasks.{name}.spec.hub.id': {hub_id!r} is not a hub id (allowed: "
+                "[owner/]name of letters, digits, '_', '.' and '-', no '--' or '..')"
+            )
 
 
 def _check_ift_sources(sources: list[dict[str, Any]]) -> None:
