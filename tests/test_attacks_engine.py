@@ -305,6 +305,35 @@ def daemon(engines, scratch, monkeypatch, tmp_path):
         os.kill(info["pid"], signal.SIGTERM)
 
 
+@pytest.fixture(scope="module")
+def shared_daemon():
+    """One daemon for the wire-level attacks that leave it running (each starts in seconds):
+    (pid, socket path, folder). The environment stays set while the module's tests run."""
+    folder = Path(f"/tmp/cd-{uuid.uuid4().hex[:10]}")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CODEIFT_ENGINE_DIR", str(folder))
+        patch.setenv("CODEIFT_ENGINE_CONNECTION_TIMEOUT", "1")
+        patch.setenv("CODEIFT_ENGINE_IDLE_SECONDS", "600")
+        patch.delenv("SLURM_JOB_ID", raising=False)
+        model = folder.with_name(folder.name + "-model")
+        model.mkdir()
+        _, info = shared_chat(str(model), "fingerprint", SETTINGS, PROMPTS, 8)
+        (live,) = live_engines()
+        yield info["pid"], Path(live["socket"]), folder
+        if psutil.pid_exists(info["pid"]):  # the daemon this fixture started
+            os.kill(info["pid"], signal.SIGTERM)
+            psutil.Process(info["pid"]).wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(model, ignore_errors=True)
+
+
+@pytest.fixture
+def wire(shared_daemon, monkeypatch):
+    """The shared daemon, with its folder as this test's engine folder."""
+    monkeypatch.setenv("CODEIFT_ENGINE_DIR", str(shared_daemon[2]))
+    return shared_daemon
+
+
 def _send_raw(socket_path: Path, data: bytes, timeout: float = 5.0) -> bytes:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(timeout)
@@ -316,15 +345,15 @@ def _send_raw(socket_path: Path, data: bytes, timeout: float = 5.0) -> bytes:
             return b"<no reply>"
 
 
-def test_a_declared_terabyte_frame_gets_a_clear_error_at_once(daemon):
-    pid, socket_path, _ = daemon
+def test_a_declared_terabyte_frame_gets_a_clear_error_at_once(wire):
+    pid, socket_path, _ = wire
     reply = _send_raw(socket_path, struct.pack("!Q", 1 << 40))
     assert b"bytes" in reply and b"allowed" in reply, reply[:200]
     assert psutil.pid_exists(pid)
 
 
-def test_streaming_a_huge_frame_does_not_grow_the_daemon(daemon):
-    pid, socket_path, _ = daemon
+def test_streaming_a_huge_frame_does_not_grow_the_daemon(wire):
+    pid, socket_path, _ = wire
     process = psutil.Process(pid)
     before = process.memory_info().rss
     chunk = b"x" * (1 << 20)
@@ -341,8 +370,8 @@ def test_streaming_a_huge_frame_does_not_grow_the_daemon(daemon):
     assert grown < 64 << 20, f"the daemon grew by {grown >> 20} MiB"
 
 
-def test_a_flood_of_idle_connections_does_not_start_a_thread_each(daemon):
-    pid, socket_path, _ = daemon
+def test_a_flood_of_idle_connections_does_not_start_a_thread_each(wire):
+    pid, socket_path, _ = wire
     conns = []
     try:
         for _ in range(120):
@@ -358,10 +387,10 @@ def test_a_flood_of_idle_connections_does_not_start_a_thread_each(daemon):
 
 
 @pytest.mark.parametrize("sent", [b"", b"\x00\x00\x00", struct.pack("!Q", 100) + b"{"])
-def test_a_connection_that_stalls_is_dropped(daemon, sent):
+def test_a_connection_that_stalls_is_dropped(wire, sent):
     """Nothing, half a header, or half a frame, then silence: dropped after the connection
     timeout (1 s here), not held open forever."""
-    _, socket_path, _ = daemon
+    _, socket_path, _ = wire
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(8)
         conn.connect(str(socket_path))
@@ -373,16 +402,24 @@ def test_a_connection_that_stalls_is_dropped(daemon, sent):
     assert closed
 
 
+def _alive(pid: int) -> bool:
+    """Running (a daemon this process started stays a zombie until reaped)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def test_info_pings_do_not_keep_an_idle_engine_alive(engines, scratch, monkeypatch, tmp_path):
     folder, _ = scratch
     monkeypatch.setenv("CODEIFT_ENGINE_DIR", str(folder("ce")))
     monkeypatch.setenv("CODEIFT_ENGINE_IDLE_SECONDS", "2")
     _, info = shared_chat(str(tmp_path), "fingerprint", SETTINGS, PROMPTS, 8)
     deadline = time.time() + 8
-    while time.time() < deadline and psutil.pid_exists(info["pid"]):
+    while time.time() < deadline and _alive(info["pid"]):
         live_engines()  # an `info` ping to every engine
         time.sleep(0.3)
-    alive = psutil.pid_exists(info["pid"]) and psutil.Process(info["pid"]).status() != "zombie"
+    alive = _alive(info["pid"])
     if alive:
         os.kill(info["pid"], signal.SIGTERM)
     assert not alive, "info pings kept the engine alive past its idle limit"
@@ -393,8 +430,8 @@ def test_info_pings_do_not_keep_an_idle_engine_alive(engines, scratch, monkeypat
     [b"[1, 2]", b'"chat"', b"\xff\xfe not utf-8"],
     ids=["list", "string", "not-utf8"],
 )
-def test_a_malformed_request_gets_an_answer_and_the_daemon_lives(daemon, message):
-    pid, socket_path, _ = daemon
+def test_a_malformed_request_gets_an_answer_and_the_daemon_lives(wire, message):
+    pid, socket_path, _ = wire
     reply = _send_raw(socket_path, struct.pack("!Q", len(message)) + message)
     assert b'"ok": false' in reply, reply[:200]
     assert psutil.pid_exists(pid)
@@ -423,8 +460,8 @@ def test_under_a_permissive_umask_another_user_cannot_stop_the_engine(
     finally:
         os.umask(old)
     print(_nobody_request(Path(live["socket"]), {"op": "stop"}))
-    time.sleep(2.5)
-    assert psutil.pid_exists(info["pid"]) and psutil.Process(info["pid"]).status() != "zombie"
+    time.sleep(2.0)
+    assert _alive(info["pid"])
 
 
 def test_under_a_permissive_umask_another_user_cannot_chat(engines, scratch, monkeypatch, tmp_path):
@@ -448,8 +485,8 @@ def test_a_reachable_socket_still_refuses_another_users_requests(daemon):
     engine_folder.chmod(0o755)
     socket_path.chmod(0o666)
     print(_nobody_request(socket_path, {"op": "stop"}))
-    time.sleep(2.5)
-    assert psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
+    time.sleep(2.0)
+    assert _alive(pid)
 
 
 # --------------------------------------------------------------------------- reply cache
