@@ -402,3 +402,26 @@ def test_a_models_identity_is_hashed_once_and_follows_its_contents(tmp_path, mon
     second = identity.model_identity(model, cache)  # the racy entry gets its stat key now
     hashed.clear()
     assert identity.model_identity(model, cache) == second and hashed == []
+
+
+def test_the_engine_folder_is_in_the_runtime_folder_only_where_that_is_private(
+    tmp_path, monkeypatch
+):
+    """$XDG_RUNTIME_DIR (0700, ours) holds the engine folder, made 0700 whatever the umask;
+    a runtime folder others can enter is not used."""
+    from codeift.infer.server import _default_root, engine_dir
+
+    monkeypatch.delenv("CODEIFT_ENGINE_DIR", raising=False)
+    runtime = Path(short_engine_dir(tmp_path) + "-run")
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    old = os.umask(0)
+    try:
+        folder = engine_dir()
+    finally:
+        os.umask(old)
+    assert folder == runtime / "codeift-engines"
+    assert os.stat(folder).st_mode & 0o777 == 0o700
+    runtime.chmod(0o777)
+    assert _default_root() == Path(f"/tmp/codeift-engines-{os.geteuid()}")
+    shutil.rmtree(runtime)
