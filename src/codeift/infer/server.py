@@ -63,6 +63,9 @@ SOCKET_NAME_LENGTH = len("/") + KEY_LENGTH + len(".sock")
 # Daemon limits. A frame is one JSON request or reply; the largest study task (10^6 prompts)
 # fits, a declared terabyte does not get read at all.
 MAX_FRAME_BYTES = 256 << 20
+# Replies come from a daemon whose uid was checked; they are bigger than their prompts' frame
+# (a reply per prompt, with its counts), so they get a larger bound of their own.
+MAX_REPLY_BYTES = 4 << 30
 # Connections served at once (each a thread); more are answered "busy" and closed.
 MAX_CONNECTIONS = 32
 # Seconds a connection may take to send its request or read its reply before it is dropped.
@@ -143,12 +146,14 @@ class FrameTooLarge(ValueError):
     """A frame over MAX_FRAME_BYTES: refused from its header, its body never read."""
 
 
-def send_message(conn: socket.socket, payload: dict[str, Any]) -> None:
+def send_message(
+    conn: socket.socket, payload: dict[str, Any], limit: int = MAX_FRAME_BYTES
+) -> None:
     data = json.dumps(payload).encode("utf-8")
-    if len(data) > MAX_FRAME_BYTES:
+    if len(data) > limit:
         raise FrameTooLarge(
-            f"engine message of {len(data)} bytes is over the limit of {MAX_FRAME_BYTES} bytes "
-            "(codeift.infer.server.MAX_FRAME_BYTES): split the task"
+            f"engine message of {len(data)} bytes is over the limit of {limit} bytes "
+            "(codeift.infer.server.MAX_FRAME_BYTES / MAX_REPLY_BYTES): split the task"
         )
     conn.sendall(struct.pack("!Q", len(data)) + data)
 
@@ -164,13 +169,11 @@ def _recv_exact(conn: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def receive_message(conn: socket.socket) -> dict[str, Any]:
-    """One frame, its declared size checked before any of its body is read."""
+def receive_message(conn: socket.socket, limit: int = MAX_FRAME_BYTES) -> dict[str, Any]:
+    """One frame, its declared size checked against `limit` before any of its body is read."""
     (size,) = struct.unpack("!Q", _recv_exact(conn, 8))
-    if size > MAX_FRAME_BYTES:
-        raise FrameTooLarge(
-            f"engine frame declares {size} bytes (allowed: at most {MAX_FRAME_BYTES})"
-        )
+    if size > limit:
+        raise FrameTooLarge(f"engine frame declares {size} bytes (allowed: at most {limit})")
     message = json.loads(_recv_exact(conn, size).decode("utf-8"))
     if not isinstance(message, dict):
         raise ValueError(f"engine frame is a JSON {type(message).__name__}, not an object")
@@ -186,7 +189,7 @@ def request(socket_path: Path, payload: dict[str, Any], timeout: float | None) -
         conn.connect(str(socket_path))
         check_peer(conn, f"engine socket {socket_path}")
         send_message(conn, payload)
-        return receive_message(conn)
+        return receive_message(conn, MAX_REPLY_BYTES)
 
 
 # --------------------------------------------------------------------------- daemon side
@@ -259,7 +262,7 @@ def _reply(conn: socket.socket, payload: dict[str, Any]) -> None:
     """A client that went away (its own timeout, a killed job) costs its reply, not the engine."""
     try:
         conn.settimeout(_connection_timeout())
-        send_message(conn, payload)
+        send_message(conn, payload, MAX_REPLY_BYTES)
     except (OSError, ValueError):
         pass
 
