@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -184,3 +185,42 @@ def test_a_yaml_file_that_is_an_alias_bomb_is_refused_when_loaded(tmp_path):
     assert len(path.read_bytes()) < 600
     with pytest.raises(ConfigError, match="bomb.yaml: expands"):
         load_yaml(path)
+
+
+# --------------------------------------------------------------------------- through Snakemake
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("results", ["/etc", "/", "/usr/share/study"])
+def test_snakemake_stops_a_system_results_folder_before_any_job(tmp_path, results):
+    """The value as a user gives it (`--config results=...`), judged by the run: it stops
+    before planning any job, naming the key."""
+    from tests.test_workflow import reduced_config, snakemake
+
+    config = reduced_config(tmp_path / "results", engine="hf")
+    run = snakemake(tmp_path, config, "-n", "--config", f"results={results}", check=False)
+    assert run.returncode != 0
+    assert "config key 'results'" in run.stdout + run.stderr
+
+
+@pytest.mark.slow
+def test_snakemake_stops_an_alias_bomb_config_before_any_job(tmp_path):
+    """A configfile whose anchors expand to half a million values (a 5 MB rule param before):
+    Snakemake's own YAML loader reads it, the validation refuses it, in seconds."""
+    from tests.test_workflow import BIN, REPO, reduced_config
+
+    config = reduced_config(tmp_path / "results", engine="hf")
+    task = sorted(config["tasks"])[0]
+    config["tasks"][task]["spec"] = {"hub": {"id": "org/data", "BOMB": 0}}
+    text = yaml.safe_dump(config, sort_keys=False)
+    line = next(line for line in text.splitlines() if line.strip() == "BOMB: 0")
+    indent = line[: len(line) - len(line.lstrip())]
+    bomb = "\n".join(indent + row for row in _bomb(5).splitlines())
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text.replace(line, bomb))
+    command = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path)]
+    command += ["--configfile", str(path), "--cores", "1", "-n"]
+    started = time.monotonic()
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert run.returncode != 0 and "expands" in run.stdout + run.stderr
+    assert time.monotonic() - started < 120
