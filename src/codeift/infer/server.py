@@ -66,7 +66,7 @@ MAX_FRAME_BYTES = 256 << 20
 # Replies come from a daemon whose uid was checked; they are bigger than their prompts' frame
 # (a reply per prompt, with its counts), so they get a larger bound of their own.
 MAX_REPLY_BYTES = 4 << 30
-# Connections served at once (each a thread); more are answered "busy" and closed.
+# Connections served at once (each a thread); more are closed at once, given no thread.
 MAX_CONNECTIONS = 32
 # Seconds a connection may take to send its request or read its reply before it is dropped.
 CONNECTION_TIMEOUT_SECONDS = 30.0
