@@ -11,15 +11,14 @@ import copy
 import dataclasses
 import logging
 import math
-import os
 import re
-import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from codeift.errors import ConfigError
+from codeift.io import CONTROL_CHARACTERS, local_input_problem
 from codeift.settings import EngineSettings, InferenceSettings, ScoringSettings, TrainSettings
 from codeift.study import variant_name, variant_replicate
 
@@ -39,9 +38,7 @@ SYSTEM_FOLDERS = (
     "/sys", "/usr",
 )  # fmt: skip
 SHARED_FOLDERS = ("/", "/home", "/mnt", "/media", "/opt", "/root", "/run", "/srv", "/tmp", "/var")
-# Inputs are read, never written: only the kernel's pseudo-file systems are refused outright.
-PSEUDO_FOLDERS = ("/dev", "/proc", "/sys")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 # Keys that take a local folder or a hub id; a value that names no existing path is a hub id.
 _MODEL_REF_KEYS = (("ift", "cleaning", "tokenizer"), ("ift", "labeller", "model"))
 _HUB_ID = re.compile(
@@ -213,7 +210,7 @@ def _check_results(config: dict[str, Any]) -> dict[str, Path]:
         f"folders ({', '.join(SYSTEM_FOLDERS)}), not {', '.join(SHARED_FOLDERS)} or the "
         "working directory itself"
     )
-    if _CONTROL.search(value) or ".." in Path(value).parts:
+    if CONTROL_CHARACTERS.search(value) or ".." in Path(value).parts:
         raise ConfigError(f"config key 'results': {value!r} is not allowed ({allowed})")
     results = Path(value).expanduser()
     resolved = results.resolve()
@@ -239,31 +236,11 @@ def _inside(path: Path, folder: str) -> bool:
 
 
 def checked_local_path(value: str, key: str, kind: str, must_exist: bool = True) -> Path:
-    """A local input (`kind` "file" or "folder") as the run will read it: resolved, not `/` or
-    the kernel's pseudo-files (/dev/zero as an IFT source), and, if it exists (or must), of the
-    kind asked: a regular file or a folder, not a device, FIFO or socket. Errors name `key`."""
-    allowed = f"allowed: an existing regular {kind}" if kind == "file" else "allowed: a folder"
-    if _CONTROL.search(value):
-        raise ConfigError(f"config key '{key}': {value!r} holds a control character ({allowed})")
-    resolved = Path(value).expanduser().resolve()
-    if resolved == Path("/") or any(_inside(resolved, folder) for folder in PSEUDO_FOLDERS):
-        raise ConfigError(
-            f"config key '{key}': {value!r} resolves to {str(resolved)!r} ({allowed}, not /, "
-            f"not under {', '.join(PSEUDO_FOLDERS)})"
-        )
-    try:
-        mode = os.stat(resolved).st_mode
-    except FileNotFoundError:
-        if must_exist:
-            raise ConfigError(
-                f"config key '{key}': {value!r} ({str(resolved)!r}) does not exist ({allowed})"
-            ) from None
-        return resolved
-    test = stat.S_ISREG if kind == "file" else stat.S_ISDIR
-    if not test(mode):
-        raise ConfigError(
-            f"config key '{key}': {value!r} ({str(resolved)!r}) is not a regular {kind} ({allowed})"
-        )
+    """A local input as the run will read it (codeift.io.local_input_problem); errors name
+    `key`."""
+    resolved, problem = local_input_problem(value, kind, must_exist)
+    if problem:
+        raise ConfigError(f"config key '{key}': {problem}")
     return resolved
 
 

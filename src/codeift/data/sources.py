@@ -147,15 +147,13 @@ def iter_raw_records(source: dict[str, Any]) -> Iterator[tuple[int, Any]]:
 
 def _resolve_source_file(source: dict[str, Any]) -> Path:
     if source.get("path"):
-        from codeift.config import checked_local_path
-        from codeift.errors import ConfigError
+        from codeift.io import local_input_problem
 
-        name = source.get("name", source["kind"])
-        try:
-            # A regular file that exists now, when it is read (not /dev/zero, a FIFO, a folder).
-            return checked_local_path(source["path"], f"ift.sources.{name}.path", "file")
-        except ConfigError as error:
-            raise IFTError(f"IFT source {name!r}: {error}") from error
+        # A regular file that exists now, when it is read (not /dev/zero, a FIFO, a folder).
+        path, problem = local_input_problem(source["path"], "file")
+        if problem:
+            raise IFTError(f"IFT source {source.get('name', source['kind'])!r}: {problem}")
+        return path
     from huggingface_hub import hf_hub_download
 
     try:
