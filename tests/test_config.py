@@ -240,3 +240,37 @@ def test_backbone_names_differing_only_in_case_are_rejected(config):
 def test_other_malformed_configs_stay_rejected(config, change, named):
     change(config)
     assert f"'{named}'" in _error(config)
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("results", "results-study/run 1"),
+        ("backbones.tiny-llama.source", {"hub": {"id": "HuggingFaceTB/SmolLM2-135M-Instruct"}}),
+        ("backbones.tiny-llama.source", {"hub": {"id": "gpt2", "revision": "refs/pr/1"}}),
+        ("backbones.tiny-llama.size", "8x7B"),
+        ("ift.cleaning.tokenizer", "Qwen/Qwen2.5-0.5B"),
+        ("seed", 2**32 - 1),
+        ("train.learning_rate", 2e-5),
+    ],
+)
+def test_ordinary_values_pass_the_stricter_checks(config, key, value):
+    """The checks of issue 25 refuse hostile values, not the study's ordinary ones."""
+    node = config
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    resolved = validate_config(config)
+    assert resolved["results"].is_absolute()
+
+
+def test_path_keys_are_resolved_and_returned(config, tmp_path):
+    config["results"] = str(tmp_path / "a" / ".." / "b")
+    with pytest.raises(ConfigError, match="'results'"):
+        validate_config(config)  # `..` is refused, even where it stays inside
+    config["results"] = str(tmp_path / "b")
+    config["ift"]["sources"] = [{"kind": "jsonl", "path": str(tmp_path / "pool.jsonl")}]
+    resolved = validate_config(config)
+    assert resolved["results"] == (tmp_path / "b").resolve()
+    assert resolved["ift.sources[0].path"] == (tmp_path / "pool.jsonl").resolve()

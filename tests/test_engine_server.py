@@ -315,7 +315,9 @@ def test_replies_generated_ahead_are_used_only_when_complete_and_current(
     ]
 
     cache = reply_cache(ModelEngine(str(model.resolve()), SETTINGS), tasks / "coin_flip.parquet")
-    cache.parent.mkdir(parents=True)
+    cache.parent.mkdir(parents=True, mode=0o700)
+    cache.parent.parent.chmod(0o700)
+    cache.touch(mode=0o600)
     cache.write_text(
         json.dumps(
             {"engine": "fake", "version": "0", "versions": package_versions(), "results": []}
@@ -323,6 +325,7 @@ def test_replies_generated_ahead_are_used_only_when_complete_and_current(
     )
     reply = {"response": "x", "n_prompt_tokens": 1, "n_response_tokens": 1, "finish_reason": "stop"}
     other = reply_cache(ModelEngine(str(model.resolve()), SETTINGS), tasks / "gsm8k.parquet")
+    other.touch(mode=0o600)
     other.write_text(
         json.dumps({"engine": "fake", "version": "0", "versions": "{}", "results": [reply] * 4})
     )
@@ -369,3 +372,56 @@ def test_a_vllm_engine_set_to_one_thread_computes_on_one(tiny_models, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "threads 1" in done.stdout, done.stdout
+
+
+def test_a_models_identity_is_hashed_once_and_follows_its_contents(tmp_path, monkeypatch):
+    """The content hash is cached per file by stat key: a second job reads no weights; a file
+    rewritten with its mtime restored is hashed again (its ctime moved), and the identity
+    changes with it."""
+    from codeift.infer import identity
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"a" * 1000)
+    cache = tmp_path / "cache"
+    time.sleep(identity.RACY_SECONDS + 0.1)  # files changed just now are hashed every time
+    hashed: list[str] = []
+    digest = identity._digest
+    monkeypatch.setattr(identity, "_digest", lambda p: hashed.append(p.name) or digest(p))
+    first = identity.model_identity(model, cache)
+    assert sorted(hashed) == ["config.json", "model.safetensors"]
+    hashed.clear()
+    assert identity.model_identity(model, cache) == first and hashed == []
+    stamp = os.stat(model / "model.safetensors")
+    (model / "model.safetensors").write_bytes(b"b" * 1000)
+    os.utime(model / "model.safetensors", ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert identity.model_identity(model, cache) != first and hashed == ["model.safetensors"]
+    time.sleep(identity.RACY_SECONDS + 0.1)
+    hashed.clear()
+    second = identity.model_identity(model, cache)  # the racy entry gets its stat key now
+    hashed.clear()
+    assert identity.model_identity(model, cache) == second and hashed == []
+
+
+def test_the_engine_folder_is_in_the_runtime_folder_only_where_that_is_private(
+    tmp_path, monkeypatch
+):
+    """$XDG_RUNTIME_DIR (0700, ours) holds the engine folder, made 0700 whatever the umask;
+    a runtime folder others can enter is not used."""
+    from codeift.infer.server import _default_root, engine_dir
+
+    monkeypatch.delenv("CODEIFT_ENGINE_DIR", raising=False)
+    runtime = Path(short_engine_dir(tmp_path) + "-run")
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    old = os.umask(0)
+    try:
+        folder = engine_dir()
+    finally:
+        os.umask(old)
+    assert folder == runtime / "codeift-engines"
+    assert os.stat(folder).st_mode & 0o777 == 0o700
+    runtime.chmod(0o777)
+    assert _default_root() == Path(f"/tmp/codeift-engines-{os.geteuid()}")
+    shutil.rmtree(runtime)

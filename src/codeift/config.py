@@ -9,21 +9,74 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
+import math
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from codeift.errors import ConfigError
+from codeift.io import CONTROL_CHARACTERS, local_input_problem
 from codeift.settings import EngineSettings, InferenceSettings, ScoringSettings, TrainSettings
 from codeift.study import variant_name, variant_replicate
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
+LOG = logging.getLogger("codeift.config")
+
+# A study config has hundreds of values; YAML aliases can make a 420-byte file expand into
+# millions (each alias is one shared object, copied out by every consumer that serialises it).
+# The expanded tree is counted with an early stop, so even an exponential bomb is refused fast.
+MAX_CONFIG_NODES = 100_000
+MAX_CONFIG_TEXT = 4 << 20  # characters in all keys and strings together
+
+# Folders an output root must not be or be inside (the system's own), and folders it must not
+# be itself (their other contents are not the study's).
+SYSTEM_FOLDERS = (
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin",
+    "/sys", "/usr",
+)  # fmt: skip
+SHARED_FOLDERS = ("/", "/home", "/mnt", "/media", "/opt", "/root", "/run", "/srv", "/tmp", "/var")
+
+# Keys that take a local folder or a hub id; a value that names no existing path is a hub id.
+_MODEL_REF_KEYS = (("ift", "cleaning", "tokenizer"), ("ift", "labeller", "model"))
+_HUB_ID = re.compile(
+    r"\A(?!.*(?:--|\.\.))(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?/)?"
+    r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?\Z"
+)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML file as data, refused (naming the file) if aliases expand it beyond the limits."""
     with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle) or {}
+        data = yaml.safe_load(handle) or {}
+    check_config_size(data, where=str(path))
+    return data
+
+
+def check_config_size(config: Any, where: str = "config") -> None:
+    """Refuse a config whose expanded tree (aliases counted at every use) is beyond
+    MAX_CONFIG_NODES values or MAX_CONFIG_TEXT characters; stops counting at the limit."""
+    nodes, text = 0, 0
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        nodes += 1
+        if isinstance(item, dict):
+            for key, value in item.items():
+                text += len(str(key))
+                stack.append(value)
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, str):
+            text += len(item)
+        if nodes > MAX_CONFIG_NODES or text > MAX_CONFIG_TEXT:
+            raise ConfigError(
+                f"{where}: expands to more than {MAX_CONFIG_NODES} values or "
+                f"{MAX_CONFIG_TEXT} characters (YAML anchors and aliases are expanded; allowed: "
+                "a config within those limits)"
+            )
 
 
 def _key_path(parts: Any) -> str:
@@ -59,6 +112,11 @@ def _describe_error(error: Any) -> str:
     if error.validator == "pattern":
         allowed = schema.get("description") or f"must match {schema['pattern']}"
         return f"config key '{where}': {error.instance!r} is not allowed (allowed: {allowed})"
+    if error.validator == "type" and error.validator_value == "number":
+        return (
+            f"config key '{where}': {error.instance!r} is not allowed (allowed: a finite number"
+            f"{_span(schema)})"
+        )
     if error.validator == "type" and error.validator_value == "integer":
         low, high = schema.get("minimum"), schema.get("maximum")
         span = f" {low}..{high}" if low is not None and high is not None else ""
@@ -69,23 +127,42 @@ def _describe_error(error: Any) -> str:
     return f"config key '{where}': {error.message}"
 
 
+def _span(schema: dict[str, Any]) -> str:
+    low = schema.get("minimum", schema.get("exclusiveMinimum"))
+    high = schema.get("maximum", schema.get("exclusiveMaximum"))
+    return f" {low}..{high}" if low is not None and high is not None else ""
+
+
 def _strict_integer(checker: Any, instance: Any) -> bool:
     """JSON Schema counts 50.0 as an integer; the study does not (it would become `code50.0`)."""
     return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _finite_number(checker: Any, instance: Any) -> bool:
+    """NaN passes every bound check (each comparison is false) and infinity every minimum: a
+    number key takes finite values only (`.nan` and `.inf` are YAML floats)."""
+    if isinstance(instance, bool) or not isinstance(instance, int | float):
+        return False
+    return isinstance(instance, int) or math.isfinite(instance)
 
 
 def _validator(schema: dict[str, Any]) -> Any:
     import jsonschema
 
     base = jsonschema.Draft202012Validator
-    strict = jsonschema.validators.extend(
-        base, type_checker=base.TYPE_CHECKER.redefine("integer", _strict_integer)
+    checker = base.TYPE_CHECKER.redefine("integer", _strict_integer).redefine(
+        "number", _finite_number
     )
+    strict = jsonschema.validators.extend(base, type_checker=checker)
     return strict(schema)
 
 
-def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> None:
-    """Check the config against the schema and the study's own rules; raise ConfigError."""
+def validate_config(
+    config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH
+) -> dict[str, Path]:
+    """Check the config against the schema and the study's own rules; raise ConfigError.
+    Returns each path key's resolved path (also logged), as the run will use it."""
+    check_config_size(config)
     schema = load_yaml(schema_path)
     validator = _validator(schema)
     errors = sorted(
@@ -95,7 +172,7 @@ def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PAT
         lines = [_describe_error(error) for error in errors[:5]]
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
     _check_names_differ_beyond_case(config)
-    _check_results(config)
+    resolved = _check_results(config)
     _check_tasks(config["tasks"])
     _check_replicates(config)
     _check_controls(config)
@@ -103,6 +180,10 @@ def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PAT
     _check_inference_lengths(config)
     _check_ift_sources(config["ift"]["sources"])
     _check_ift_settings(config["ift"])
+    resolved.update(_check_input_paths(config))
+    for key, path in resolved.items():
+        LOG.info("config key %r resolves to %s", key, path)
+    return resolved
 
 
 def _check_names_differ_beyond_case(config: dict[str, Any]) -> None:
@@ -119,14 +200,81 @@ def _check_names_differ_beyond_case(config: dict[str, Any]) -> None:
                 )
 
 
-def _check_results(config: dict[str, Any]) -> None:
-    """`results` is a folder every output goes under: an existing file cannot be one."""
-    results = Path(config.get("results", "results"))
+def _check_results(config: dict[str, Any]) -> dict[str, Path]:
+    """`results` is a folder every output goes under (and every job deletes and writes in): not
+    an existing file, not a system folder or a shared one like /tmp or /home itself, not the
+    working directory, not reached through `..`, no control characters."""
+    value = config.get("results", "results")
+    allowed = (
+        "allowed: a folder path without control characters or '..', outside the system's "
+        f"folders ({', '.join(SYSTEM_FOLDERS)}), not {', '.join(SHARED_FOLDERS)} or the "
+        "working directory itself"
+    )
+    if CONTROL_CHARACTERS.search(value) or ".." in Path(value).parts:
+        raise ConfigError(f"config key 'results': {value!r} is not allowed ({allowed})")
+    results = Path(value).expanduser()
+    resolved = results.resolve()
+    home = Path.home().resolve()
+    if (
+        str(resolved) in SHARED_FOLDERS
+        or resolved in (home, Path.cwd().resolve())
+        or any(_inside(resolved, folder) for folder in SYSTEM_FOLDERS)
+    ):
+        raise ConfigError(
+            f"config key 'results': {value!r} resolves to {str(resolved)!r} ({allowed})"
+        )
     if results.exists() and not results.is_dir():
         raise ConfigError(
             f"config key 'results': {str(results)!r} is an existing file (allowed: a folder "
             "path, existing or not)"
         )
+    return {"results": resolved}
+
+
+def _inside(path: Path, folder: str) -> bool:
+    return path == Path(folder) or Path(folder) in path.parents
+
+
+def checked_local_path(value: str, key: str, kind: str, must_exist: bool = True) -> Path:
+    """A local input as the run will read it (codeift.io.local_input_problem); errors name
+    `key`."""
+    resolved, problem = local_input_problem(value, kind, must_exist)
+    if problem:
+        raise ConfigError(f"config key '{key}': {problem}")
+    return resolved
+
+
+def _check_input_paths(config: dict[str, Any]) -> dict[str, Path]:
+    """Local inputs named in the config, checked as far as they can be before the run (a file
+    may be made later, or exist only on the cluster: its job checks it again when it reads)."""
+    found: dict[str, Path] = {}
+    for name, spec in config["backbones"].items():
+        source = spec["source"]
+        if "path" in source:
+            key = f"backbones.{name}.source.path"
+            found[key] = checked_local_path(source["path"], key, "folder", must_exist=False)
+        if "path" in source.get("gguf", {}):
+            key = f"backbones.{name}.source.gguf.path"
+            found[key] = checked_local_path(source["gguf"]["path"], key, "file", must_exist=False)
+    for index, source in enumerate(config["ift"]["sources"]):
+        if source.get("path"):
+            key = f"ift.sources[{index}].path"
+            found[key] = checked_local_path(source["path"], key, "file", must_exist=False)
+    for parts in _MODEL_REF_KEYS:
+        value = config["ift"].get(parts[1], {}).get(parts[2])
+        if value is None:
+            continue
+        key = ".".join(parts)
+        local = value.startswith(("/", ".", "~")) or Path(value).expanduser().exists()
+        if local:
+            found[key] = checked_local_path(value, key, "folder", must_exist=False)
+        elif not _HUB_ID.match(value):
+            raise ConfigError(
+                f"config key '{key}': {value!r} is neither an existing folder nor a hub id "
+                "(allowed: a local folder, or [owner/]name of letters, digits, '_', '.' and "
+                "'-', no '--' or '..')"
+            )
+    return found
 
 
 def _check_controls(config: dict[str, Any]) -> None:
@@ -204,9 +352,15 @@ def _check_tasks(tasks: dict[str, Any]) -> None:
 
     for name, entry in tasks.items():
         try:
-            resolve_task(name, entry)
+            resolved = resolve_task(name, entry)
         except TaskError as error:
             raise ConfigError(f"config key 'tasks.{name}': {error}") from error
+        hub_id = (resolved.get("hub") or {}).get("id")
+        if hub_id is not None and not (isinstance(hub_id, str) and _HUB_ID.match(hub_id)):
+            raise ConfigError(
+                f"config key 'tasks.{name}.spec.hub.id': {hub_id!r} is not a hub id (allowed: "
+                "[owner/]name of letters, digits, '_', '.' and '-', no '--' or '..')"
+            )
 
 
 def _check_ift_sources(sources: list[dict[str, Any]]) -> None:

@@ -10,7 +10,9 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -102,3 +104,34 @@ def read_frame(
     if frame.height == 0:
         raise error(f"{what} {path}: empty (no rows)")
     return frame
+
+
+# Local inputs are read, never written: only the kernel's pseudo-file systems are refused
+# outright (/dev/zero as a data source never ends; /proc files read as regular ones).
+PSEUDO_FOLDERS = ("/dev", "/proc", "/sys")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def local_input_problem(value: str, kind: str, must_exist: bool = True) -> tuple[Path, str | None]:
+    """(resolved path, what is wrong with it or None) for a local input of `kind` "file" or
+    "folder": no control characters, not `/` or a pseudo-file, and, where it exists (or must),
+    a regular file or a folder, not a device, FIFO or socket. The caller names the key."""
+    allowed = f"allowed: an existing regular {kind}" if kind == "file" else "allowed: a folder"
+    if CONTROL_CHARACTERS.search(value):
+        return Path(value), f"{value!r} holds a control character ({allowed})"
+    resolved = Path(value).expanduser().resolve()
+    if resolved == Path("/") or any(
+        resolved == Path(folder) or Path(folder) in resolved.parents for folder in PSEUDO_FOLDERS
+    ):
+        return resolved, (
+            f"{value!r} resolves to {str(resolved)!r} ({allowed}, not /, not under "
+            f"{', '.join(PSEUDO_FOLDERS)})"
+        )
+    try:
+        mode = os.stat(resolved).st_mode
+    except FileNotFoundError:
+        problem = f"{value!r} ({str(resolved)!r}) does not exist ({allowed})"
+        return resolved, problem if must_exist else None
+    if not (stat.S_ISREG if kind == "file" else stat.S_ISDIR)(mode):
+        return resolved, f"{value!r} ({str(resolved)!r}) is not a regular {kind} ({allowed})"
+    return resolved, None

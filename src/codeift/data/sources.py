@@ -154,11 +154,12 @@ def iter_raw_records(source: dict[str, Any]) -> Iterator[tuple[int, Any]]:
 
 def _resolve_source_file(source: dict[str, Any]) -> Path:
     if source.get("path"):
-        path = Path(source["path"]).expanduser()
-        if not path.exists():
-            raise IFTError(
-                f"IFT source {source.get('name', source['kind'])!r}: no file {str(path)!r}"
-            )
+        from codeift.io import local_input_problem
+
+        # A regular file that exists now, when it is read (not /dev/zero, a FIFO, a folder).
+        path, problem = local_input_problem(source["path"], "file")
+        if problem:
+            raise IFTError(f"IFT source {source.get('name', source['kind'])!r}: {problem}")
         return path
     from codeift.hub import repo_file
 

@@ -11,6 +11,7 @@ writes only its own output, from the same replies it would have generated itself
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -23,8 +24,10 @@ import polars as pl
 
 from codeift.errors import CodeiftError
 from codeift.infer.engines import Generation, load_engine
+from codeift.infer.identity import model_identity
+from codeift.infer.private import UnsafeEntryError, private_folder, read_private, write_private
 from codeift.infer.server import engine_dir, engine_key, file_lock, idle_seconds, shared_batches
-from codeift.io import file_hash, read_frame, write_parquet
+from codeift.io import file_hash, read_frame, stable_hash, write_parquet
 from codeift.models.backbones import model_fingerprint
 from codeift.settings import InferenceSettings
 from codeift.study import variant_proportion
@@ -71,7 +74,13 @@ class ModelEngine:
     def __init__(self, model_dir: str, settings: InferenceSettings) -> None:
         self.model_dir = model_dir
         self.settings = settings
-        self.fingerprint = model_fingerprint(model_dir)
+        # Shared engines and cached replies outlive the job: they are keyed by the folder's
+        # contents (infer.identity). A job's own engine needs only the cheap fingerprint.
+        self.fingerprint = (
+            model_identity(model_dir, engine_dir())
+            if shares_engines()
+            else model_fingerprint(model_dir)
+        )
         self._local: Any = None
         # Seconds the engine spent generating in the last call, its start or load left out.
         self.generate_seconds: float | None = None
@@ -110,36 +119,64 @@ class ModelEngine:
 def reply_cache(engine: ModelEngine, task_path: str | Path) -> Path:
     """Where a model's replies to one task file wait for that task's own job: keyed by the
     model's contents, the inference settings and the task file's bytes."""
-    key = engine_key(engine.fingerprint, engine.settings)
-    return engine_dir() / "replies" / key / f"{file_hash(task_path)}.json"
+    engine_part, task_part = reply_key(engine, task_path).split(":")
+    return engine_dir() / "replies" / engine_part / f"{task_part}.json"
 
 
-def store_replies(path: Path, results: list[Generation], name: str, version: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
+def reply_key(engine: ModelEngine, task_path: str | Path) -> str:
+    """What produced a cache entry: the engine key (model contents and settings) and the task
+    file's hash. Recorded in the entry, so a file found under another name is not taken."""
+    return f"{engine_key(engine.fingerprint, engine.settings)}:{file_hash(task_path)}"
+
+
+def _entry_checksum(payload: dict[str, Any]) -> str:
+    return stable_hash({k: v for k, v in payload.items() if k != "checksum"}, length=64)
+
+
+def store_replies(
+    path: Path, results: list[Generation], name: str, version: str, key: str = ""
+) -> None:
+    """A cache entry (written atomically, 0600, in the private engine folder) that names the
+    key it was made for and carries its own checksum."""
+    private_folder(path.parent)
+    payload: dict[str, Any] = {
+        "key": key or f"{path.parent.name}:{path.stem}",
         "engine": name,
         "version": version,
         "versions": package_versions(),
         "results": [r.to_dict() for r in results],
     }
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_text(json.dumps(payload))
-    partial.replace(path)
+    payload["checksum"] = _entry_checksum(payload)
+    write_private(path, json.dumps(payload).encode("utf-8"))
 
 
-def take_replies(path: Path, expected: int) -> tuple[list[Generation], str, str] | None:
-    """Cached replies, removed as they are taken; None if absent, not one per prompt, or made
-    under other package versions (a leftover of an earlier run: its provenance would be wrong)."""
-    if not path.exists():
+def take_replies(
+    path: Path, expected: int, key: str = ""
+) -> tuple[list[Generation], str, str] | None:
+    """Cached replies, removed as they are taken; None (and the reason logged) if absent, not
+    a private file of ours, made for another key, altered since written (checksum), not one per
+    prompt, or made under other package versions (a leftover of an earlier run)."""
+    if not os.path.lexists(path):
         return None
+    key = key or f"{path.parent.name}:{path.stem}"
+    reason = None
     try:
-        payload = json.loads(path.read_text())
+        payload = json.loads(read_private(path))
         results = [Generation(**result) for result in payload["results"]]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        print(f"[codeift] ignoring unreadable reply cache {path}: {error}", flush=True)
-        results, payload = [], {}
-    path.unlink(missing_ok=True)
-    if len(results) != expected or payload.get("versions") != package_versions():
+        if payload.get("key") != key:
+            reason = f"made for key {payload.get('key')!r}, not {key!r}"
+        elif payload.get("checksum") != _entry_checksum(payload):
+            reason = "checksum mismatch (altered after it was written)"
+        elif len(results) != expected:
+            reason = f"{len(results)} replies for {expected} prompts"
+        elif payload.get("versions") != package_versions():
+            reason = "made under other package versions"
+    except (OSError, ValueError, KeyError, TypeError, UnsafeEntryError) as error:
+        reason = f"unreadable: {error}"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    if reason is not None:
+        print(f"[codeift] reply cache {path} not used, regenerating: {reason}", flush=True)
         return None
     return results, payload["engine"], payload["version"]
 
@@ -167,7 +204,7 @@ def tasks_ahead(
     ahead = []
     for sibling in planned_siblings(task_path, out_path):
         cache = reply_cache(engine, sibling)
-        if cache.exists():
+        if os.path.lexists(cache):
             continue
         try:
             frame = read_task(sibling)
@@ -235,7 +272,9 @@ def replies_with_ahead(
     One job of a model at a time: a later one waits here, then finds its replies cached."""
     key = engine_key(engine.fingerprint, engine.settings)
     with file_lock(engine_dir() / f"{key}.tasks.lock"):
-        cached = take_replies(reply_cache(engine, task_path), frame.height)
+        cached = take_replies(
+            reply_cache(engine, task_path), frame.height, reply_key(engine, task_path)
+        )
         if cached:
             print("[codeift] replies generated ahead by an earlier job of this model", flush=True)
             return (*cached, 0)
@@ -248,7 +287,13 @@ def replies_with_ahead(
         results = replies_by_task[tasks.index(own)]
         for (_, cache, prompts, _), replies in zip(tasks, replies_by_task, strict=True):
             if cache is not None and len(replies) == prompts:
-                store_replies(cache, replies, name, version)
+                try:
+                    store_replies(
+                        cache, replies, name, version, f"{cache.parent.name}:{cache.stem}"
+                    )
+                except (OSError, UnsafeEntryError) as error:
+                    # Generated ahead is a saving, not an output: its task's job generates anew.
+                    print(f"[codeift] replies not cached ahead: {error}", flush=True)
         print(f"[codeift] generated {len(ahead)} other task(s) of this model ahead", flush=True)
     return results, name, version, len(ahead)
 

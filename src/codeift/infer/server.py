@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -29,6 +28,15 @@ from typing import Any
 
 from codeift.errors import CodeiftError
 from codeift.infer.engines import Generation, load_engine
+from codeift.infer.private import (
+    UnsafeEntryError,
+    check_peer,
+    check_socket,
+    open_private,
+    private_folder,
+    private_lock,
+    write_private,
+)
 from codeift.io import stable_hash
 from codeift.settings import InferenceSettings
 
@@ -52,16 +60,54 @@ KEY_LENGTH = 20
 SOCKET_NAME_LENGTH = len("/") + KEY_LENGTH + len(".sock")
 
 
+# Daemon limits. A frame is one JSON request or reply; the largest study task (10^6 prompts)
+# fits, a declared terabyte does not get read at all.
+MAX_FRAME_BYTES = 256 << 20
+# Replies come from a daemon whose uid was checked; they are bigger than their prompts' frame
+# (a reply per prompt, with its counts), so they get a larger bound of their own.
+MAX_REPLY_BYTES = 4 << 30
+# Connections served at once (each a thread); more are closed at once, given no thread.
+MAX_CONNECTIONS = 32
+# Seconds a connection may take to send its request or read its reply before it is dropped.
+CONNECTION_TIMEOUT_SECONDS = 30.0
+# How long a client's `info` with `reserve` (its prompts follow) holds an idle engine, once.
+RESERVE_SECONDS = 10.0
+# Tests shorten the timeout to see it act; it is not a study setting.
+CONNECTION_TIMEOUT_ENV = "CODEIFT_ENGINE_CONNECTION_TIMEOUT"
+
+
+def _default_root() -> Path:
+    """The per-user runtime folder (systemd makes it 0700 and ours) where there is a usable
+    one, else a per-uid folder in /tmp that must turn out to be ours and private."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isabs(runtime):
+        try:
+            private_folder(Path(runtime))
+        except (UnsafeEntryError, OSError):
+            pass
+        else:
+            return Path(runtime) / "codeift-engines"
+    return Path(f"/tmp/codeift-engines-{os.geteuid()}")
+
+
 def engine_dir() -> Path:
-    """Where sockets, pid files and engine logs live (short path: socket names are limited)."""
-    root = Path(os.environ.get("CODEIFT_ENGINE_DIR", f"/tmp/codeift-engines-{os.getuid()}"))
+    """Where sockets, pid files, engine logs and cached replies live: a folder only this user
+    can enter (created 0700, or refused if it exists and is not ours and private). The path is
+    short: socket names are limited."""
+    explicit = os.environ.get("CODEIFT_ENGINE_DIR")
+    root = Path(explicit) if explicit else _default_root()
     if len(os.fsencode(root.absolute())) + SOCKET_NAME_LENGTH > SOCKET_PATH_MAX:
         raise EngineError(
             f"CODEIFT_ENGINE_DIR={str(root)!r} is too long for the engines' Unix sockets (at "
             f"most {SOCKET_PATH_MAX - SOCKET_NAME_LENGTH} bytes): choose a shorter folder"
         )
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    try:
+        return private_folder(root.absolute())
+    except UnsafeEntryError as error:
+        raise EngineError(
+            f"engine folder unusable: {error}. Another user may have made it; set "
+            "CODEIFT_ENGINE_DIR to a folder of your own (or engines.idle_seconds: 0)"
+        ) from error
 
 
 def engine_key(model_fingerprint: str, settings: InferenceSettings) -> str:
@@ -96,8 +142,19 @@ def model_priority(backbone: str, variant: str) -> int:
 # --------------------------------------------------------------------------- wire format
 
 
-def send_message(conn: socket.socket, payload: dict[str, Any]) -> None:
+class FrameTooLarge(ValueError):
+    """A frame over MAX_FRAME_BYTES: refused from its header, its body never read."""
+
+
+def send_message(
+    conn: socket.socket, payload: dict[str, Any], limit: int = MAX_FRAME_BYTES
+) -> None:
     data = json.dumps(payload).encode("utf-8")
+    if len(data) > limit:
+        raise FrameTooLarge(
+            f"engine message of {len(data)} bytes is over the limit of {limit} bytes "
+            "(codeift.infer.server.MAX_FRAME_BYTES / MAX_REPLY_BYTES): split the task"
+        )
     conn.sendall(struct.pack("!Q", len(data)) + data)
 
 
@@ -112,17 +169,27 @@ def _recv_exact(conn: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def receive_message(conn: socket.socket) -> dict[str, Any]:
+def receive_message(conn: socket.socket, limit: int = MAX_FRAME_BYTES) -> dict[str, Any]:
+    """One frame, its declared size checked against `limit` before any of its body is read."""
     (size,) = struct.unpack("!Q", _recv_exact(conn, 8))
-    return json.loads(_recv_exact(conn, size).decode("utf-8"))
+    if size > limit:
+        raise FrameTooLarge(f"engine frame declares {size} bytes (allowed: at most {limit})")
+    message = json.loads(_recv_exact(conn, size).decode("utf-8"))
+    if not isinstance(message, dict):
+        raise ValueError(f"engine frame is a JSON {type(message).__name__}, not an object")
+    return message
 
 
 def request(socket_path: Path, payload: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+    """One request to the daemon at `socket_path`: the socket must be ours (lstat) and so must
+    the process that answers on it (SO_PEERCRED), or nothing is sent."""
+    check_socket(socket_path)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(timeout)
         conn.connect(str(socket_path))
+        check_peer(conn, f"engine socket {socket_path}")
         send_message(conn, payload)
-        return receive_message(conn)
+        return receive_message(conn, MAX_REPLY_BYTES)
 
 
 # --------------------------------------------------------------------------- daemon side
@@ -131,18 +198,29 @@ def request(socket_path: Path, payload: dict[str, Any], timeout: float | None) -
 class _EngineState:
     """What the daemon's connection threads share: one generation at a time (`generating`),
     the requests in flight and the last use (for the idle limit and least-recently-used
-    eviction), and the stop flag."""
+    eviction), the stop flag and the connection slots. Only generation counts as use: `info`
+    pings (`engines list`, eviction checks) must not keep an idle engine and its memory alive.
+    A client about to send its prompts holds the engine for at most RESERVE_SECONDS, once
+    (`info` with `reserve`; a new engine is held so for its starter): the gap between its
+    check and its request is no idle time to exit in, and the hold ends when generation starts."""
 
     def __init__(self) -> None:
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.generating = threading.Lock()
         self.guard = threading.Lock()
         self.in_flight = 0
         self.last_used = time.time()
+        self.reserved_until = time.time() + RESERVE_SECONDS
         self.stopping = threading.Event()
+
+    def reserve(self) -> None:
+        with self.guard:
+            self.reserved_until = time.time() + RESERVE_SECONDS
 
     def begin(self) -> None:
         with self.guard:
             self.in_flight += 1
+            self.reserved_until = 0.0
 
     def end(self) -> None:
         with self.guard:
@@ -153,22 +231,51 @@ class _EngineState:
         with self.guard:
             return self.in_flight > 0
 
-    def touch(self) -> None:
-        """A connection came: the client that asked `info` sends its request next."""
-        with self.guard:
-            self.last_used = time.time()
-
     def idle_for(self) -> float:
         with self.guard:
-            return 0.0 if self.in_flight else time.time() - self.last_used
+            if self.in_flight or time.time() < self.reserved_until:
+                return 0.0
+            return time.time() - self.last_used
+
+
+def _connection_timeout() -> float:
+    return float(os.environ.get(CONNECTION_TIMEOUT_ENV, CONNECTION_TIMEOUT_SECONDS))
+
+
+def _batches(message: dict[str, Any]) -> list[list[list[dict[str, str]]]]:
+    """The request's batches, or a ValueError that the client gets back (not a dead thread)."""
+    batches = message.get("batches")
+    if not isinstance(batches, list) or not all(
+        isinstance(batch, list)
+        and all(
+            isinstance(turns, list)
+            and all(isinstance(t, dict) and isinstance(t.get("content"), str) for t in turns)
+            for turns in batch
+        )
+        for batch in batches
+    ):
+        raise ValueError("'batches' must be a list of batches of conversations")
+    return batches
 
 
 def _reply(conn: socket.socket, payload: dict[str, Any]) -> None:
     """A client that went away (its own timeout, a killed job) costs its reply, not the engine."""
     try:
-        send_message(conn, payload)
-    except OSError:
+        conn.settimeout(_connection_timeout())
+        send_message(conn, payload, MAX_REPLY_BYTES)
+    except (OSError, ValueError):
         pass
+
+
+def _serve_connection(
+    conn: socket.socket, engine: Any, state: _EngineState, info: dict[str, Any]
+) -> None:
+    try:
+        _handle(conn, engine, state, info)
+    except Exception as error:  # a malformed request costs its connection, never the daemon
+        print(f"[engine] request failed: {type(error).__name__}: {error}", flush=True)
+    finally:
+        state.slots.release()
 
 
 def _handle(conn: socket.socket, engine: Any, state: _EngineState, info: dict[str, Any]) -> None:
@@ -177,8 +284,14 @@ def _handle(conn: socket.socket, engine: Any, state: _EngineState, info: dict[st
     duplicate) nor evicted under a waiting job."""
     with conn:
         try:
+            check_peer(conn, "engine client")
+            conn.settimeout(_connection_timeout())
             message = receive_message(conn)
-        except (OSError, ValueError):
+        except ValueError as error:  # too large, not JSON, not an object: say so, keep serving
+            _reply(conn, {"ok": False, "error": f"malformed request: {error}"})
+            return
+        except (OSError, UnsafeEntryError) as error:
+            print(f"[engine] dropped a connection: {type(error).__name__}: {error}", flush=True)
             return
         op = message.get("op")
         if state.stopping.is_set() and op != "stop":
@@ -193,7 +306,7 @@ def _handle(conn: socket.socket, engine: Any, state: _EngineState, info: dict[st
                     started = time.perf_counter()
                     batches = [
                         engine.chat(conversations, int(message["max_new_tokens"]))
-                        for conversations in message["batches"]
+                        for conversations in _batches(message)
                     ]
                     seconds = time.perf_counter() - started
                 replies = [[result.to_dict() for result in batch] for batch in batches]
@@ -206,6 +319,8 @@ def _handle(conn: socket.socket, engine: Any, state: _EngineState, info: dict[st
                 state.end()
             _reply(conn, payload)
         elif op == "info":
+            if message.get("reserve") is True:
+                state.reserve()
             with state.guard:
                 last_used, in_flight = state.last_used, state.in_flight
             _reply(conn, {**info, "ok": True, "last_used": last_used, "in_flight": in_flight})
@@ -236,14 +351,22 @@ def serve(model_dir: str, settings: InferenceSettings, key: str, idle_limit: flo
         "load_seconds": load_seconds,
         "pid": os.getpid(),
     }
-    socket_path.unlink(missing_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(socket_path)  # a stale socket of ours (the folder is private)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(socket_path))
-    ours = socket_path.stat().st_ino
+    # Bound 0600 from the start (the umask applies to the socket file bind creates).
+    umask = os.umask(0o177)
+    try:
+        server.bind(str(socket_path))
+    finally:
+        os.umask(umask)
+    check_socket(socket_path)
+    ours = os.lstat(socket_path).st_ino
     server.listen(64)
     server.settimeout(1.0)
     state = _EngineState()
-    (root / f"{key}.json").write_text(json.dumps({"pid": os.getpid(), "model": model_dir}))
+    pid_file = json.dumps({"pid": os.getpid(), "model": model_dir}).encode()
+    write_private(root / f"{key}.json", pid_file)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while not state.stopping.is_set() and state.idle_for() < idle_limit:
@@ -251,13 +374,18 @@ def serve(model_dir: str, settings: InferenceSettings, key: str, idle_limit: flo
                 conn, _ = server.accept()
             except TimeoutError:
                 continue
-            state.touch()
-            threading.Thread(target=_handle, args=(conn, engine, state, info), daemon=True).start()
+            if not state.slots.acquire(blocking=False):
+                # No thread for it: a flood of idle connections costs sockets, not threads.
+                conn.close()
+                continue
+            threading.Thread(
+                target=_serve_connection, args=(conn, engine, state, info), daemon=True
+            ).start()
     finally:
         server.close()
         # A successor of the same model may already listen at this path: leave its socket.
         with contextlib.suppress(FileNotFoundError):
-            if socket_path.stat().st_ino == ours:
+            if os.lstat(socket_path).st_ino == ours:
                 socket_path.unlink()
                 (root / f"{key}.json").unlink(missing_ok=True)
         print("[engine] exiting", flush=True)
@@ -268,21 +396,21 @@ def serve(model_dir: str, settings: InferenceSettings, key: str, idle_limit: flo
 
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """An exclusive lock on a file of the private engine folder (never through a symlink)."""
+    with private_lock(path):
+        yield
 
 
 def live_engines() -> list[dict[str, Any]]:
-    """Every daemon on this machine that answers, with its last use time."""
+    """Every daemon of ours on this machine that answers, with its last use time."""
     engines = []
     for socket_path in sorted(engine_dir().glob("*.sock")):
         try:
             info = request(socket_path, {"op": "info"}, timeout=INFO_TIMEOUT_SECONDS)
-        except OSError:
+        except UnsafeEntryError as error:
+            print(f"[codeift] {error}", flush=True)
+            continue
+        except (OSError, ValueError):
             continue
         if info.get("ok"):
             engines.append({**info, "socket": str(socket_path)})
@@ -298,16 +426,23 @@ def stop_engines(keep: int = 0) -> int:
             continue
         try:
             reply = request(Path(info["socket"]), {"op": "stop"}, timeout=10.0)
-        except OSError:
+        except (OSError, ValueError, UnsafeEntryError):
             continue
         stopped += bool(reply.get("ok"))
     return stopped
 
 
 def _tail(path: Path, lines: int = 30) -> str:
-    if not path.exists():
+    """The end of an engine log, read only if it is a private file of ours."""
+    try:
+        with open_private(path, os.O_RDONLY) as fd, os.fdopen(os.dup(fd), "rb") as handle:
+            handle.seek(max(os.fstat(fd).st_size - (1 << 20), 0))
+            text = handle.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
         return "(no log)"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except (OSError, UnsafeEntryError) as error:
+        return f"(log not read: {error})"
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def _start_daemon(model_dir: str, settings: InferenceSettings, key: str) -> None:
@@ -315,7 +450,12 @@ def _start_daemon(model_dir: str, settings: InferenceSettings, key: str) -> None
     socket_path = root / f"{key}.sock"
     log_path = root / f"{key}.log"
     stop_engines(keep=max_alive() - 1)
-    with open(log_path, "w") as log:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(log_path)  # a fresh log, created exclusively below (never through a link)
+    with (
+        open_private(log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL) as log_fd,
+        os.fdopen(os.dup(log_fd), "wb") as log,
+    ):
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -347,11 +487,11 @@ def _start_daemon(model_dir: str, settings: InferenceSettings, key: str) -> None
                 f"engine for {model_dir} exited with code {process.returncode} while "
                 f"starting; log {log_path}:\n{_tail(log_path)}"
             )
-        if socket_path.exists():
+        if os.path.lexists(socket_path):
             try:
                 request(socket_path, {"op": "info"}, timeout=INFO_TIMEOUT_SECONDS)
                 return
-            except OSError:
+            except (OSError, ValueError):
                 pass
         time.sleep(0.5)
     process.kill()
@@ -364,7 +504,7 @@ def _serving(socket_path: Path, model_dir: str, log_path: Path) -> dict[str, Any
     """The engine's `info` if one serves at `socket_path`; None if none does or the one there
     is stopping (then after it has gone, so that a new one can take the path)."""
     try:
-        info = request(socket_path, {"op": "info"}, timeout=INFO_TIMEOUT_SECONDS)
+        info = request(socket_path, {"op": "info", "reserve": True}, timeout=INFO_TIMEOUT_SECONDS)
     except TimeoutError as error:
         raise EngineError(
             f"engine for {model_dir} accepts connections but did not answer in "
@@ -372,6 +512,8 @@ def _serving(socket_path: Path, model_dir: str, log_path: Path) -> dict[str, Any
         ) from error
     except (ConnectionRefusedError, FileNotFoundError):
         return None
+    except UnsafeEntryError as error:
+        raise EngineError(f"engine for {model_dir} not used: {error}") from error
     if info.get("ok"):
         return info
     deadline = time.time() + INFO_TIMEOUT_SECONDS
@@ -440,7 +582,9 @@ def shared_batches(
                 f"[codeift] engine went away before the request (attempt {attempt + 1})", flush=True
             )
             continue
-        except OSError as error:
+        except UnsafeEntryError as error:
+            raise EngineError(f"engine for {model_dir} not used: {error}") from error
+        except (OSError, ValueError) as error:
             raise EngineError(
                 f"engine for {model_dir} failed mid-request ({error}); "
                 f"log {log_path}:\n{_tail(log_path)}"
