@@ -153,15 +153,19 @@ rm -f "$conf"
 
 # 4. accounting: MariaDB + slurmdbd ----------------------------------------------------------
 install -d -o mysql -g mysql -m 0755 /run/mysqld
+# MariaDB's own temporary folder: mariadbd runs as mysql and would otherwise use the caller's
+# TMPDIR, which mysql may not write (a private TMPDIR makes it abort at start-up).
+db_tmp=/run/mysqld/tmp
+install -d -o mysql -g mysql -m 0700 "$db_tmp"
 if [ ! -d /var/lib/mysql/mysql ]; then
 	log "initialising MariaDB"
-	mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
+	TMPDIR=$db_tmp mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
 fi
 if ! mariadb-admin ping >/dev/null 2>&1; then
 	log "starting mariadbd"
-	setsid -f mariadbd --user=mysql --bind-address=127.0.0.1 \
+	TMPDIR=$db_tmp setsid -f mariadbd --user=mysql --bind-address=127.0.0.1 \
 		--socket=/run/mysqld/mysqld.sock --pid-file=/run/mysqld/mysqld.pid \
-		--innodb-lock-wait-timeout=900 >>"$logs/mariadb.log" 2>&1 </dev/null
+		--tmpdir="$db_tmp" --innodb-lock-wait-timeout=900 >>"$logs/mariadb.log" 2>&1 </dev/null
 	wait_until 60 "mariadbd" mariadb-admin ping
 fi
 mariadb -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
