@@ -242,3 +242,57 @@ def test_fsdp2_shards_the_model_and_gathers_the_full_weights(inputs, tmp_path):
         name: shape for name, (_, shape) in base.items()
     }
     assert {dtype for dtype, _ in saved.values()} == {"F32"}
+
+
+# -- on the loopback SLURM cluster ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from tests.slurm_loopback import running_cluster
+
+    yield from running_cluster()
+
+
+@pytest.mark.slow
+def test_a_slurm_job_given_two_gpus_starts_two_processes(cluster, tmp_path):
+    """Only the SFT job goes to SLURM (its inputs are built locally), asking for 2 GPUs of the
+    node's generic resource; sacct shows them allocated, and the job step took its count from
+    SLURM's environment and trained with world size 2 (gloo processes on CPU)."""
+    from tests.test_slurm import (
+        SFT_INPUTS,
+        SFT_TARGET,
+        SUBMITTED,
+        accounted,
+        build_sft_inputs,
+        one_arm_config,
+        snakemake_at_root,
+    )
+
+    config = one_arm_config(steps=2, every=2)
+    two_gpus = {"max_size": "100M", "gpus": 2, "cpus": 1, "mem_mb": 3000, "runtime": 10}
+    config["resources"] = {"sft": [two_gpus], "strategy": "ddp"}
+    workdir = tmp_path / "gres"
+    build_sft_inputs(workdir, config)
+    assert all((workdir / path).exists() for path in SFT_INPUTS)
+    run = snakemake_at_root(workdir, config, SFT_TARGET)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    job_ids = SUBMITTED.findall(run.stdout + run.stderr)
+    assert len(job_ids) == 1, job_ids
+    assert accounted(job_ids)[job_ids[0]][0] == "COMPLETED"
+    tres = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "AllocTRES", "-j", job_ids[0]],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "gres/gpu=2" in tres, tres
+    results = workdir / "results"
+    log = (results / "logs" / "sft" / "tiny-llama" / "code0.log").read_text()
+    assert f"[codeift] 2 GPUs ({SLURM_GPUS_VARIABLE}): " in log, log[-3000:]
+    assert "torch.distributed.run --nnodes 1 --nproc_per_node 2" in log
+    record = json.loads(
+        (results / "models" / "tiny-llama" / "code0" / "codeift_training.json").read_text()
+    )
+    assert record["world_size"] == 2
+    assert record["device"] == "cpu"
