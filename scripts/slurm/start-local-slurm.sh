@@ -158,10 +158,11 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
 gres=$(mktemp)
 devices=$state/dev
-rm -rf "$devices"
 if [ "$gpus" -gt 0 ]; then
 	mkdir -p "$devices"
-	for index in $(seq 0 $((gpus - 1))); do mknod -m 0666 "$devices/gpu$index" c 1 3; done
+	for index in $(seq 0 $((gpus - 1))); do
+		[ -c "$devices/gpu$index" ] || mknod -m 0666 "$devices/gpu$index" c 1 3
+	done
 	echo "NodeName=$node Name=gpu File=$devices/gpu[0-$((gpus - 1))]" >"$gres"
 fi
 if ! cmp -s "$conf" /etc/slurm/slurm.conf || ! cmp -s "$gres" /etc/slurm/gres.conf; then
