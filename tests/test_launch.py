@@ -247,6 +247,19 @@ def test_fsdp2_shards_the_model_and_gathers_the_full_weights(inputs, tmp_path):
 # -- on the loopback SLURM cluster ---------------------------------------------------------------
 
 
+def test_as_root_a_cluster_that_cannot_start_fails_the_slurm_tests():
+    """Root can install and start the loopback cluster, so by default a failure to start is a
+    test failure there, not a skip; the variable decides either way when set."""
+    from tests.slurm_loopback import REQUIRE_ENV, slurm_required
+
+    assert slurm_required({}, euid=0)
+    assert not slurm_required({}, euid=1000)
+    assert not slurm_required({REQUIRE_ENV: "0"}, euid=0)
+    assert slurm_required({REQUIRE_ENV: "1"}, euid=1000)
+    with pytest.raises(ValueError, match=REQUIRE_ENV):
+        slurm_required({REQUIRE_ENV: "yes"}, euid=0)
+
+
 @pytest.fixture(scope="module")
 def cluster():
     from tests.slurm_loopback import running_cluster
