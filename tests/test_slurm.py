@@ -2,8 +2,8 @@
 
 The cluster is the project's own (scripts/slurm/start-local-slurm.sh: slurmctld, slurmd,
 slurmdbd with MariaDB, so `sacct` answers as on a site). The shipped profile is layered with
-tests/slurm_loopback/, which changes only status-check timings. Needs root; CI sets
-CODEIFT_REQUIRE_SLURM=1 so that a cluster that cannot start fails the run instead of skipping.
+tests/slurm_loopback/, which changes only status-check timings. Needs root; as root (and
+wherever CODEIFT_REQUIRE_SLURM=1) a cluster that cannot start fails the run instead of skipping.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import yaml
 
 from codeift.train.sft import STEP_DELAY_ENV
 from tests.conftest import REPO, short_engine_dir
+from tests.slurm_loopback import slurm_required
 from tests.test_workflow import reduced_config
 
 pytestmark = pytest.mark.slow
@@ -44,8 +45,8 @@ def cluster():
     """A running loopback cluster; stopped afterwards only if this fixture started it."""
 
     def unavailable(reason: str) -> None:
-        if os.environ.get("CODEIFT_REQUIRE_SLURM") == "1":
-            pytest.fail(f"CODEIFT_REQUIRE_SLURM=1 but {reason}")
+        if slurm_required():  # CODEIFT_REQUIRE_SLURM=1, or root by default
+            pytest.fail(f"the loopback SLURM cluster is required but {reason}")
         pytest.skip(reason)
 
     if os.geteuid() != 0:

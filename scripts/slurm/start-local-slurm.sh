@@ -7,6 +7,11 @@
 #
 #   CODEIFT_SLURM_BASE   state and logs (default /tmp/codeift-slurm)
 #   CODEIFT_SLURM_MEM_MB RealMemory of the node (default: 85% of MemTotal)
+#   CODEIFT_SLURM_GPUS   GPUs the node declares as the generic resource `gpu` (default 2; 0 for
+#                        none), so jobs asking for GPUs (`--gpus=2`) are scheduled, see
+#                        SLURM_GPUS_ON_NODE, and run on CPU (tests/test_launch.py). slurmd drops
+#                        GPUs without device files, so each is a character device that is
+#                        /dev/null (1:3) under the state folder: nothing a program can use.
 #
 # Stop it with scripts/slurm/stop-local-slurm.sh (by PID, never by process name).
 set -euo pipefail
@@ -96,6 +101,10 @@ wait_until 15 "munge" sh -c 'munge -n | unmunge'
 node=$(hostname -s)
 mem_total=$(awk '/^MemTotal/ {print int($2 / 1024)}' /proc/meminfo)
 real_mem=${CODEIFT_SLURM_MEM_MB:-$((mem_total * 85 / 100))}
+gpus=${CODEIFT_SLURM_GPUS:-2}
+case "$gpus" in '' | *[!0-9]*) fail "CODEIFT_SLURM_GPUS=$gpus: expected a whole number" ;; esac
+node_gres=""
+[ "$gpus" -gt 0 ] && node_gres=" Gres=gpu:$gpus"
 # The node line as slurmd itself sees the hardware (CPUs, sockets, cores), with our memory.
 node_line=$(slurmd -C | head -1 |
 	sed -e "s/RealMemory=[0-9]*/RealMemory=$real_mem/" -e "s/^NodeName=[^ ]*/NodeName=$node/")
@@ -134,34 +143,52 @@ JobAcctGatherFrequency=30
 JobCompType=jobcomp/none
 # Snakemake writes the rule and wildcards of each job into its comment: keep it in sacct.
 AccountingStoreFlags=job_comment
+# GPUs as a generic resource (gres.conf; their device files are /dev/null): the GPU requests of
+# the shipped profile are scheduled and accounted as on a site; the jobs run on CPU.
+GresTypes=gpu
+AccountingStorageTRES=gres/gpu
 InactiveLimit=0
 KillWait=10
 MinJobAge=300
 SlurmctldTimeout=120
 SlurmdTimeout=300
 Waittime=0
-$node_line NodeAddr=127.0.0.1 State=UNKNOWN
+$node_line$node_gres NodeAddr=127.0.0.1 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
-if ! cmp -s "$conf" /etc/slurm/slurm.conf; then
-	log "writing /etc/slurm/slurm.conf"
+gres=$(mktemp)
+devices=$state/dev
+if [ "$gpus" -gt 0 ]; then
+	mkdir -p "$devices"
+	for index in $(seq 0 $((gpus - 1))); do
+		[ -c "$devices/gpu$index" ] || mknod -m 0666 "$devices/gpu$index" c 1 3
+	done
+	echo "NodeName=$node Name=gpu File=$devices/gpu[0-$((gpus - 1))]" >"$gres"
+fi
+if ! cmp -s "$conf" /etc/slurm/slurm.conf || ! cmp -s "$gres" /etc/slurm/gres.conf; then
+	log "writing /etc/slurm/slurm.conf and gres.conf ($gpus GPUs)"
 	stop_pid "$state/slurmd.pid" slurmd
 	stop_pid "$state/slurmctld.pid" slurmctld
 	install -m 0644 "$conf" /etc/slurm/slurm.conf
+	install -m 0644 "$gres" /etc/slurm/gres.conf
 fi
-rm -f "$conf"
+rm -f "$conf" "$gres"
 
 # 4. accounting: MariaDB + slurmdbd ----------------------------------------------------------
 install -d -o mysql -g mysql -m 0755 /run/mysqld
+# MariaDB's own temporary folder: mariadbd runs as mysql and would otherwise use the caller's
+# TMPDIR, which mysql may not write (a private TMPDIR makes it abort at start-up).
+db_tmp=/run/mysqld/tmp
+install -d -o mysql -g mysql -m 0700 "$db_tmp"
 if [ ! -d /var/lib/mysql/mysql ]; then
 	log "initialising MariaDB"
-	mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
+	TMPDIR=$db_tmp mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
 fi
 if ! mariadb-admin ping >/dev/null 2>&1; then
 	log "starting mariadbd"
-	setsid -f mariadbd --user=mysql --bind-address=127.0.0.1 \
+	TMPDIR=$db_tmp setsid -f mariadbd --user=mysql --bind-address=127.0.0.1 \
 		--socket=/run/mysqld/mysqld.sock --pid-file=/run/mysqld/mysqld.pid \
-		--innodb-lock-wait-timeout=900 >>"$logs/mariadb.log" 2>&1 </dev/null
+		--tmpdir="$db_tmp" --innodb-lock-wait-timeout=900 >>"$logs/mariadb.log" 2>&1 </dev/null
 	wait_until 60 "mariadbd" mariadb-admin ping
 fi
 mariadb -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db;

@@ -77,14 +77,15 @@ def cmd_build_mix(args: argparse.Namespace) -> None:
 
 
 def cmd_sft(args: argparse.Namespace) -> None:
-    from codeift.train.launch import free_port, needs_relaunch, train_command
+    from codeift.train.launch import allocated_launch, free_port, needs_relaunch, train_command
 
-    launch = _json(args.launch)
+    launch = allocated_launch(_json(args.launch))
     if needs_relaunch(launch):
         options = ("model", "mix", "out", "checkpoints", "settings", "launch")
         train_args = [part for name in options for part in (f"--{name}", getattr(args, name))]
         command = train_command(launch, train_args, free_port())
-        print(f"[codeift] {launch['gpus']} GPUs: {' '.join(command)}", flush=True)
+        source = f" ({launch['gpus_from']})" if "gpus_from" in launch else ""
+        print(f"[codeift] {launch['gpus']} GPUs{source}: {' '.join(command)}", flush=True)
         code = subprocess.run(command, check=False).returncode
         if code:
             raise SystemExit(f"distributed training exited with code {code}")
