@@ -179,7 +179,11 @@ class ScoringSettings(Settings):
     """How model-written programs run when a response is scored (config `scoring`)."""
 
     SECTION = "scoring"
-    sandbox: str = _field("jail", "jail (OS boundary) or python_guard (weaker, explicit opt-in)")
+    sandbox: str = _field(
+        "jail",
+        "jail (OS boundary; a node without it fails the score job), jail_if_available (else "
+        "programs not_run) or python_guard (weaker, explicit opt-in)",
+    )
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ sets rlimits (CPU, address space, file size, open files, processes) and installs
 of `sandbox_runner` as a second layer; a wall-clock timeout kills the whole run. Where the
 jail cannot be set up, programs are not run (`not_run`) unless the config opts into the
 Python-only guard (`scoring.sandbox: python_guard`), the old, weaker mode.
+Under the default `scoring.sandbox: jail` a jail that cannot be set up stops the score job with
+the install hint (`require`); `jail_if_available` scores without running programs instead.
 """
 
 from __future__ import annotations
@@ -141,7 +143,7 @@ def run_programs(
     runs: list[ProgramRun | None] = [None] * len(sources)
     if not todo:
         return runs
-    boundary = prepare(mode)
+    boundary = require(mode)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         finished = pool.map(lambda item: run_program(item[1], limits, boundary), todo)
         for (index, _), run in zip(todo, finished, strict=True):
@@ -419,6 +421,19 @@ def prepare(mode: str = jail.DEFAULT_MODE) -> jail.Boundary:
         jail.LOG.warning("the program jail cannot be set up, programs are NOT run: %s", error)
         return jail.Boundary(mode, False, f"jail unavailable: {error}")
     jail.LOG.info("program jail ready (bwrap %s, as uid %s)", boundary.bwrap, boundary.bwrap_user)
+    return boundary
+
+
+def require(mode: str = jail.DEFAULT_MODE) -> jail.Boundary:
+    """The boundary of `mode`, or JailUnavailable (a stage error: the score job fails) when the
+    mode is `jail` and the jail cannot be set up here, naming why and how to install it.
+    `jail_if_available` gives the not-ready boundary back (its programs become `not_run`)."""
+    boundary = prepare(mode)
+    if mode == "jail" and not boundary.ready:
+        raise jail.JailUnavailable(
+            f"scoring.sandbox: jail, but the program jail cannot be set up on this machine "
+            f"({boundary.reason}): {jail.INSTALL_HINT}"
+        )
     return boundary
 
 
