@@ -110,6 +110,9 @@ class InferenceSettings(Settings):
     stop: tuple[str, ...] = _field(
         (), "strings that end a reply (not kept in it): a base model's imitated next turn"
     )
+    base_role_stop: bool = _field(
+        True, "the untuned base model's reply also ends at its chat template's role markers"
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stop", tuple(self.stop))  # JSON gives a list
