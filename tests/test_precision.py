@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -128,18 +127,17 @@ def test_checkpoints_come_mid_run_and_not_after_the_last_step():
 
 
 class _OomTrainer:
-    args = SimpleNamespace(world_size=4)
-
     def train(self, resume_from_checkpoint=None):
         import torch
 
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
 
-def test_cuda_out_of_memory_names_the_backbone_gpus_and_micro_batch(tmp_path):
+def test_cuda_out_of_memory_names_the_backbone_gpus_and_micro_batch(tmp_path, monkeypatch):
     from codeift.errors import CodeiftError
     from codeift.train.sft import GpuOutOfMemory, run_training
 
+    monkeypatch.setenv("WORLD_SIZE", "4")  # set by torchrun / accelerate in each of 4 workers
     settings = TrainSettings(per_device_train_batch_size=4, max_length=4096)
     with pytest.raises(GpuOutOfMemory) as raised:
         run_training(_OomTrainer(), None, tmp_path / "models" / "mistral-7b" / "base", settings)

@@ -8,10 +8,12 @@ downstream ever sees a partial model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,28 +121,36 @@ def backbone_name(model_path: Path) -> str:
     return model_path.parent.name if model_path.name == "base" else model_path.name
 
 
-def run_training(
-    trainer: Any, resume: str | None, model_path: Path, settings: TrainSettings
-) -> Any:
-    """`trainer.train()`, with CUDA running out of memory reported as what it is: the backbone,
-    the GPUs and the micro-batch that did not fit, and what to change."""
+@contextlib.contextmanager
+def cuda_oom_reported(model_path: Path, settings: TrainSettings) -> Iterator[None]:
+    """CUDA running out of memory (placing the model, or a step) reported as what it is: the
+    backbone, the GPUs and the micro-batch that did not fit, and what to change."""
     import torch
 
     try:
-        return trainer.train(resume_from_checkpoint=resume)
+        yield
     except torch.OutOfMemoryError as error:
-        gpus = int(getattr(trainer.args, "world_size", 1) or 1)
+        gpus = int(os.environ.get("WORLD_SIZE", "1"))  # one process per GPU on the job's node
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        backbone = backbone_name(model_path)
         raise GpuOutOfMemory(
-            f"CUDA out of memory training backbone {backbone_name(model_path)} on {gpus} GPU(s) "
-            f"with a micro-batch of {settings.per_device_train_batch_size} conversation(s) of up "
-            f"to {settings.max_length} tokens per GPU (gradient_checkpointing: "
+            f"CUDA out of memory training backbone {backbone} on {gpus} GPU(s) with a "
+            f"micro-batch of {settings.per_device_train_batch_size} conversation(s) of up to "
+            f"{settings.max_length} tokens per GPU (gradient_checkpointing: "
             f"{settings.gradient_checkpointing}, dtype: {settings.dtype}): lower "
             "train.per_device_train_batch_size and raise gradient_accumulation_steps by the same "
             "factor (same global batch), turn on gradient_checkpointing, or give the backbone "
-            f"more GPUs (backbones.{backbone_name(model_path)}.resources.sft.gpus). A retry with "
-            f"the same settings fails the same way. ({first})"
+            f"more GPUs (backbones.{backbone}.resources.sft.gpus). A retry with the same "
+            f"settings fails the same way. ({first})"
         ) from error
+
+
+def run_training(
+    trainer: Any, resume: str | None, model_path: Path, settings: TrainSettings
+) -> Any:
+    """`trainer.train()`, a CUDA out-of-memory error reported as such (cuda_oom_reported)."""
+    with cuda_oom_reported(model_path, settings):
+        return trainer.train(resume_from_checkpoint=resume)
 
 
 def load_mix_dataset(mix_path: str | Path) -> Any:
@@ -263,15 +273,16 @@ def train(
     )
     dataset = load_mix_dataset(mix_path)
     resume = last_checkpoint(checkpoints)
-    trainer = sft_trainer(
-        model,
-        tokenizer,
-        dataset,
-        settings,
-        checkpoints,
-        use_cpu,
-        callbacks=step_delay_callbacks(resuming=resume is not None) + checkpoint_callbacks(),
-    )
+    with cuda_oom_reported(model_path, settings):  # the trainer places the model on the GPU
+        trainer = sft_trainer(
+            model,
+            tokenizer,
+            dataset,
+            settings,
+            checkpoints,
+            use_cpu,
+            callbacks=step_delay_callbacks(resuming=resume is not None) + checkpoint_callbacks(),
+        )
     if resume:
         print(f"[codeift] resuming from {resume}", flush=True)
     started = time.time()
