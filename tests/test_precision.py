@@ -62,6 +62,20 @@ def test_the_job_params_change_with_the_machine_class_only():
     assert resolved_settings(fixed, False, SAPPHIRE_RAPIDS) is fixed
 
 
+def test_a_local_job_trains_where_this_machine_has_a_gpu_a_cluster_job_where_it_asked(
+    monkeypatch,
+):
+    """A 135M backbone asks for a GPU (its size tier) yet runs on the CPU of a machine without
+    one: locally the machine decides, on a cluster the request does (the node has what the job
+    asked for)."""
+    monkeypatch.setattr(precision, "cuda_here", lambda: False)
+    assert precision.job_on_gpu(1, local=True) is False
+    assert precision.job_on_gpu(1, local=False) is True
+    assert precision.job_on_gpu(0, local=False) is False
+    monkeypatch.setattr(precision, "cuda_here", lambda: True)
+    assert precision.job_on_gpu(0, local=True) is True
+
+
 def test_a_cpu_trains_bf16_as_autocast_over_float32_weights_and_a_gpu_in_the_dtype():
     assert training_precision("bfloat16", use_cpu=True) == Precision("float32", "bfloat16")
     assert training_precision("float32", use_cpu=True) == Precision("float32", None)

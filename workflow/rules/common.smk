@@ -23,7 +23,7 @@ from codeift.study import (
 )
 from codeift.infer.server import INPUT_PRIORITY, model_priority
 from codeift.resources import job_request, train_launch
-from codeift.train.precision import resolved_settings
+from codeift.train.precision import job_on_gpu, resolved_settings
 
 validate_config(config)
 config = with_defaults(config)
@@ -75,7 +75,8 @@ def train_settings_json(wildcards):
     with native bf16, other CPU): a dtype changes the model, so it is part of the params.
     """
     settings = arm_train(config, wildcards.backbone, wildcards.arm)
-    on_gpu = train_launch(config, wildcards.backbone)["gpus"] > 0
+    requested = train_launch(config, wildcards.backbone)["gpus"]
+    on_gpu = job_on_gpu(requested, local=workflow.local_exec)
     return resolved_settings(settings, on_gpu).to_json()
 
 

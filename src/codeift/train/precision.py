@@ -5,9 +5,11 @@ bfloat16 on a GPU; on a CPU, bfloat16 autocast where the CPU has native bf16 mat
 AMX, AVX512_BF16: about twice float32's step rate there, issue 24) and float32 elsewhere (AVX2
 machines emulate bf16, which is slower than float32: docs/bench/cpu-dtype.md). A dtype changes
 the model's bytes, so Snakemake resolves `auto` when it builds the job and passes the resolved
-dtype in the job's params (`resolved_settings`): the params change when the machine class
-changes (GPU or not, native bf16 or not), and never otherwise. The job trains with the dtype its
-params name, and its training record says which precision that was and why.
+dtype in the job's params (`resolved_settings`, with `job_on_gpu`): the params change when the
+machine class changes (GPU or not, native bf16 or not), and never otherwise. The job trains
+with the dtype its params name, and its training record says which precision that was and why.
+On a cluster, a CPU job's class is read from the driving machine's CPU: a site whose CPU nodes
+differ from it in bf16 units sets `train.dtype` explicitly.
 
 On a CPU, bfloat16 means float32 weights (the master copy AdamW updates) under bfloat16
 autocast: bf16 weights would lose the small updates of fine-tuning. On a GPU the configured
@@ -72,6 +74,21 @@ def machine_class(on_gpu: bool, flags: frozenset[str] | None = None) -> str:
         return "gpu"
     flags = this_machine_flags() if flags is None else flags
     return "cpu-bf16" if native_bf16(flags) else "cpu"
+
+
+@functools.cache
+def cuda_here() -> bool:
+    """Whether this process sees a CUDA GPU (torch is asked once per process)."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def job_on_gpu(requested_gpus: int, local: bool) -> bool:
+    """Whether an SFT job will train on a GPU: on a cluster, where it asked for one (its node is
+    then a GPU node); run locally, where this machine has one (the trainer takes a visible GPU
+    whatever the request, and a request does not make one appear)."""
+    return cuda_here() if local else requested_gpus > 0
 
 
 def resolved_settings(
