@@ -4,7 +4,8 @@ Runs `snakemake --cores N` on the config (default: the embedded default) unless 
 Snakemake log of a finished run, then writes bench_study.json and bench_study.md under --out:
 wall time, the critical path and the job-seconds per core (the two floors of the wall time),
 engine loads against models, SFT and generation rates against a float32 matmul probe of this
-machine (the roofline). The logic is in codeift.bench.
+machine (the roofline), or with --gpu against the GPU's bf16 matmul rate (model FLOPs
+utilisation; scripts/gpu_smoke.sh). The logic is in codeift.bench.
 """
 
 from __future__ import annotations
@@ -16,13 +17,18 @@ import sys
 import time
 from pathlib import Path
 
-from codeift.bench import markdown, roof_probe, study_benchmark
+from codeift.bench import gpu_roof_probe, markdown, roof_probe, study_benchmark
 from codeift.io import write_json, write_text
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--configfile", default="config/config.yaml")
+    parser.add_argument(
+        "--configfile", nargs="+", default=["config/config.yaml"], help="merged in order"
+    )
+    parser.add_argument(
+        "--gpu", action="store_true", help="the roof is the GPU's bf16 matmul rate: MFU"
+    )
     parser.add_argument("--results", default="results", help="the config's results folder")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--log", help="a finished run's .snakemake/log/*.snakemake.log")
@@ -33,15 +39,16 @@ def main() -> None:
     if args.log:
         log = Path(args.log)
     else:
-        roof_before = roof_probe(args.cores)
+        roof_before = gpu_roof_probe(args.cores) if args.gpu else roof_probe(args.cores)
         before = set(Path(".snakemake/log").glob("*.snakemake.log"))
         started = time.time()
         command = [sys.executable, "-m", "snakemake", "--cores", str(args.cores)]
-        command += ["--configfile", args.configfile, *args.snakemake_args]
+        command += ["--configfile", *args.configfile, *args.snakemake_args]
         subprocess.run(command, check=True)
         wall = time.time() - started
         (log,) = set(Path(".snakemake/log").glob("*.snakemake.log")) - before
-    result = study_benchmark(log, Path(args.results), args.cores, wall, roof_before)
+    kind = "gpu" if args.gpu else "cpu"
+    result = study_benchmark(log, Path(args.results), args.cores, wall, roof_before, kind)
     out = Path(args.out or Path(args.results) / "bench")
     write_json(result, out / "bench_study.json")
     write_text(markdown(result), out / "bench_study.md")

@@ -1,9 +1,10 @@
 """SFT throughput of the real models: token lengths of a mix under each backbone's chat template,
-then seconds per full SFT step (TRL, float32, CPU), trained tokens/s, the padding share and model
-FLOP/s (6 N T) against the matmul roof, per thread count and padding mode.
+then seconds per full SFT step (TRL, CPU), trained tokens/s, the padding share and model
+FLOP/s (6 N T) against the matmul roof, per thread count, padding mode and training dtype
+(float32, or bfloat16: autocast over float32 weights, what `train.dtype` gives on a CPU).
 
   python scripts/measure_real_sft.py --results results-real --threads 1 2 \
-      --padding padded free --out results-real/bench/sft_probe
+      --padding padded free --dtype float32 bfloat16 --out results-real/bench/sft_probe
 
 Reads the prepared backbones and a mix of a run of config/real.yaml (prepare and build_mix jobs).
 Writes JSON and Markdown; prints the table.
@@ -12,6 +13,7 @@ Writes JSON and Markdown; prints the table.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import time
@@ -40,6 +42,7 @@ def probe(
     threads: int,
     steps: int,
     padding: str,
+    dtype: str = "float32",
 ) -> dict:
     """Seconds, trained tokens and computed positions (padding included) of each step."""
     import tempfile
@@ -48,6 +51,7 @@ def probe(
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
     from codeift.settings import TrainSettings
+    from codeift.train.precision import training_precision
     from codeift.train.sft import load_mix_dataset, sft_trainer
 
     torch.set_num_threads(threads)
@@ -64,7 +68,7 @@ def probe(
         max_steps=steps,
         per_device_train_batch_size=batch,
         max_length=max_length,
-        dtype="float32",
+        dtype=dtype,
         save_steps=10_000,
         logging_steps=1,
         threads=threads,
@@ -73,7 +77,9 @@ def probe(
     )
     with tempfile.TemporaryDirectory() as scratch:
         trainer = sft_trainer(
-            AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
+            AutoModelForCausalLM.from_pretrained(
+                model_dir, dtype=getattr(torch, training_precision(dtype, True).weights)
+            ),
             AutoTokenizer.from_pretrained(model_dir),
             load_mix_dataset(mix),
             settings,
@@ -102,6 +108,7 @@ def main() -> None:
     parser.add_argument(
         "--padding", nargs="+", default=["padded"], choices=["padded", "free", "grouped"]
     )
+    parser.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
     parser.add_argument("--backbones", nargs="*", help="default: every prepared backbone")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--out", default=None)
@@ -117,10 +124,10 @@ def main() -> None:
         lengths = token_lengths(model_dir, mix)
         split = parameter_split(model_dir)
         for threads in args.threads:
-            for padding in args.padding:
+            for padding, dtype in itertools.product(args.padding, args.dtype):
                 steps = probe(
                     model_dir, mix, args.max_length, args.batch, threads, args.steps,
-                    padding,
+                    padding, dtype,
                 )  # fmt: skip
                 # The first step pays one-off costs (allocation, dataset iteration start).
                 seconds = sum(steps["seconds"][1:])
@@ -134,6 +141,7 @@ def main() -> None:
                         "batch": args.batch,
                         "threads": threads,
                         "padding": padding,
+                        "dtype": dtype,
                         "first_step_s": round(steps["seconds"][0], 2),
                         "step_s_mean": round(seconds / (len(steps["seconds"]) - 1), 2),
                         "padding_share": round(

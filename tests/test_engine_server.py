@@ -302,6 +302,7 @@ def test_replies_generated_ahead_are_used_only_when_complete_and_current(
     """A task the model already generated is not generated ahead again, and a cache entry that
     does not hold one reply per prompt, or was made under other package versions (a leftover of
     an earlier run), is regenerated, not used."""
+    from codeift.infer.engines import base_model_settings
     from codeift.infer.generate import ModelEngine, package_versions, planned_siblings, reply_cache
 
     model = tiny_models / "a"
@@ -314,7 +315,9 @@ def test_replies_generated_ahead_are_used_only_when_complete_and_current(
         tasks / "coin_flip.parquet"
     ]
 
-    cache = reply_cache(ModelEngine(str(model.resolve()), SETTINGS), tasks / "coin_flip.parquet")
+    # The base variant generates with its template's role-marker stop: the key of its settings.
+    base = base_model_settings(SETTINGS, str(model), "base")
+    cache = reply_cache(ModelEngine(str(model.resolve()), base), tasks / "coin_flip.parquet")
     cache.parent.mkdir(parents=True, mode=0o700)
     cache.parent.parent.chmod(0o700)
     cache.touch(mode=0o600)
@@ -324,7 +327,7 @@ def test_replies_generated_ahead_are_used_only_when_complete_and_current(
         )
     )
     reply = {"response": "x", "n_prompt_tokens": 1, "n_response_tokens": 1, "finish_reason": "stop"}
-    other = reply_cache(ModelEngine(str(model.resolve()), SETTINGS), tasks / "gsm8k.parquet")
+    other = reply_cache(ModelEngine(str(model.resolve()), base), tasks / "gsm8k.parquet")
     other.touch(mode=0o600)
     other.write_text(
         json.dumps({"engine": "fake", "version": "0", "versions": "{}", "results": [reply] * 4})

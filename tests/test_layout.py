@@ -47,6 +47,8 @@ ALLOWED: dict[str, set[str]] = {
     "analysis": FOUNDATION | {"score.answer_text"},
     # validation asks each stage whether a setting is valid (a sandbox mode, a task, a request)
     "config": FOUNDATION | {"resources", "score.jail", "tasks"},
+    # the GPU smoke test's config: the real study's, reduced and validated (scripts/gpu_smoke.sh)
+    "gpu_smoke": {"errors", "config"},
     "cli": {"*"},
     "__main__": {"cli"},
 }

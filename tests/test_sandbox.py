@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -267,14 +269,48 @@ def _program_frame() -> pl.DataFrame:
     )
 
 
-def test_without_bwrap_programs_are_not_run_and_the_log_says_why(
-    fresh_boundary, monkeypatch, caplog
+def _without_bwrap(monkeypatch, tmp_path: Path) -> None:
+    """A node without bubblewrap: PATH holds only a folder with python3 in it (no bwrap)."""
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    (bare / "python3").symlink_to(os.path.realpath(shutil.which("python3") or sys.executable))
+    monkeypatch.setenv("PATH", str(bare))
+    assert shutil.which("bwrap") is None
+
+
+def test_without_bwrap_the_default_jail_fails_the_score_with_the_install_hint(
+    fresh_boundary, monkeypatch, tmp_path
 ):
-    monkeypatch.setattr(jail.shutil, "which", lambda name: None)
-    scored = score_frame(_program_frame(), limits=FAST).row(0, named=True)
+    _without_bwrap(monkeypatch, tmp_path)
+    with pytest.raises(jail.JailUnavailable, match="bwrap") as raised:
+        score_frame(_program_frame(), limits=FAST)
+    message = str(raised.value)
+    assert "apt-get install bubblewrap" in message and "jail_if_available" in message
+
+
+def test_the_score_command_fails_on_a_node_without_bwrap(fresh_boundary, monkeypatch, tmp_path):
+    """The CLI checks before reading replies: even a job with no program fails, naming the fix."""
+    from codeift.cli import main
+
+    replies = tmp_path / "generations.parquet"
+    _program_frame().filter(pl.col("id") == "b").write_parquet(replies)
+    _without_bwrap(monkeypatch, tmp_path)
+    argv = ["score", "--generations", str(replies), "--out", str(tmp_path / "s.parquet")]
+    assert main([*argv, "--sandbox", "jail"]) == 2
+    assert not (tmp_path / "s.parquet").exists()
+    assert main([*argv, "--sandbox", "jail_if_available"]) == 0
+
+
+def test_without_bwrap_jail_if_available_does_not_run_programs_and_says_why(
+    fresh_boundary, monkeypatch, caplog, tmp_path
+):
+    _without_bwrap(monkeypatch, tmp_path)
+    scored = score_frame(_program_frame(), limits=FAST, sandbox_mode="jail_if_available").row(
+        0, named=True
+    )
     assert scored["program_status"] == "not_run" and "bwrap" in scored["program_detail"]
     assert scored["program_output"] == "" and scored["program_correct"] is False
-    assert scored["correct_any"] is False and scored["program_sandbox"] == "jail"
+    assert scored["correct_any"] is False and scored["program_sandbox"] == "jail_if_available"
     assert any("NOT run" in record.getMessage() for record in caplog.records)
 
 

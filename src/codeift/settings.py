@@ -81,8 +81,16 @@ class TrainSettings(Settings):
         "random", "random, or group_by_length: steps of similar-length conversations (less padding)"
     )
     gradient_checkpointing: bool = _field(False, "recompute activations to save memory")
-    dtype: str = _field("bfloat16", "training precision on a GPU (CPU runs in float32)")
-    save_steps: int = _field(200, "steps between checkpoints (a rerun resumes from the last)")
+    dtype: str = _field(
+        "auto",
+        "training precision; auto: bfloat16 on a GPU, on a CPU bfloat16 autocast where it has "
+        "native bf16 units (AMX, AVX512_BF16) else float32 (codeift.train.precision)",
+    )
+    save_steps: float = _field(
+        0.25,
+        "steps between checkpoints (a rerun resumes from the last); below 1: a share of the "
+        "run's steps, counted from the mix size, epochs and global batch",
+    )
     logging_steps: int = _field(10, "steps between loss records")
     seed: int = _field(42, "seed of the model init order and data order (moved by replicate)")
     threads: int = _field(2, "CPU threads of a CPU run")
@@ -109,6 +117,9 @@ class InferenceSettings(Settings):
     threads: int = _field(2, "CPU threads of a CPU run")
     stop: tuple[str, ...] = _field(
         (), "strings that end a reply (not kept in it): a base model's imitated next turn"
+    )
+    base_role_stop: bool = _field(
+        True, "the untuned base model's reply also ends at its chat template's role markers"
     )
 
     def __post_init__(self) -> None:
@@ -181,7 +192,11 @@ class ScoringSettings(Settings):
     """How model-written programs run when a response is scored (config `scoring`)."""
 
     SECTION = "scoring"
-    sandbox: str = _field("jail", "jail (OS boundary) or python_guard (weaker, explicit opt-in)")
+    sandbox: str = _field(
+        "jail",
+        "jail (OS boundary; a node without it fails the score job), jail_if_available (else "
+        "programs not_run) or python_guard (weaker, explicit opt-in)",
+    )
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from codeift.study import (
 )
 from codeift.infer.server import INPUT_PRIORITY, model_priority
 from codeift.resources import job_request, train_launch
+from codeift.train.precision import job_on_gpu, resolved_settings
 
 validate_config(config)
 config = with_defaults(config)
@@ -70,7 +71,13 @@ def backbone_identity_json(wildcards):
 
 
 def train_settings_json(wildcards):
-    return arm_train(config, wildcards.backbone, wildcards.arm).to_json()
+    """The arm's SFT settings with `dtype: auto` resolved for the job's machine class (GPU, CPU
+    with native bf16, other CPU): a dtype changes the model, so it is part of the params.
+    """
+    settings = arm_train(config, wildcards.backbone, wildcards.arm)
+    requested = train_launch(config, wildcards.backbone)["gpus"]
+    on_gpu = job_on_gpu(requested, local=workflow.local_exec)
+    return resolved_settings(settings, on_gpu).to_json()
 
 
 def arm_proportion(wildcards):

@@ -9,9 +9,9 @@ prompts.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -47,9 +47,18 @@ class Engine(Protocol):
         ...
 
 
+def cuda_available() -> bool:
+    """Whether this process can use a CUDA GPU, asked of torch (what vLLM and training use).
+    `nvidia-smi` on PATH says neither: a cluster node has it with no GPU allotted to the job
+    (CUDA_VISIBLE_DEVICES empty), and a container may see its GPU without the tool."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def configure_cpu_environment(threads: int | None, cpu_kvcache_gib: int) -> None:
     """vLLM on CPU needs an explicit KV-cache size and thread binding (see ENVIRONMENT.md)."""
-    if shutil.which("nvidia-smi"):
+    if cuda_available():
         return
     cores = os.cpu_count() or 1
     threads = int(threads or cores)
@@ -61,6 +70,65 @@ def configure_cpu_environment(threads: int | None, cpu_kvcache_gib: int) -> None
     # fell from 40-80 s to ~13 s for a tiny model.
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
+# A user turn whose content cannot occur in a template: where it lands in the rendered prompt
+# splits the text into what opens the user turn and what opens the assistant's.
+_PROBE_CONTENT = "codeift-role-probe-5981"
+BASE_VARIANT = "base"
+
+
+def role_markers(tokenizer: Any) -> tuple[str, str]:
+    """(user marker, assistant marker) of a tokenizer's chat template: the line that opens the
+    user turn and the one that opens the generation, found by rendering one probe turn. A
+    default system prompt, BOS and the end-of-turn text before the assistant line are left out
+    (each marker is the last line before the turn's content)."""
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": _PROBE_CONTENT}], tokenize=False, add_generation_prompt=True
+    )
+    if _PROBE_CONTENT not in text:
+        raise ConfigError(f"chat template of {tokenizer.name_or_path}: a user turn is not rendered")
+    before, after = text.split(_PROBE_CONTENT, 1)
+    bos = tokenizer.bos_token or ""
+
+    def last_line(part: str) -> str:
+        lines = [line.strip() for line in part.strip().splitlines() if line.strip()]
+        line = lines[-1] if lines else ""
+        return line[len(bos) :] if bos and line.startswith(bos) else line
+
+    return last_line(before), last_line(after)
+
+
+def role_marker_stops(tokenizer: Any) -> tuple[str, ...]:
+    """Where an untuned base model's reply ends: at the text every role marker of its template
+    starts with (`<|` for the study's `<|user|>`/`<|assistant|>`, `<|im_start|>` for ChatML,
+    `<start_of_turn>` for Gemma's). A base model goes on to write the next turn, under the
+    template's roles or one it invents (`<|admin|>`, seen on Gemma 3 270M), and extraction would
+    read that turn. Where the markers share no prefix of two or more characters, the user
+    marker itself (the next turn's opening)."""
+    user, assistant = role_markers(tokenizer)
+    prefix = os.path.commonprefix([user, assistant]).strip()
+    if len(prefix) >= 2:
+        return (prefix,)
+    return (user,) if user else ()
+
+
+def base_model_settings(
+    settings: InferenceSettings, model_dir: str, variant: str
+) -> InferenceSettings:
+    """The settings an untuned base model generates with: its configured stop strings plus its
+    template's role-marker stop (`inference.base_role_stop`, on by default), so the base line of
+    a study is not biased low by a reply that runs on into an imagined next turn. Tuned variants
+    end their turn with the template's end-of-turn token and keep their settings."""
+    if variant != BASE_VARIANT or not settings.base_role_stop:
+        return settings
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if not tokenizer.chat_template:
+        return settings
+    extra = [marker for marker in role_marker_stops(tokenizer) if marker not in settings.stop]
+    return dataclasses.replace(settings, stop=(*settings.stop, *extra))
 
 
 def cut_at_stop(text: str, stop: list[str]) -> str:
@@ -81,7 +149,7 @@ def build_vllm(
     import torch
     import vllm
 
-    on_cpu = not shutil.which("nvidia-smi")
+    on_cpu = not cuda_available()
     if on_cpu:
         # OMP_NUM_THREADS is read when torch is first imported, which may have been before the
         # line above; unbound ("nobind"), vLLM keeps torch's count: measured here, an engine

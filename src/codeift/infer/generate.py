@@ -23,7 +23,7 @@ from typing import Any
 import polars as pl
 
 from codeift.errors import CodeiftError
-from codeift.infer.engines import Generation, load_engine
+from codeift.infer.engines import Generation, base_model_settings, load_engine
 from codeift.infer.identity import model_identity
 from codeift.infer.private import UnsafeEntryError, private_folder, read_private, write_private
 from codeift.infer.server import engine_dir, engine_key, file_lock, idle_seconds, shared_batches
@@ -229,8 +229,9 @@ def generate_task(
         raise GenerationError(f"model folder {model} is missing or incomplete (no config.json)")
     frame = read_task(task_path)
     started = time.time()
+    settings = base_model_settings(settings, str(model), variant)
     engine = ModelEngine(str(model.resolve()), settings)
-    summary: dict[str, Any] = {"examples": frame.height}
+    summary: dict[str, Any] = {"examples": frame.height, "stop": list(settings.stop)}
     if shares_engines():
         results, name, version, ahead = replies_with_ahead(
             engine, frame, Path(task_path), Path(out_path)

@@ -14,10 +14,12 @@ hook of `codeift.score.sandbox_runner` stays as a second layer inside. Where a m
 had, each run also gets its own (`codeift.score.cgroups`), so what the program holds in tmpfs, memfd
 or kernel memory is capped with its address space (docs/jail-caps.md).
 
-`codeift.score.sandbox.prepare(mode)` probes the boundary once per process (one scoring job):
-a `Boundary` that is not `ready` means programs are not run (`not_run` rows, with the reason),
-unless the config opted into the weaker Python-only guard (`scoring.sandbox: python_guard`),
-which is logged loudly.
+`codeift.score.sandbox.prepare(mode)` probes the boundary once per process (one scoring job).
+Under `scoring.sandbox: jail` (the default) a boundary that cannot be set up stops the score job
+with the reason and how to install bubblewrap (`sandbox.require`): on a compute node without
+bwrap every program-view score would otherwise quietly become `not_run`. `jail_if_available`
+accepts that (`not_run` rows, with the reason, counted in the job's summary), and
+`python_guard` opts into the weaker Python-only guard, which is logged loudly.
 """
 
 from __future__ import annotations
@@ -42,7 +44,15 @@ from codeift.settings import ScoringSettings
 
 LOG = logging.getLogger("codeift.score.jail")
 
-MODES: tuple[str, ...] = ("jail", "python_guard")
+MODES: tuple[str, ...] = ("jail", "jail_if_available", "python_guard")
+# The modes that run programs in the jail; only `jail` refuses to score without it.
+JAIL_MODES: tuple[str, ...] = ("jail", "jail_if_available")
+INSTALL_HINT = (
+    "install bubblewrap on the nodes that run score jobs (Debian/Ubuntu: apt-get install "
+    "bubblewrap; RHEL/Fedora: dnf install bubblewrap) and allow unprivileged user namespaces, or "
+    "set scoring.sandbox: jail_if_available (programs not run, rows marked not_run) or "
+    "python_guard (the weaker Python-only guard)"
+)
 DEFAULT_MODE = ScoringSettings.defaults()["sandbox"]
 NOBODY = 65534
 BOX = "/box"  # the work folder inside the jail

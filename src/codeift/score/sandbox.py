@@ -10,6 +10,8 @@ cgroup per run (where one can be had) caps what it holds in all. How a run ended
 outside the program (`classify`). Where the jail cannot be set up, programs are not run
 (`not_run`) unless the config opts into the Python-only guard (`scoring.sandbox: python_guard`),
 the old, weaker mode.
+Under the default `scoring.sandbox: jail` a jail that cannot be set up stops the score job with
+the install hint (`require`); `jail_if_available` scores without running programs instead.
 """
 
 from __future__ import annotations
@@ -177,7 +179,7 @@ def run_programs(
     runs: list[ProgramRun | None] = [None] * len(sources)
     if not todo:
         return runs
-    boundary = prepare(mode)
+    boundary = require(mode)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         finished = pool.map(lambda item: run_program(item[1], limits, boundary), todo)
         for (index, _), run in zip(todo, finished, strict=True):
@@ -609,6 +611,19 @@ def _with_cgroup(boundary: jail.Boundary) -> jail.Boundary:
         jail.LOG.warning("memory cgroup %s not used: %s (%s)", parent.path, run.status, run.detail)
         return boundary
     return candidate
+
+
+def require(mode: str = jail.DEFAULT_MODE) -> jail.Boundary:
+    """The boundary of `mode`, or JailUnavailable (a stage error: the score job fails) when the
+    mode is `jail` and the jail cannot be set up here, naming why and how to install it.
+    `jail_if_available` gives the not-ready boundary back (its programs become `not_run`)."""
+    boundary = prepare(mode)
+    if mode == "jail" and not boundary.ready:
+        raise jail.JailUnavailable(
+            f"scoring.sandbox: jail, but the program jail cannot be set up on this machine "
+            f"({boundary.reason}): {jail.INSTALL_HINT}"
+        )
+    return boundary
 
 
 def _probe() -> jail.Boundary:

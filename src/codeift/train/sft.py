@@ -8,10 +8,12 @@ downstream ever sees a partial model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,12 @@ import polars as pl
 from codeift.errors import CodeiftError
 from codeift.io import publish, write_json
 from codeift.settings import TrainSettings
+from codeift.train.precision import (
+    Precision,
+    cast_saved_weights,
+    resolved_settings,
+    training_precision,
+)
 
 # Test-only: seconds to sleep after each optimizer step of a run that starts from scratch, so a
 # test can make an SFT job outlast a time limit whatever the machine's speed. Read here alone
@@ -80,6 +88,71 @@ def step_delay_callbacks(resuming: bool) -> list[Any]:
     return [StepDelay()]
 
 
+def checkpoint_callbacks() -> list[Any]:
+    """Mid-run checkpoints only. transformers also saves one when the last step ends (weights
+    and optimizer state: ~85 GB for a 7B model under AdamW) that `save_final_model` would delete
+    at once; the final model is saved by itself. The log says how often a checkpoint comes
+    (`save_steps` below 1 is a share of the run's steps, which transformers counts from the mix
+    size, epochs and global batch)."""
+    from transformers import TrainerCallback
+
+    class MidRunCheckpointsOnly(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            every = state.save_steps
+            print(
+                f"[codeift] {state.max_steps} steps; a checkpoint every {every}"
+                + (" (none mid-run)" if not 0 < every < state.max_steps else ""),
+                flush=True,
+            )
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step >= state.max_steps:
+                control.should_save = False
+
+    return [MidRunCheckpointsOnly()]
+
+
+class GpuOutOfMemory(TrainError):
+    """A CUDA out-of-memory error in SFT: a retry with the same request fails the same way."""
+
+
+def backbone_name(model_path: Path) -> str:
+    """The backbone of a job's base model folder (`{results}/models/{backbone}/base`)."""
+    return model_path.parent.name if model_path.name == "base" else model_path.name
+
+
+@contextlib.contextmanager
+def cuda_oom_reported(model_path: Path, settings: TrainSettings) -> Iterator[None]:
+    """CUDA running out of memory (placing the model, or a step) reported as what it is: the
+    backbone, the GPUs and the micro-batch that did not fit, and what to change."""
+    import torch
+
+    try:
+        yield
+    except torch.OutOfMemoryError as error:
+        gpus = int(os.environ.get("WORLD_SIZE", "1"))  # one process per GPU on the job's node
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        backbone = backbone_name(model_path)
+        raise GpuOutOfMemory(
+            f"CUDA out of memory training backbone {backbone} on {gpus} GPU(s) with a "
+            f"micro-batch of {settings.per_device_train_batch_size} conversation(s) of up to "
+            f"{settings.max_length} tokens per GPU (gradient_checkpointing: "
+            f"{settings.gradient_checkpointing}, dtype: {settings.dtype}): lower "
+            "train.per_device_train_batch_size and raise gradient_accumulation_steps by the same "
+            "factor (same global batch), turn on gradient_checkpointing, or give the backbone "
+            f"more GPUs (backbones.{backbone}.resources.sft.gpus). A retry with the same "
+            f"settings fails the same way. ({first})"
+        ) from error
+
+
+def run_training(
+    trainer: Any, resume: str | None, model_path: Path, settings: TrainSettings
+) -> Any:
+    """`trainer.train()`, a CUDA out-of-memory error reported as such (cuda_oom_reported)."""
+    with cuda_oom_reported(model_path, settings):
+        return trainer.train(resume_from_checkpoint=resume)
+
+
 def load_mix_dataset(mix_path: str | Path) -> Any:
     """The mix as a `datasets.Dataset` with a conversational `messages` column."""
     from datasets import Dataset
@@ -93,8 +166,9 @@ def load_mix_dataset(mix_path: str | Path) -> Any:
 def sft_config(settings: TrainSettings, checkpoint_dir: Path, use_cpu: bool) -> Any:
     from trl import SFTConfig
 
-    bf16 = settings.dtype == "bfloat16" and not use_cpu
-    fp16 = settings.dtype == "float16" and not use_cpu
+    precision = training_precision(settings.dtype, use_cpu)
+    bf16 = precision.autocast == "bfloat16"
+    fp16 = precision.autocast == "float16"
     return SFTConfig(
         output_dir=str(checkpoint_dir),
         num_train_epochs=settings.num_train_epochs,
@@ -187,27 +261,32 @@ def train(
     use_cpu = not torch.cuda.is_available()
     if use_cpu:
         torch.set_num_threads(settings.threads)
+    configured = settings.dtype
+    settings = resolved_settings(settings, on_gpu=not use_cpu)  # `auto` outside Snakemake
+    precision = training_precision(settings.dtype, use_cpu)
     checkpoints = Path(checkpoint_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if not tokenizer.chat_template:
         raise TrainError(f"{model_path}: tokenizer has no chat template (prepare assigns one)")
-    dtype = torch.float32 if use_cpu else getattr(torch, settings.dtype)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=getattr(torch, precision.weights)
+    )
     dataset = load_mix_dataset(mix_path)
     resume = last_checkpoint(checkpoints)
-    trainer = sft_trainer(
-        model,
-        tokenizer,
-        dataset,
-        settings,
-        checkpoints,
-        use_cpu,
-        callbacks=step_delay_callbacks(resuming=resume is not None),
-    )
+    with cuda_oom_reported(model_path, settings):  # the trainer places the model on the GPU
+        trainer = sft_trainer(
+            model,
+            tokenizer,
+            dataset,
+            settings,
+            checkpoints,
+            use_cpu,
+            callbacks=step_delay_callbacks(resuming=resume is not None) + checkpoint_callbacks(),
+        )
     if resume:
         print(f"[codeift] resuming from {resume}", flush=True)
     started = time.time()
-    result = trainer.train(resume_from_checkpoint=resume)
+    result = run_training(trainer, resume, model_path, settings)
     world_size = trainer.args.world_size
     record = {
         "base_model": str(model_path),
@@ -228,17 +307,25 @@ def train(
         * settings.gradient_accumulation_steps
         * world_size,
         "settings": settings.to_dict(),
+        # What the configured dtype meant on this machine, and the dtype the model is saved in.
+        "precision": precision.record(configured, use_cpu),
     }
-    save_final_model(trainer, tokenizer, record, Path(out_dir), checkpoints)
+    save_final_model(trainer, tokenizer, record, Path(out_dir), checkpoints, precision)
     return record
 
 
 def save_final_model(
-    trainer: Any, tokenizer: Any, record: dict[str, Any], out_dir: Path, checkpoints: Path
+    trainer: Any,
+    tokenizer: Any,
+    record: dict[str, Any],
+    out_dir: Path,
+    checkpoints: Path,
+    precision: Precision | None = None,
 ) -> None:
     """Every rank writes its part into one staging folder (FSDP gathers the full weights
     there); rank 0 alone adds the tokenizer and record and moves it into place, so a killed
-    job never leaves a folder that looks finished."""
+    job never leaves a folder that looks finished. The weights are saved in the training
+    dtype (`precision.weights`)."""
     staging = out_dir.parent / f".{out_dir.name}.partial"
     main = trainer.is_world_process_zero()
     if main:
@@ -248,6 +335,8 @@ def save_final_model(
     trainer.save_model(str(staging))
     trainer.accelerator.wait_for_everyone()
     if main:
+        if precision is not None:
+            cast_saved_weights(staging, precision.weights)  # the training dtype, not FSDP's fp32
         tokenizer.save_pretrained(staging)
         write_json(record, staging / "codeift_training.json")
         staging.chmod(0o755)
