@@ -21,8 +21,9 @@ from codeift.study import (
     variant_proportion,
     variant_replicate,
 )
+from codeift.cluster import GENERATE_GROUP, SCORE_GROUP
 from codeift.infer.server import INPUT_PRIORITY, model_priority
-from codeift.resources import job_request, train_launch
+from codeift.resources import job_request, resource_names, train_launch
 
 validate_config(config)
 config = with_defaults(config)
@@ -33,6 +34,12 @@ os.environ["CODEIFT_ENGINE_IDLE_SECONDS"] = str(config["engines"]["idle_seconds"
 os.environ["CODEIFT_MAX_ENGINES"] = str(config["engines"]["max_alive"])
 # A model's first generation job generates its other tasks ahead (infer.generate).
 os.environ["CODEIFT_PLANNED_TASKS"] = ",".join(sorted(config["tasks"]))
+
+
+# A model's engine runs one batch at a time: `engine_slots` counts per machine, or per cluster
+# allocation (a local scope), never across the cluster's jobs (profiles/slurm sets it to 1).
+resource_scopes:
+    engine_slots="local",
 
 
 wildcard_constraints:
@@ -89,7 +96,8 @@ def train_launch_json(wildcards):
 
 def cluster_resources(stage):
     """Snakemake resources of a stage, per job: its backbone's request, grown on each retry.
-    `gpu`, `cpus_per_task`, `mem_mb` and `runtime` are what the SLURM executor submits.
+    `gpu`, `cpus_per_task`, `mem_mb`, `runtime` (and `nodes` for SFT and generation) are what
+    the SLURM executor submits.
     """
 
     def resource(key):
@@ -98,7 +106,7 @@ def cluster_resources(stage):
 
         return value
 
-    return {key: resource(key) for key in ("gpu", "cpus_per_task", "mem_mb", "runtime")}
+    return {key: resource(key) for key in resource_names(stage)}
 
 
 def train_threads(wildcards):

@@ -11,9 +11,12 @@ rule generate:
         f"{R}/logs/generate/{{backbone}}/{{variant}}/{{task}}.log",
     # One model's jobs back to back: its shared engine loads once (speed only, not outputs).
     priority: generation_priority
-    # With its score: one cluster job per backbone x variant x task.
+    # One cluster submission per model (backbone x variant): its jobs run one after another in
+    # one GPU allocation (engine_slots=1 is a per-allocation resource, profiles/slurm), and the
+    # model's first job generates its other tasks ahead (infer.generate), so its engine loads
+    # once. The profile joins a model's jobs with `group-components`.
     group:
-        "eval"
+        GENERATE_GROUP
     conda:
         "../envs/infer.yaml"
     threads: inference_threads

@@ -8,8 +8,10 @@ rule score:
         f"{R}/scores/{{backbone}}/{{variant}}/{{task}}.parquet",
     log:
         f"{R}/logs/score/{{backbone}}/{{variant}}/{{task}}.log",
+    # CPU only, apart from generation: a model's scoring is one CPU submission, and no GPU
+    # waits while model-written programs run in the jail.
     group:
-        "eval"
+        SCORE_GROUP
     conda:
         "../envs/data.yaml"
     resources:
