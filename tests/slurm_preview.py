@@ -10,8 +10,9 @@ the sbatch line. Nothing waits for a job, and nothing is submitted to a real clu
 
     python tests/slurm_preview.py OUT.json -- SNAKEMAKE ARGS...
 
-OUT.json: one entry per submission: its name, whether it is a group, its jobs' rules, and
-the job id the fake sbatch answered (the test matches it with the recorded argv).
+OUT.json: the jobs to run (outside the login node), and one entry per submission: its name,
+whether it is a group, its jobs (rule and wildcards), and the job id the fake sbatch answered
+(the test matches it with the argv the fake recorded).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def preview(out: Path, snakemake_args: list[str]) -> int:
 
     submitted: list[dict] = []
     errors: list[str] = []
+    needrun: list = []
 
     def schedule(scheduler: JobScheduler) -> bool:
         executor = scheduler._executor
@@ -41,6 +43,7 @@ def preview(out: Path, snakemake_args: list[str]) -> int:
             if unit.is_local or not any(dag.needrun(job) for job in _jobs(unit)):
                 continue
             executor.run_job(unit)
+        needrun.extend(job for job in dag.needrun_jobs() if not job.is_local)
         executor.wait = False  # the status thread ends at its next look; nothing to wait on
         return True
 
@@ -50,15 +53,18 @@ def preview(out: Path, snakemake_args: list[str]) -> int:
     ok = cli.args_to_api(args, parser)
     entries = [
         {
-            "name": entry["unit"].name,
+            "name": entry["unit"].groupid if entry["unit"].is_group() else entry["unit"].name,
             "group": entry["unit"].is_group(),
-            "rules": sorted(job.rule.name for job in _jobs(entry["unit"])),
-            "jobs": len(_jobs(entry["unit"])),
+            "jobs": [
+                {"rule": job.rule.name, "wildcards": dict(job.wildcards_dict)}
+                for job in _jobs(entry["unit"])
+            ],
             "external_jobid": entry["external_jobid"],
         }
         for entry in submitted
     ]
-    out.write_text(json.dumps({"ok": bool(ok), "errors": errors, "submissions": entries}))
+    report = {"ok": bool(ok), "errors": errors, "needrun": len(needrun), "submissions": entries}
+    out.write_text(json.dumps(report))
     return 0 if ok and not errors else 1
 
 

@@ -275,9 +275,11 @@ def test_cancelled_training_resumes_from_its_checkpoint(cluster, tmp_path):
     assert not list(checkpoints.glob("checkpoint-*")), "a finished model keeps no checkpoints"
 
 
-def test_paper_study_submits_316_slurm_jobs(tmp_path):
-    """Grouping keeps the queue short: 617 jobs of the paper study travel as 316 submissions."""
-    from codeift.cluster import count_submissions
+def test_paper_study_submits_76_slurm_jobs(tmp_path):
+    """Grouping keeps the queue short: 617 jobs of the paper study travel as 76 submissions
+    (316 when each generation travelled with its scoring): one GPU generation submission per
+    model (24, not 288) and its scoring as one CPU submission."""
+    from codeift.cluster import GENERATE_GROUP, SCORE_GROUP, count_submissions
 
     dry_run = subprocess.run(
         [
@@ -296,13 +298,14 @@ def test_paper_study_submits_316_slurm_jobs(tmp_path):
     assert counts["submissions"] == {
         "aggregate": 1,
         "build_pool": 1,
-        "group eval": 288,
+        f"group {GENERATE_GROUP}": 24,
         "group mixes": 1,
+        f"group {SCORE_GROUP}": 24,
         "group tasks": 1,
         "prepare_backbone": 6,
         "sft": 18,
     }
-    assert counts["total_submissions"] == 316
+    assert counts["total_submissions"] == 76
 
 
 def slurm_log(workdir: Path, job_id: str) -> str:

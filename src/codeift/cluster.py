@@ -6,12 +6,15 @@ refuses to merge differing partitions, and a GPU would idle while the CPU work r
 
 - all task builds travel as one CPU job, and all mixes as another (profile `group-components`);
 - a model's (backbone x variant) generation is one GPU job: its tasks' jobs run one after
-  another in that allocation (the per-allocation resource `engine_slots`), and the model's first
-  job generates the others ahead, so its engine loads once (codeift.infer.generate);
+  another in that allocation, and the model's first job generates the others ahead, so its
+  engine loads once (codeift.infer.generate);
 - a model's scoring is one CPU job.
 
 The group names carry wildcards; profiles/slurm joins each name's jobs with `group-components`
 under the same pattern, which Snakemake looks up by the rule's unresolved group name.
+Snakemake's SLURM executor runs a group's jobs one at a time in its allocation (`--jobs 1`);
+each grouped job holds one GROUP_SLOTS, of which the profile provides one per allocation, so
+the group asks for one job's GPUs, CPUs and memory and the sum of the jobs' times.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from collections import Counter
 TARGET_RULE = "all"
 GENERATE_GROUP = "generate_{backbone}_{variant}"
 SCORE_GROUP = "score_{backbone}_{variant}"
-# A generation job holds one; profiles/slurm provides 1 per allocation (scope: local).
-ENGINE_SLOTS = "engine_slots"
+# Each grouped job holds one; profiles/slurm provides one per allocation (scope: local), so that
+# a group's request is sized for its jobs in sequence, as the executor runs them.
+GROUP_SLOTS = "group_slots"
 _GROUP = re.compile(r"^\[[^\]]*\] Group job (\S+) ", re.MULTILINE)
 _UNGROUPED = re.compile(r"^rule (\w+):$", re.MULTILINE)
 _STATS = re.compile(r"^(\w+)\s+(\d+)$", re.MULTILINE)

@@ -21,7 +21,7 @@ from codeift.study import (
     variant_proportion,
     variant_replicate,
 )
-from codeift.cluster import GENERATE_GROUP, SCORE_GROUP
+from codeift.cluster import GENERATE_GROUP, GROUP_SLOTS, SCORE_GROUP
 from codeift.infer.server import INPUT_PRIORITY, model_priority
 from codeift.resources import job_request, resource_names, train_launch
 
@@ -36,10 +36,12 @@ os.environ["CODEIFT_MAX_ENGINES"] = str(config["engines"]["max_alive"])
 os.environ["CODEIFT_PLANNED_TASKS"] = ",".join(sorted(config["tasks"]))
 
 
-# A model's engine runs one batch at a time: `engine_slots` counts per machine, or per cluster
-# allocation (a local scope), never across the cluster's jobs (profiles/slurm sets it to 1).
+# Counted per machine, or per cluster allocation (a local scope), never across the cluster's
+# jobs: `engine_slots` (a model's engine runs one batch at a time; `--resources engine_slots=1`)
+# and `group_slots` (see grouped_resources; profiles/slurm provides one per allocation).
 resource_scopes:
     engine_slots="local",
+    group_slots="local",
 
 
 wildcard_constraints:
@@ -107,6 +109,15 @@ def cluster_resources(stage):
         return value
 
     return {key: resource(key) for key in resource_names(stage)}
+
+
+def grouped_resources(stage):
+    """Resources of a job that travels in a group (codeift.cluster). Snakemake's SLURM executor
+    runs a group's jobs one at a time inside its allocation (`--jobs 1`): each holds one
+    `group_slots` of the one the profile provides per allocation, so that Snakemake sizes the
+    request for jobs in sequence (one job's GPUs, CPUs and memory, the sum of their times), not
+    for all of them at once."""
+    return {**cluster_resources(stage), GROUP_SLOTS: 1}
 
 
 def train_threads(wildcards):

@@ -40,7 +40,7 @@ rule build_mix:
     conda:
         "../envs/data.yaml"
     resources:
-        **cluster_resources("small"),
+        **grouped_resources("small"),
     params:
         proportion=arm_proportion,
         replicate=arm_replicate,

@@ -12,9 +12,9 @@ rule generate:
     # One model's jobs back to back: its shared engine loads once (speed only, not outputs).
     priority: generation_priority
     # One cluster submission per model (backbone x variant): its jobs run one after another in
-    # one GPU allocation (engine_slots=1 is a per-allocation resource, profiles/slurm), and the
-    # model's first job generates its other tasks ahead (infer.generate), so its engine loads
-    # once. The profile joins a model's jobs with `group-components`.
+    # one GPU allocation (grouped_resources), and the model's first job generates its other
+    # tasks ahead (infer.generate), so its engine loads once. The profile joins a model's jobs
+    # with `group-components`.
     group:
         GENERATE_GROUP
     conda:
@@ -23,7 +23,7 @@ rule generate:
     # A model's engine generates one batch at a time: `--resources engine_slots=1` keeps a
     # second generation job from holding a core while it waits (make run-real).
     resources:
-        **cluster_resources("generate"),
+        **grouped_resources("generate"),
         engine_slots=1,
     params:
         backbone=backbone_identity_json,

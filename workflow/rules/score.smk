@@ -15,7 +15,7 @@ rule score:
     conda:
         "../envs/data.yaml"
     resources:
-        **cluster_resources("small"),
+        **grouped_resources("small"),
     params:
         sandbox=config["scoring"]["sandbox"],
     shell:

@@ -12,7 +12,7 @@ rule build_task:
     conda:
         "../envs/data.yaml"
     resources:
-        **cluster_resources("small"),
+        **grouped_resources("small"),
     params:
         entry=task_entry_json,
         seed=task_seed,
