@@ -29,6 +29,6 @@ rule generate:
         backbone=backbone_identity_json,
         settings=inference_settings_json,
     shell:
-        "python -m codeift generate --model {input.model} --task-file {input.task}"
-        " --out {output} --backbone {params.backbone:q} --variant {wildcards.variant}"
-        " --settings {params.settings:q} 2>&1 | tee {log}"
+        "python -m codeift generate --model {input.model:q} --task-file {input.task:q}"
+        " --out {output:q} --backbone {params.backbone:q} --variant {wildcards.variant:q}"
+        " --settings {params.settings:q} 2>&1 | tee {log:q}"

@@ -19,5 +19,5 @@ rule score:
     params:
         sandbox=config["scoring"]["sandbox"],
     shell:
-        "python -m codeift score --generations {input} --out {output}"
-        " --sandbox {params.sandbox} > {log} 2>&1"
+        "python -m codeift score --generations {input:q} --out {output:q}"
+        " --sandbox {params.sandbox:q} > {log:q} 2>&1"
