@@ -21,6 +21,7 @@ import polars as pl
 import pytest
 import yaml
 
+from codeift.infer.generate import LOCAL_LOAD_MARK
 from codeift.train.sft import STEP_DELAY_ENV
 from tests.conftest import REPO, short_engine_dir
 from tests.test_workflow import reduced_config
@@ -62,12 +63,16 @@ def cluster():
 
 
 def loopback_config(results: str, **train: int) -> dict:
-    """The reduced study cut to what a scheduler test needs: one task, no base evaluation (two
-    arms still give the aggregate its comparison); each SLURM job costs its own start-up."""
+    """The reduced study cut to what a scheduler test needs: two small tasks (a model's
+    generation must travel as one submission), no base evaluation (two arms still give the
+    aggregate its comparison); each SLURM job costs its own start-up."""
     config = reduced_config(Path(results), "vllm")
     config["train"].update(train)
     config["evaluate_base"] = False
-    config["tasks"] = {"list_reversal": {"domain": "symbolic", "size": 4}}
+    config["tasks"] = {
+        "list_reversal": {"domain": "symbolic", "size": 4},
+        "gsm8k": {"domain": "arithmetic", "size": 4},
+    }
     config["controls"] = {"planted": {"list_reversal": "gain"}}
     return config
 
@@ -190,6 +195,31 @@ def test_study_runs_on_slurm_as_it_runs_locally(cluster, tmp_path):
     for rule in ("build_pool", "build_mix", "build_task", "prepare_backbone", "sft", "generate"):
         assert rule in comments, f"no SLURM job ran {rule}: {comments}"
     assert "group_tasks" in log or "rule_tasks_build_task" in comments
+
+    # A model's generation is one submission with one engine load for all its tasks; its
+    # scoring is another submission, which asks for no GPU.
+    models = [("tiny-llama", f"code{p}") for p in config["proportions"]]
+    by_kind = {
+        kind: [job for job, (_, comment) in states.items() if comment.startswith(f"rule_{kind}_")]
+        for kind in ("generate", "score")
+    }
+    assert len(by_kind["generate"]) == len(by_kind["score"]) == len(models), states
+    results = tmp_path / "slurm" / "results"
+    for backbone, variant in models:
+        logs = [
+            (results / "logs" / "generate" / backbone / variant / f"{task}.log").read_text()
+            for task in config["tasks"]
+        ]
+        assert sum(log.count(LOCAL_LOAD_MARK) for log in logs) == 1, logs
+        assert not any("started engine pid" in log for log in logs), logs
+        assert sum("replies generated ahead by an earlier job" in log for log in logs) == 1
+    requested = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "JobID,ReqTRES", "-j", ",".join(by_kind["score"])],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert requested.count("cpu=") == len(models) and "gpu" not in requested, requested
 
     # The same results as the local run, byte for byte in every scored table.
     local_frames = result_frames(tmp_path / "local" / "results")
