@@ -1,6 +1,7 @@
 # Config validation and the small helpers that turn the config into targets and per-job params.
 # A job's params come only from its own wildcards' slice of the config (see codeift.config).
 
+import functools
 import json
 import os
 
@@ -72,14 +73,17 @@ def backbone_source_json(wildcards):
 
 
 def backbone_identity_json(wildcards):
-    spec = config["backbones"][wildcards.backbone]
-    return as_json(
-        {"name": wildcards.backbone, "family": spec["family"], "size": spec["size"]}
-    )
+    return identity_json_of(wildcards.backbone)
+
+
+@functools.cache
+def identity_json_of(backbone):
+    spec = config["backbones"][backbone]
+    return as_json({"name": backbone, "family": spec["family"], "size": spec["size"]})
 
 
 def train_settings_json(wildcards):
-    return arm_train(config, wildcards.backbone, wildcards.arm).to_json()
+    return train_of(wildcards.backbone, wildcards.arm).to_json()
 
 
 def arm_proportion(wildcards):
@@ -104,11 +108,33 @@ def cluster_resources(stage):
 
     def resource(key):
         def value(wildcards, attempt):
-            return job_request(config, stage, wildcards.get("backbone"), attempt)[key]
+            return stage_request(stage, wildcards.get("backbone"), attempt)[key]
 
         return value
 
     return {key: resource(key) for key in resource_names(stage)}
+
+
+# Per-job functions call these once per backbone (or arm, or task), not once per job: the config
+# is fixed for the run, and a sweep's dry run evaluates them for every one of its jobs.
+@functools.cache
+def stage_request(stage, backbone, attempt):
+    return job_request(config, stage, backbone, attempt)
+
+
+@functools.cache
+def inference_of(backbone):
+    return backbone_inference(config, backbone)
+
+
+@functools.cache
+def inference_json_of(backbone):
+    return inference_of(backbone).to_json()
+
+
+@functools.cache
+def train_of(backbone, arm):
+    return arm_train(config, backbone, arm)
 
 
 def grouped_resources(stage):
@@ -121,15 +147,15 @@ def grouped_resources(stage):
 
 
 def train_threads(wildcards):
-    return arm_train(config, wildcards.backbone, wildcards.arm).threads
+    return train_of(wildcards.backbone, wildcards.arm).threads
 
 
 def inference_settings_json(wildcards):
-    return backbone_inference(config, wildcards.backbone).to_json()
+    return inference_json_of(wildcards.backbone)
 
 
 def inference_threads(wildcards):
-    return backbone_inference(config, wildcards.backbone).threads
+    return inference_of(wildcards.backbone).threads
 
 
 def task_entry_json(wildcards):
@@ -141,7 +167,10 @@ def task_seed(wildcards):
 
 
 def generation_priority(wildcards):
-    return model_priority(wildcards.backbone, wildcards.variant)
+    return cached_priority(wildcards.backbone, wildcards.variant)
+
+
+cached_priority = functools.cache(model_priority)
 
 
 def model_dir(wildcards):
