@@ -24,7 +24,7 @@ from codeift.study import (
 )
 from codeift.cluster import GENERATE_GROUP, GROUP_SLOTS, SCORE_GROUP
 from codeift.infer.server import INPUT_PRIORITY, model_priority
-from codeift.resources import job_request, resource_names, train_launch
+from codeift.resources import STAGES, job_request, resource_names, train_launch
 
 validate_config(config)
 config = with_defaults(config)
@@ -112,7 +112,22 @@ def cluster_resources(stage):
 
         return value
 
-    return {key: resource(key) for key in resource_names(stage)}
+    # A value the same for every backbone and attempt is given as is: Snakemake evaluates each
+    # resource function for every job, a sweep's dry-run cost (bench_dryrun.py).
+    backbones = sorted(config["backbones"]) if stage in STAGES else [None]
+    resources = {}
+    for key in resource_names(stage):
+        values = {
+            stage_request(stage, backbone, attempt)[key]
+            for backbone in backbones
+            for attempt in range(1, PLAIN_CHECK_ATTEMPTS + 1)
+        }
+        resources[key] = values.pop() if len(values) == 1 else resource(key)
+    return resources
+
+
+# Attempts compared before a resource is taken as fixed: the profile retries twice.
+PLAIN_CHECK_ATTEMPTS = 5
 
 
 # Per-job functions call these once per backbone (or arm, or task), not once per job: the config
