@@ -21,6 +21,7 @@ import polars as pl
 import pytest
 import yaml
 
+from codeift.infer.generate import LOCAL_LOAD_MARK
 from codeift.train.sft import STEP_DELAY_ENV
 from tests.conftest import REPO, short_engine_dir
 from tests.slurm_loopback import slurm_required
@@ -63,12 +64,16 @@ def cluster():
 
 
 def loopback_config(results: str, **train: int) -> dict:
-    """The reduced study cut to what a scheduler test needs: one task, no base evaluation (two
-    arms still give the aggregate its comparison); each SLURM job costs its own start-up."""
+    """The reduced study cut to what a scheduler test needs: two small tasks (a model's
+    generation must travel as one submission), no base evaluation (two arms still give the
+    aggregate its comparison); each SLURM job costs its own start-up."""
     config = reduced_config(Path(results), "vllm")
     config["train"].update(train)
     config["evaluate_base"] = False
-    config["tasks"] = {"list_reversal": {"domain": "symbolic", "size": 4}}
+    config["tasks"] = {
+        "list_reversal": {"domain": "symbolic", "size": 4},
+        "gsm8k": {"domain": "arithmetic", "size": 4},
+    }
     config["controls"] = {"planted": {"list_reversal": "gain"}}
     return config
 
@@ -192,6 +197,31 @@ def test_study_runs_on_slurm_as_it_runs_locally(cluster, tmp_path):
         assert rule in comments, f"no SLURM job ran {rule}: {comments}"
     assert "group_tasks" in log or "rule_tasks_build_task" in comments
 
+    # A model's generation is one submission with one engine load for all its tasks; its
+    # scoring is another submission, which asks for no GPU.
+    models = [("tiny-llama", f"code{p}") for p in config["proportions"]]
+    by_kind = {
+        kind: [job for job, (_, comment) in states.items() if comment.startswith(f"rule_{kind}_")]
+        for kind in ("generate", "score")
+    }
+    assert len(by_kind["generate"]) == len(by_kind["score"]) == len(models), states
+    results = tmp_path / "slurm" / "results"
+    for backbone, variant in models:
+        logs = [
+            (results / "logs" / "generate" / backbone / variant / f"{task}.log").read_text()
+            for task in config["tasks"]
+        ]
+        assert sum(log.count(LOCAL_LOAD_MARK) for log in logs) == 1, logs
+        assert not any("started engine pid" in log for log in logs), logs
+        assert sum("replies generated ahead by an earlier job" in log for log in logs) == 1
+    requested = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "JobID,ReqTRES", "-j", ",".join(by_kind["score"])],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert requested.count("cpu=") == len(models) and "gpu" not in requested, requested
+
     # The same results as the local run, byte for byte in every scored table.
     local_frames = result_frames(tmp_path / "local" / "results")
     slurm_frames = result_frames(tmp_path / "slurm" / "results")
@@ -276,9 +306,11 @@ def test_cancelled_training_resumes_from_its_checkpoint(cluster, tmp_path):
     assert not list(checkpoints.glob("checkpoint-*")), "a finished model keeps no checkpoints"
 
 
-def test_paper_study_submits_316_slurm_jobs(tmp_path):
-    """Grouping keeps the queue short: 617 jobs of the paper study travel as 316 submissions."""
-    from codeift.cluster import count_submissions
+def test_paper_study_submits_76_slurm_jobs(tmp_path):
+    """Grouping keeps the queue short: 617 jobs of the paper study travel as 76 submissions
+    (316 when each generation travelled with its scoring): one GPU generation submission per
+    model (24, not 288) and its scoring as one CPU submission."""
+    from codeift.cluster import GENERATE_GROUP, SCORE_GROUP, count_submissions
 
     dry_run = subprocess.run(
         [
@@ -297,13 +329,14 @@ def test_paper_study_submits_316_slurm_jobs(tmp_path):
     assert counts["submissions"] == {
         "aggregate": 1,
         "build_pool": 1,
-        "group eval": 288,
+        f"group {GENERATE_GROUP}": 24,
         "group mixes": 1,
+        f"group {SCORE_GROUP}": 24,
         "group tasks": 1,
         "prepare_backbone": 6,
         "sft": 18,
     }
-    assert counts["total_submissions"] == 316
+    assert counts["total_submissions"] == 76
 
 
 def slurm_log(workdir: Path, job_id: str) -> str:

@@ -378,3 +378,42 @@ def test_paper_config_dry_run_builds_the_whole_graph_offline(tmp_path):
     assert (
         counts["build_task"] == "12" and counts["build_mix"] == "3" and counts["aggregate"] == "1"
     )
+
+
+# A placeholder in a rule's shell command: `{name}` (not `{{`, which is a literal brace).
+PLACEHOLDER = re.compile(r"(?<!\{)\{(?!\{)([^{}]+)\}")
+
+
+def shell_commands() -> dict[str, str]:
+    """Each rule's shell command text, by `file:rule`."""
+    commands = {}
+    for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        text = path.read_text()
+        for rule, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", text, re.MULTILINE):
+            shell = re.search(r"^    shell:\n((?:        .*\n)+)", body, re.MULTILINE)
+            if shell:
+                commands[f"{path.name}:{rule}"] = shell.group(1)
+    return commands
+
+
+def test_every_value_in_a_shell_command_is_quoted():
+    commands = shell_commands()
+    assert {"infer.smk:generate", "score.smk:score", "train.smk:sft"} <= set(commands)
+    unquoted = {
+        name: [field for field in PLACEHOLDER.findall(command) if not field.endswith(":q")]
+        for name, command in commands.items()
+    }
+    assert not {name: fields for name, fields in unquoted.items() if fields}
+
+
+def test_a_results_folder_with_a_space_and_a_command_in_its_name_runs_nothing(tmp_path):
+    """`results` reaches every shell command: quoted, a name that holds a space and `$(...)`
+    is one path, and the command in it never runs (a real build_task job)."""
+    results = tmp_path / "my results $(touch pwned)"
+    config = reduced_config(results, "vllm")
+    target = results / "tasks" / "list_reversal.parquet"
+    run = snakemake(tmp_path, config, str(target), check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert pl.read_parquet(target).height == config["tasks"]["list_reversal"]["size"]
+    assert (results / "logs" / "build_task" / "list_reversal.log").exists()
+    assert not list(tmp_path.rglob("pwned")) and not (REPO / "pwned").exists()

@@ -1,7 +1,20 @@
-"""How many cluster jobs a study submits, read from a Snakemake dry run with the profile.
+"""Cluster submissions: how jobs travel together, and how many a study submits.
 
-A group job (task builds, mixes, each generation with its scoring) is one submission however
-many rules it holds; every ungrouped job is one; the target rule runs on the login node.
+A group job is one submission however many rules it holds; every ungrouped job is one; the
+target rule runs on the login node. Groups never mix a GPU request with a CPU one (Snakemake
+refuses to merge differing partitions, and a GPU would idle while the CPU work runs):
+
+- all task builds travel as one CPU job, and all mixes as another (profile `group-components`);
+- a model's (backbone x variant) generation is one GPU job: its tasks' jobs run one after
+  another in that allocation, and the model's first job generates the others ahead, so its
+  engine loads once (codeift.infer.generate);
+- a model's scoring is one CPU job.
+
+The group names carry wildcards; profiles/slurm joins each name's jobs with `group-components`
+under the same pattern, which Snakemake looks up by the rule's unresolved group name.
+Snakemake's SLURM executor runs a group's jobs one at a time in its allocation (`--jobs 1`);
+each grouped job holds one GROUP_SLOTS, of which the profile provides one per allocation, so
+the group asks for one job's GPUs, CPUs and memory and the sum of the jobs' times.
 """
 
 from __future__ import annotations
@@ -10,6 +23,11 @@ import re
 from collections import Counter
 
 TARGET_RULE = "all"
+GENERATE_GROUP = "generate_{backbone}_{variant}"
+SCORE_GROUP = "score_{backbone}_{variant}"
+# Each grouped job holds one; profiles/slurm provides one per allocation (scope: local), so that
+# a group's request is sized for its jobs in sequence, as the executor runs them.
+GROUP_SLOTS = "group_slots"
 _GROUP = re.compile(r"^\[[^\]]*\] Group job (\S+) ", re.MULTILINE)
 _UNGROUPED = re.compile(r"^rule (\w+):$", re.MULTILINE)
 _STATS = re.compile(r"^(\w+)\s+(\d+)$", re.MULTILINE)
@@ -18,7 +36,7 @@ _STATS = re.compile(r"^(\w+)\s+(\d+)$", re.MULTILINE)
 def count_submissions(dry_run: str) -> dict[str, object]:
     """Submissions by kind (`group <name>` or the rule), their total, and the job total."""
     submissions: Counter[str] = Counter()
-    submissions.update(f"group {name}" for name in _GROUP.findall(dry_run))
+    submissions.update(f"group {_group_kind(name)}" for name in _GROUP.findall(dry_run))
     submissions.update(rule for rule in _UNGROUPED.findall(dry_run) if rule != TARGET_RULE)
     stats_block = dry_run.split("Job stats:", 1)[1] if "Job stats:" in dry_run else ""
     stats = dict(_STATS.findall(stats_block.split("\n\n", 1)[0]))
@@ -27,3 +45,12 @@ def count_submissions(dry_run: str) -> dict[str, object]:
         "total_submissions": sum(submissions.values()),
         "total_jobs": int(stats.get("total", 0)) - int(stats.get("all", 0)),
     }
+
+
+def _group_kind(group_id: str) -> str:
+    """A resolved group id back to its pattern (`generate_tiny_code0` -> GENERATE_GROUP), so
+    that the counts read per kind of submission."""
+    for pattern in (GENERATE_GROUP, SCORE_GROUP):
+        if group_id.startswith(pattern.split("{", 1)[0]):
+            return pattern
+    return group_id

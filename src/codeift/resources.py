@@ -21,6 +21,16 @@ from codeift.settings import ResourceSettings
 
 STAGES = ("sft", "generate")
 REQUEST_KEYS = ("gpus", "cpus", "mem_mb", "runtime")
+# Stages whose job runs on one node whatever its GPU count (train/launch.py starts one process
+# per GPU of its own node; vLLM's tensor parallelism stays on one node): they ask `nodes: 1`.
+SINGLE_NODE_STAGES = STAGES
+# The Snakemake resources a job of each stage carries (what the SLURM executor submits).
+RESOURCE_NAMES = ("gpu", "cpus_per_task", "mem_mb", "runtime")
+
+
+def resource_names(stage: str) -> tuple[str, ...]:
+    return RESOURCE_NAMES + (("nodes",) if stage in SINGLE_NODE_STAGES else ())
+
 
 # Tiers by parameter count; the first whose max_size holds the backbone applies.
 DEFAULT_TIERS: dict[str, list[dict[str, Any]]] = {
@@ -30,10 +40,12 @@ DEFAULT_TIERS: dict[str, list[dict[str, Any]]] = {
         {"max_size": "15B", "gpus": 4, "cpus": 32, "mem_mb": 256000, "runtime": 1440},
         {"max_size": "80B", "gpus": 8, "cpus": 64, "mem_mb": 512000, "runtime": 2880},
     ],
+    # Per task: a model's generation jobs run one after another in one allocation, which asks
+    # for the sum of their times (12 tasks of a 7B model: 6 h), the engine loaded once.
     "generate": [
-        {"max_size": "100M", "gpus": 0, "cpus": 2, "mem_mb": 4000, "runtime": 20},
-        {"max_size": "15B", "gpus": 1, "cpus": 8, "mem_mb": 64000, "runtime": 120},
-        {"max_size": "80B", "gpus": 4, "cpus": 32, "mem_mb": 256000, "runtime": 240},
+        {"max_size": "100M", "gpus": 0, "cpus": 2, "mem_mb": 4000, "runtime": 10},
+        {"max_size": "15B", "gpus": 1, "cpus": 8, "mem_mb": 64000, "runtime": 30},
+        {"max_size": "80B", "gpus": 4, "cpus": 32, "mem_mb": 256000, "runtime": 60},
     ],
 }
 DEFAULT_SMALL: dict[str, Any] = {"gpus": 0, "cpus": 1, "mem_mb": 2000, "runtime": 15}
@@ -152,9 +164,11 @@ def job_request(
     else:
         raise ResourceError(f"unknown stage {stage!r}")
     grown = scaled(request, attempt, retry_scale(config))
-    return {
+    named = {
         "gpu": int(grown["gpus"]),
         "cpus_per_task": int(grown["cpus"]),
         "mem_mb": grown["mem_mb"],
         "runtime": grown["runtime"],
+        "nodes": 1,
     }
+    return {name: named[name] for name in resource_names(stage)}

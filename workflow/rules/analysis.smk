@@ -25,5 +25,5 @@ rule aggregate:
         analysis=as_json(config.get("analysis", {})),
         controls=as_json(config.get("controls", {})),
     shell:
-        "python -m codeift aggregate --scores {input.scores} --cards {input.cards} --outdir {params.outdir} --figdir {params.figdir}"
-        " --analysis {params.analysis:q} --controls {params.controls:q} > {log} 2>&1"
+        "python -m codeift aggregate --scores {input.scores:q} --cards {input.cards:q} --outdir {params.outdir:q} --figdir {params.figdir:q}"
+        " --analysis {params.analysis:q} --controls {params.controls:q} > {log:q} 2>&1"

@@ -1,6 +1,7 @@
 # Config validation and the small helpers that turn the config into targets and per-job params.
 # A job's params come only from its own wildcards' slice of the config (see codeift.config).
 
+import functools
 import json
 import os
 
@@ -21,8 +22,9 @@ from codeift.study import (
     variant_proportion,
     variant_replicate,
 )
+from codeift.cluster import GENERATE_GROUP, GROUP_SLOTS, SCORE_GROUP
 from codeift.infer.server import INPUT_PRIORITY, model_priority
-from codeift.resources import job_request, train_launch
+from codeift.resources import STAGES, job_request, resource_names, train_launch
 from codeift.train.precision import job_on_gpu, resolved_settings
 
 validate_config(config)
@@ -34,6 +36,14 @@ os.environ["CODEIFT_ENGINE_IDLE_SECONDS"] = str(config["engines"]["idle_seconds"
 os.environ["CODEIFT_MAX_ENGINES"] = str(config["engines"]["max_alive"])
 # A model's first generation job generates its other tasks ahead (infer.generate).
 os.environ["CODEIFT_PLANNED_TASKS"] = ",".join(sorted(config["tasks"]))
+
+
+# Counted per machine, or per cluster allocation (a local scope), never across the cluster's
+# jobs: `engine_slots` (a model's engine runs one batch at a time; `--resources engine_slots=1`)
+# and `group_slots` (see grouped_resources; profiles/slurm provides one per allocation).
+resource_scopes:
+    engine_slots="local",
+    group_slots="local",
 
 
 wildcard_constraints:
@@ -64,20 +74,24 @@ def backbone_source_json(wildcards):
 
 
 def backbone_identity_json(wildcards):
-    spec = config["backbones"][wildcards.backbone]
-    return as_json(
-        {"name": wildcards.backbone, "family": spec["family"], "size": spec["size"]}
-    )
+    return identity_json_of(wildcards.backbone)
+
+
+@functools.cache
+def identity_json_of(backbone):
+    spec = config["backbones"][backbone]
+    return as_json({"name": backbone, "family": spec["family"], "size": spec["size"]})
 
 
 def train_settings_json(wildcards):
     """The arm's SFT settings with `dtype: auto` resolved for the job's machine class (GPU, CPU
     with native bf16, other CPU): a dtype changes the model, so it is part of the params.
     """
-    settings = arm_train(config, wildcards.backbone, wildcards.arm)
     requested = train_launch(config, wildcards.backbone)["gpus"]
     on_gpu = job_on_gpu(requested, local=workflow.local_exec)
-    return resolved_settings(settings, on_gpu).to_json()
+    return resolved_settings(
+        train_of(wildcards.backbone, wildcards.arm), on_gpu
+    ).to_json()
 
 
 def arm_proportion(wildcards):
@@ -96,28 +110,75 @@ def train_launch_json(wildcards):
 
 def cluster_resources(stage):
     """Snakemake resources of a stage, per job: its backbone's request, grown on each retry.
-    `gpu`, `cpus_per_task`, `mem_mb` and `runtime` are what the SLURM executor submits.
+    `gpu`, `cpus_per_task`, `mem_mb`, `runtime` (and `nodes` for SFT and generation) are what
+    the SLURM executor submits.
     """
 
     def resource(key):
         def value(wildcards, attempt):
-            return job_request(config, stage, wildcards.get("backbone"), attempt)[key]
+            return stage_request(stage, wildcards.get("backbone"), attempt)[key]
 
         return value
 
-    return {key: resource(key) for key in ("gpu", "cpus_per_task", "mem_mb", "runtime")}
+    # A value the same for every backbone and attempt is given as is: Snakemake evaluates each
+    # resource function for every job, a sweep's dry-run cost (bench_dryrun.py).
+    backbones = sorted(config["backbones"]) if stage in STAGES else [None]
+    resources = {}
+    for key in resource_names(stage):
+        values = {
+            stage_request(stage, backbone, attempt)[key]
+            for backbone in backbones
+            for attempt in range(1, PLAIN_CHECK_ATTEMPTS + 1)
+        }
+        resources[key] = values.pop() if len(values) == 1 else resource(key)
+    return resources
+
+
+# Attempts compared before a resource is taken as fixed: the profile retries twice.
+PLAIN_CHECK_ATTEMPTS = 5
+
+
+# Per-job functions call these once per backbone (or arm, or task), not once per job: the config
+# is fixed for the run, and a sweep's dry run evaluates them for every one of its jobs.
+@functools.cache
+def stage_request(stage, backbone, attempt):
+    return job_request(config, stage, backbone, attempt)
+
+
+@functools.cache
+def inference_of(backbone):
+    return backbone_inference(config, backbone)
+
+
+@functools.cache
+def inference_json_of(backbone):
+    return inference_of(backbone).to_json()
+
+
+@functools.cache
+def train_of(backbone, arm):
+    return arm_train(config, backbone, arm)
+
+
+def grouped_resources(stage):
+    """Resources of a job that travels in a group (codeift.cluster). Snakemake's SLURM executor
+    runs a group's jobs one at a time inside its allocation (`--jobs 1`): each holds one
+    `group_slots` of the one the profile provides per allocation, so that Snakemake sizes the
+    request for jobs in sequence (one job's GPUs, CPUs and memory, the sum of their times), not
+    for all of them at once."""
+    return {**cluster_resources(stage), GROUP_SLOTS: 1}
 
 
 def train_threads(wildcards):
-    return arm_train(config, wildcards.backbone, wildcards.arm).threads
+    return train_of(wildcards.backbone, wildcards.arm).threads
 
 
 def inference_settings_json(wildcards):
-    return backbone_inference(config, wildcards.backbone).to_json()
+    return inference_json_of(wildcards.backbone)
 
 
 def inference_threads(wildcards):
-    return backbone_inference(config, wildcards.backbone).threads
+    return inference_of(wildcards.backbone).threads
 
 
 def task_entry_json(wildcards):
@@ -129,7 +190,10 @@ def task_seed(wildcards):
 
 
 def generation_priority(wildcards):
-    return model_priority(wildcards.backbone, wildcards.variant)
+    return cached_priority(wildcards.backbone, wildcards.variant)
+
+
+cached_priority = functools.cache(model_priority)
 
 
 def model_dir(wildcards):

@@ -19,9 +19,9 @@ rule build_pool:
         labeller=ift_json("labeller"),
         seed=config["ift"]["seed"],
     shell:
-        "python -m codeift build-pool --sources {params.sources:q} --seed {params.seed}"
+        "python -m codeift build-pool --sources {params.sources:q} --seed {params.seed:q}"
         " --cleaning {params.cleaning:q} --labeller {params.labeller:q}"
-        " --out {output.pool} --report {output.report} > {log} 2>&1"
+        " --out {output.pool:q} --report {output.report:q} > {log:q} 2>&1"
 
 
 rule build_mix:
@@ -40,7 +40,7 @@ rule build_mix:
     conda:
         "../envs/data.yaml"
     resources:
-        **cluster_resources("small"),
+        **grouped_resources("small"),
     params:
         proportion=arm_proportion,
         replicate=arm_replicate,
@@ -48,7 +48,7 @@ rule build_mix:
         seed=config["ift"]["seed"],
         mix=ift_json("mix"),
     shell:
-        "python -m codeift build-mix --pool {input.pool} --pool-report {input.report}"
-        " --proportion {params.proportion} --replicate {params.replicate}"
-        " --total {params.total} --seed {params.seed}"
-        " --mix {params.mix:q} --out {output.mix} --card {output.card} > {log} 2>&1"
+        "python -m codeift build-mix --pool {input.pool:q} --pool-report {input.report:q}"
+        " --proportion {params.proportion:q} --replicate {params.replicate:q}"
+        " --total {params.total:q} --seed {params.seed:q}"
+        " --mix {params.mix:q} --out {output.mix:q} --card {output.card:q} > {log:q} 2>&1"

@@ -11,21 +11,24 @@ rule generate:
         f"{R}/logs/generate/{{backbone}}/{{variant}}/{{task}}.log",
     # One model's jobs back to back: its shared engine loads once (speed only, not outputs).
     priority: generation_priority
-    # With its score: one cluster job per backbone x variant x task.
+    # One cluster submission per model (backbone x variant): its jobs run one after another in
+    # one GPU allocation (grouped_resources), and the model's first job generates its other
+    # tasks ahead (infer.generate), so its engine loads once. The profile joins a model's jobs
+    # with `group-components`.
     group:
-        "eval"
+        GENERATE_GROUP
     conda:
         "../envs/infer.yaml"
     threads: inference_threads
     # A model's engine generates one batch at a time: `--resources engine_slots=1` keeps a
     # second generation job from holding a core while it waits (make run-real).
     resources:
-        **cluster_resources("generate"),
+        **grouped_resources("generate"),
         engine_slots=1,
     params:
         backbone=backbone_identity_json,
         settings=inference_settings_json,
     shell:
-        "python -m codeift generate --model {input.model} --task-file {input.task}"
-        " --out {output} --backbone {params.backbone:q} --variant {wildcards.variant}"
-        " --settings {params.settings:q} 2>&1 | tee {log}"
+        "python -m codeift generate --model {input.model:q} --task-file {input.task:q}"
+        " --out {output:q} --backbone {params.backbone:q} --variant {wildcards.variant:q}"
+        " --settings {params.settings:q} 2>&1 | tee {log:q}"

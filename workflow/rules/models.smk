@@ -17,8 +17,8 @@ rule prepare_backbone:
     params:
         spec=backbone_source_json,
     shell:
-        "python -m codeift prepare-backbone --name {wildcards.backbone} --spec {params.spec:q}"
-        " --out {output} > {log} 2>&1"
+        "python -m codeift prepare-backbone --name {wildcards.backbone:q} --spec {params.spec:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule pretrain_tiny_base:
@@ -34,5 +34,5 @@ rule pretrain_tiny_base:
     resources:
         **cluster_resources("pretrain"),
     shell:
-        "python -m codeift pretrain --architecture {wildcards.architecture} --out {output}"
-        " 2>&1 | tee {log}"
+        "python -m codeift pretrain --architecture {wildcards.architecture:q} --out {output:q}"
+        " 2>&1 | tee {log:q}"

@@ -8,14 +8,16 @@ rule score:
         f"{R}/scores/{{backbone}}/{{variant}}/{{task}}.parquet",
     log:
         f"{R}/logs/score/{{backbone}}/{{variant}}/{{task}}.log",
+    # CPU only, apart from generation: a model's scoring is one CPU submission, and no GPU
+    # waits while model-written programs run in the jail.
     group:
-        "eval"
+        SCORE_GROUP
     conda:
         "../envs/data.yaml"
     resources:
-        **cluster_resources("small"),
+        **grouped_resources("small"),
     params:
         sandbox=config["scoring"]["sandbox"],
     shell:
-        "python -m codeift score --generations {input} --out {output}"
-        " --sandbox {params.sandbox} > {log} 2>&1"
+        "python -m codeift score --generations {input:q} --out {output:q}"
+        " --sandbox {params.sandbox:q} > {log:q} 2>&1"

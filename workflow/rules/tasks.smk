@@ -12,10 +12,10 @@ rule build_task:
     conda:
         "../envs/data.yaml"
     resources:
-        **cluster_resources("small"),
+        **grouped_resources("small"),
     params:
         entry=task_entry_json,
         seed=task_seed,
     shell:
-        "python -m codeift build-task --name {wildcards.task} --entry {params.entry:q}"
-        " --seed {params.seed} --out {output} > {log} 2>&1"
+        "python -m codeift build-task --name {wildcards.task:q} --entry {params.entry:q}"
+        " --seed {params.seed:q} --out {output:q} > {log:q} 2>&1"

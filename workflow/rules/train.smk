@@ -20,6 +20,6 @@ rule sft:
         # Not an output: it survives a killed job so the rerun resumes from the last checkpoint.
         checkpoints=f"{R}/checkpoints/{{backbone}}/{{arm}}",
     shell:
-        "python -m codeift sft --model {input.model} --mix {input.mix} --out {output}"
-        " --checkpoints {params.checkpoints} --settings {params.settings:q}"
-        " --launch {params.launch:q} 2>&1 | tee {log}"
+        "python -m codeift sft --model {input.model:q} --mix {input.mix:q} --out {output:q}"
+        " --checkpoints {params.checkpoints:q} --settings {params.settings:q}"
+        " --launch {params.launch:q} 2>&1 | tee {log:q}"

@@ -1,12 +1,16 @@
 """Zero-shot generation for one backbone x variant x task (the unit of caching).
 
 Each task is generated as its own batch (its prompts alone, so its replies do not depend on
-what else runs). Where engines are shared (a local run; not under SLURM, not with
-`engines.idle_seconds: 0`), the first generation job of a model also generates the model's
-other planned tasks, each as its own batch, into a reply cache beside the engine sockets; the
-later jobs of that model take their replies from it. So a model's engine loads once in a run
-whatever order its jobs come in and however long they wait, and no output changes: a job still
-writes only its own output, from the same replies it would have generated itself.
+what else runs). Unless `engines.idle_seconds: 0`, the first generation job of a model also
+generates the model's other planned tasks, each as its own batch, into a reply cache beside the
+engine sockets; the later jobs of that model take their replies from it. So a model's engine
+loads once whatever order its jobs come in and however long they wait, and no output changes:
+a job still writes only its own output, from the same replies it would have generated itself.
+
+Locally the engine is a shared daemon (infer.server). Under SLURM a daemon would outlive its job
+step, so the job loads the engine in-process; the model's jobs run one after another in one
+allocation on one node (their group, codeift.cluster), so the first loads it and generates
+ahead, and the others find their replies in the node's cache.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ def conversations_for(frame: pl.DataFrame) -> list[list[dict[str, str]]]:
     return [[{"role": "user", "content": prompt}] for prompt in frame["prompt"].to_list()]
 
 
+# Printed on each in-process engine load (a shared daemon's start prints "started engine pid").
+LOCAL_LOAD_MARK = "loaded engine in this job for"
+
 # Set by the Snakefile from `tasks` (like the engine knobs: speed only, so not a param).
 PLANNED_TASKS_ENV = "CODEIFT_PLANNED_TASKS"
 
@@ -64,7 +71,13 @@ PLANNED_TASKS_ENV = "CODEIFT_PLANNED_TASKS"
 def shares_engines() -> bool:
     """A daemon would outlive a cluster job and hold its GPUs outside the allocation: a job
     under SLURM loads its own engine, as does every job with `engines.idle_seconds: 0`."""
-    return idle_seconds() > 0 and "SLURM_JOB_ID" not in os.environ
+    return generates_ahead() and "SLURM_JOB_ID" not in os.environ
+
+
+def generates_ahead() -> bool:
+    """A model's first job generates its other tasks too (with a shared engine, or under SLURM
+    with its own: see the module's docstring); `engines.idle_seconds: 0` turns both off."""
+    return idle_seconds() > 0
 
 
 class ModelEngine:
@@ -74,11 +87,12 @@ class ModelEngine:
     def __init__(self, model_dir: str, settings: InferenceSettings) -> None:
         self.model_dir = model_dir
         self.settings = settings
-        # Shared engines and cached replies outlive the job: they are keyed by the folder's
-        # contents (infer.identity). A job's own engine needs only the cheap fingerprint.
+        # Shared engines and replies generated ahead (locally or inside a SLURM group) outlive
+        # the job: they are keyed by the folder's contents (infer.identity). A job that
+        # generates only its own task needs only the cheap fingerprint.
         self.fingerprint = (
             model_identity(model_dir, engine_dir())
-            if shares_engines()
+            if generates_ahead()
             else model_fingerprint(model_dir)
         )
         self._local: Any = None
@@ -108,7 +122,13 @@ class ModelEngine:
             self.generate_seconds = info.get("generate_seconds")
             return replies, info["engine"], info["version"]
         if self._local is None:
+            loading = time.perf_counter()
             self._local = load_engine(self.model_dir, self.settings)
+            print(
+                f"[codeift] {LOCAL_LOAD_MARK} {self.model_dir} in "
+                f"{time.perf_counter() - loading:.1f}s",
+                flush=True,
+            )
         engine = self._local
         started = time.perf_counter()
         replies = [engine.chat(batch, max_new_tokens) for batch in batches]
@@ -232,7 +252,7 @@ def generate_task(
     settings = base_model_settings(settings, str(model), variant)
     engine = ModelEngine(str(model.resolve()), settings)
     summary: dict[str, Any] = {"examples": frame.height, "stop": list(settings.stop)}
-    if shares_engines():
+    if generates_ahead():
         results, name, version, ahead = replies_with_ahead(
             engine, frame, Path(task_path), Path(out_path)
         )
