@@ -530,7 +530,9 @@ def _responses(model: Path, tasks: Path, task: str = "coin_flip") -> list[str]:
     out = tasks.parent / "generations" / f"{task}.parquet"
     identity = {"name": "m", "family": "llama", "size": "1M"}
     try:
-        generate_task(model, tasks / f"{task}.parquet", out, identity, "base", SETTINGS)
+        # A tuned variant: the base variant would add its template's role-marker stop, and this
+        # model folder's tokenizer is a stub.
+        generate_task(model, tasks / f"{task}.parquet", out, identity, "code100", SETTINGS)
     except Exception as error:  # refusing is a right outcome; the output is what is judged
         print(f"refused: {type(error).__name__}: {error}")
     if not out.exists():

@@ -35,13 +35,14 @@ def test_a_models_jobs_in_one_allocation_load_the_engine_once(slurm_job, monkeyp
         return real_load(model_dir, settings)
 
     monkeypatch.setattr(generation, "load_engine", counting_load)
-    # The fake engine (test_engine_server.SETTINGS) reads no weights: a config is a model.
+    # The fake engine (test_engine_server.SETTINGS) reads no weights: a config is a model. A
+    # tuned variant, as a base one would read the folder's tokenizer for its role-marker stop.
     model = slurm_job / "model"
     model.mkdir()
     (model / "config.json").write_text("{}")
     tasks, generations = _study_folders(slurm_job / "grouped")
     order = ["gsm8k", "list_reversal", "coin_flip"]
-    summaries = [_generate(model, tasks, generations, task) for task in order]
+    summaries = [_generate(model, tasks, generations, task, "code100") for task in order]
 
     assert len(loads) == 1, loads
     assert [s["generated_ahead"] for s in summaries] == [2, 0, 0]
@@ -54,7 +55,7 @@ def test_a_models_jobs_in_one_allocation_load_the_engine_once(slurm_job, monkeyp
     monkeypatch.setenv("CODEIFT_ENGINE_IDLE_SECONDS", "0")
     alone_tasks, alone = _study_folders(slurm_job / "alone")
     for task in order:
-        assert "generated_ahead" not in _generate(model, alone_tasks, alone, task)
+        assert "generated_ahead" not in _generate(model, alone_tasks, alone, task, "code100")
         grouped = pl.read_parquet(generations / f"{task}.parquet").drop("model_path")
         assert grouped.equals(pl.read_parquet(alone / f"{task}.parquet").drop("model_path"))
     assert len(loads) == 1 + len(order)

@@ -194,7 +194,7 @@ def _study_folders(root) -> tuple:
     return tasks, generations
 
 
-def _generate(model, tasks, generations, task: str) -> dict:
+def _generate(model, tasks, generations, task: str, variant: str = "base") -> dict:
     from codeift.infer.generate import generate_task
 
     identity = {"name": "a", "family": "llama", "size": "0.6M"}
@@ -203,7 +203,7 @@ def _generate(model, tasks, generations, task: str) -> dict:
         tasks / f"{task}.parquet",
         generations / f"{task}.parquet",
         identity,
-        "base",
+        variant,
         SETTINGS,
     )
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from codeift.errors import ConfigError
+from codeift.errors import BackboneError, ConfigError
 from codeift.settings import InferenceSettings, LabellerSettings
 
 Conversation = list[dict[str, str]]
@@ -124,7 +124,14 @@ def base_model_settings(
         return settings
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except Exception as error:  # a broken tokenizer file: name the folder, not a bare KeyError
+        raise BackboneError(
+            f"base model {model_dir}: its tokenizer cannot be read to derive the role-marker "
+            f"stop ({type(error).__name__}: {error}); fix the folder, or set "
+            f"inference.base_role_stop: false"
+        ) from error
     if not tokenizer.chat_template:
         return settings
     extra = [marker for marker in role_marker_stops(tokenizer) if marker not in settings.stop]
