@@ -228,3 +228,73 @@ def stated_candidates(
         if found:
             return [(match, is_negated(scope, match.start())) for match in found]
     return []
+
+
+# Written numbers that Unicode normalisation (NFKC) misreads: it turns "4²" into "42", "2½"
+# into "21⁄2" (read as 21), and a thin-space or apostrophe grouped "1 000 000" into three
+# numbers. `normalise_numerals` runs before NFKC and writes them the way the number grammar reads.
+_GROUP_SEPARATORS = "\u2009\u202f\u00a0\u2007'\u2019"
+_GROUPED_RE = re.compile(
+    r"(?<![\d.,])\d{1,3}(?:[" + _GROUP_SEPARATORS + r"]\d{3})+(?![\d" + _GROUP_SEPARATORS + "])"
+)
+_SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
+_POWER_RE = re.compile(r"(\d{1,6})([" + _SUPERSCRIPTS + r"]{1,2})(?![" + _SUPERSCRIPTS + "])")
+_SUPERSCRIPT_RUN_RE = re.compile("[" + _SUPERSCRIPTS + "]+")
+_POWER_MAX_DIGITS = 40  # "12³" is 1728; a power longer than this stays written as "b^e"
+_VULGAR = "¼½¾⅐⅑⅒⅓⅔⅕⅖⅗⅘⅙⅚⅛⅜⅝⅞"
+_VULGAR_RE = re.compile(r"(?<![\d.])(\d{1,9})?[ \t\u2009\u202f\u00a0]?([" + _VULGAR + "])")
+# A dash used as a minus sign ("–5", "12 – 5"); between two digits with no space it is a range
+# ("40–45"), written "40 to 45" so that a hedge reads as one.
+_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff0d"
+_RANGE_DASH_RE = re.compile(r"(?<=\d)[\u2012\u2013\u2014](?=\d)")
+_DASH_RE = re.compile("[" + _DASHES + r"](?=[ \t]?\d)")
+
+
+def normalise_numerals(text: str) -> str:
+    """Numbers as the number grammar reads them, before NFKC can misread them: digit groups
+    joined ("1 000 000", "1'000" -> "1000000", "1000"), powers evaluated ("4²" -> "16"),
+    vulgar fractions as fractions ("2½" -> "5/2", "¾" -> "3/4"), a fraction slash as "/", a
+    range dash as "to" and any other dash before a digit as a minus sign."""
+    text = _GROUPED_RE.sub(lambda m: re.sub("[" + _GROUP_SEPARATORS + "]", "", m.group(0)), text)
+    text = _POWER_RE.sub(_power, text)
+    text = _VULGAR_RE.sub(_vulgar, text.replace("\u2044", "/"))
+    text = _RANGE_DASH_RE.sub(" to ", text)
+    return _DASH_RE.sub("-", text)
+
+
+def _power(match: re.Match[str]) -> str:
+    base = int(match.group(1))
+    exponent = int(match.group(2).translate(str.maketrans(_SUPERSCRIPTS, "0123456789")))
+    digits = exponent * len(match.group(1))  # an upper bound on the power's length
+    return str(base**exponent) if digits <= _POWER_MAX_DIGITS else f"{base}^{exponent}"
+
+
+def _vulgar(match: re.Match[str]) -> str:
+    import unicodedata
+    from fractions import Fraction
+
+    value = Fraction(unicodedata.numeric(match.group(2))).limit_denominator(10)
+    whole = int(match.group(1)) if match.group(1) else 0
+    total = whole + value
+    return f"{total.numerator}/{total.denominator}"
+
+
+# A base model that has answered goes on to invent the next exercise ("Question: ... Answer:
+# ..."): what follows the first such header is not its answer. A header that opens the reply
+# restates the real question; then the second header ends the reply's own part.
+_NEW_QUESTION_RE = re.compile(
+    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:question|problem|exercise|human|user|q)[ \t]*\d{0,3}[ \t]*[:.)]",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def committed_text(text: str) -> str:
+    """The reply up to the invented next question, if it writes one."""
+    headers = _NEW_QUESTION_RE.finditer(text)
+    first = next(headers, None)
+    if first is None:
+        return text
+    if text[: first.start()].strip():
+        return text[: first.start()]
+    second = next(headers, None)
+    return text if second is None else text[: second.start()]
