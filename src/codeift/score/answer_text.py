@@ -23,7 +23,9 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
+import unicodedata
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 
 # A fenced block (``` or ~~~, three or more, at a line start, indented or not) up to its closing
 # fence or, when a generation was cut off inside it, to the end of the text. The one grammar of a
@@ -235,11 +237,13 @@ def stated_candidates(
 # numbers. `normalise_numerals` runs before NFKC and writes them the way the number grammar reads.
 _GROUP_SEPARATORS = "\u2009\u202f\u00a0\u2007'\u2019"
 _GROUPED_RE = re.compile(
-    r"(?<![\d.,])\d{1,3}(?:[" + _GROUP_SEPARATORS + r"]\d{3})+(?![\d" + _GROUP_SEPARATORS + "])"
+    r"(?<![\d.," + _GROUP_SEPARATORS + r"])\d{1,3}(?:[" + _GROUP_SEPARATORS + r"]\d{3})+"
+    r"(?![\d" + _GROUP_SEPARATORS + "])"
 )
 _SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
-_POWER_RE = re.compile(r"(\d{1,6})([" + _SUPERSCRIPTS + r"]{1,2})(?![" + _SUPERSCRIPTS + "])")
-_SUPERSCRIPT_RUN_RE = re.compile("[" + _SUPERSCRIPTS + "]+")
+_POWER_RE = re.compile(
+    r"(?<!\d)(\d{1,6})([" + _SUPERSCRIPTS + r"]{1,2})(?![" + _SUPERSCRIPTS + "])"
+)
 _POWER_MAX_DIGITS = 40  # "12³" is 1728; a power longer than this stays written as "b^e"
 _VULGAR = "¼½¾⅐⅑⅒⅓⅔⅕⅖⅗⅘⅙⅚⅛⅜⅝⅞"
 _VULGAR_RE = re.compile(r"(?<![\d.])(\d{1,9})?[ \t\u2009\u202f\u00a0]?([" + _VULGAR + "])")
@@ -269,13 +273,13 @@ def _power(match: re.Match[str]) -> str:
     return str(base**exponent) if digits <= _POWER_MAX_DIGITS else f"{base}^{exponent}"
 
 
-def _vulgar(match: re.Match[str]) -> str:
-    import unicodedata
-    from fractions import Fraction
+_VULGAR_VALUES = {
+    char: Fraction(unicodedata.numeric(char)).limit_denominator(10) for char in _VULGAR
+}
 
-    value = Fraction(unicodedata.numeric(match.group(2))).limit_denominator(10)
-    whole = int(match.group(1)) if match.group(1) else 0
-    total = whole + value
+
+def _vulgar(match: re.Match[str]) -> str:
+    total = int(match.group(1) or 0) + _VULGAR_VALUES[match.group(2)]
     return f"{total.numerator}/{total.denominator}"
 
 

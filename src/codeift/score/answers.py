@@ -324,7 +324,8 @@ def _parse_polar(segment: str) -> bool | _Hedge | None:
                 other, other_negated = rest[0]
                 join = scope[match.end() : other.start()]
                 other_polarity = _polarity(other.group(1)) != other_negated
-                if other_polarity != polarity and _POLAR_JOIN_RE.fullmatch(join):
+                hedge = len(join) <= _JOIN_MAX and _POLAR_JOIN_RE.fullmatch(join) is not None
+                if other_polarity != polarity and hedge:
                     return _HEDGE
             return polarity
     return None
