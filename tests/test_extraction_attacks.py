@@ -1,7 +1,7 @@
 """Adversarial replies that a careful grader reads one way and a loose extractor another (issue
 25 item 6). Each row is a reply, its answer type, and what a careful grader takes from it: the
 value, or None with the reason it has no answer. Every row failed on the extractor before this
-suite was written (branch h-extract at 2b5a40f: 26 of 26 failed; docs/bench/
+suite was written (branch h-extract at 2b5a40f: 28 of 28 failed; docs/bench/
 extraction-careful-grader.md).
 """
 
@@ -63,6 +63,12 @@ ATTACKS: list[tuple[str, str, str, str | None, str | None]] = [
         None,
         "unfinished",
     ),
+    # An answer cue repeated without content is no answer; a prose answer written inside a
+    # fence the model left open is one.
+    ("degenerate_cue_repetition", 'The answer is "The answer is "The answer is "The answer is "',
+     "text", None, "no_answer"),
+    ("answer_inside_open_fence", "```python\nprint(\n    The answer is yes.", "yesno", "yes",
+     None),
     ("cut_off_operands", "He earned 11 * 7 = 77 dollars, so 77 * 11 =", "number", None,
      "unfinished"),
     ("cut_off_after_result", "She has 41 - 39 = 2 cupcakes left. She keeps one group,", "number",

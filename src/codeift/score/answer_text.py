@@ -105,9 +105,31 @@ _CORRECTION_RE = re.compile(
 )
 
 
+# A line inside a fence that states an answer in prose ("The answer is yes.", unquoted, outside
+# any triple-quoted string) is no Python: a model that left its fence open, or wrote its answer
+# inside it, said it. The text view keeps it (measured on Gemma 3 270M's code-arm replies).
+_FENCED_ANSWER_RE = re.compile(
+    r"^[ \t]*(?:the[ \t]+)?(?:final[ \t]+)?answer[ \t]*(?:is\b|:)[^\n]*",
+    re.IGNORECASE | re.MULTILINE,
+)
+_TRIPLE_QUOTE_RE = re.compile("\"\"\"|'''")
+
+
+def _fence_replacement(match: re.Match[str]) -> str:
+    """A fenced block leaves only the prose answer lines written inside it."""
+    body = match.group(3) or ""
+    kept, quotes, scanned = [], 0, 0
+    for line in _FENCED_ANSWER_RE.finditer(body):
+        quotes += len(_TRIPLE_QUOTE_RE.findall(body, scanned, line.start()))
+        scanned = line.start()
+        if quotes % 2 == 0:
+            kept.append(line.group(0).strip())
+    return "\n" + "\n".join(kept) + "\n"
+
+
 def text_view(response: str) -> str:
     """The response without program source: what it says, not what its code contains."""
-    without_blocks = _FENCE_RE.sub("\n", response)
+    without_blocks = _FENCE_RE.sub(_fence_replacement, response)
     without_spans = _INLINE_CODE_RE.sub(_inline_replacement, without_blocks)
     paragraphs = _PARAGRAPH_RE.split(without_spans)
     kept = [para for para in paragraphs if not _is_program_source(para, _PARAGRAPH_MAX)]

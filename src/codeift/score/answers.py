@@ -495,11 +495,15 @@ def _fallback_list(text: str) -> tuple[str | None, str]:
 
 
 def _fallback_text(text: str) -> tuple[str | None, str]:
-    """A short first line is a direct answer; a longer response ends with its conclusion."""
+    """A short first line is a direct answer; a longer response ends with its conclusion. A
+    line that holds an answer cue the explicit reading found empty ("The answer is "The
+    answer is ...", a degenerate repetition) answers nothing."""
     lines = _non_empty_lines(text)
     line, method = (lines[0], "first_line")
     if len(lines) > 1 and len(lines[0].split()) > 6:
         line, method = (lines[-1], "last_line")
+    if _ANSWER_IS_RE.search(line):
+        return None, "no_answer"
     value = _parse_text(line.rsplit(":", 1)[-1])
     return (None, "ambiguous") if isinstance(value, _Hedge) else (value, method)
 
