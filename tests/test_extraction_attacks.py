@@ -1,7 +1,7 @@
 """Adversarial replies that a careful grader reads one way and a loose extractor another (issue
 25 item 6). Each row is a reply, its answer type, and what a careful grader takes from it: the
 value, or None with the reason it has no answer. Every row failed on the extractor before this
-suite was written (branch h-extract at 2b5a40f: 28 of 28 failed; docs/bench/
+suite was written (branch h-extract at 2b5a40f: 31 of 31 failed; docs/bench/
 extraction-careful-grader.md).
 """
 
@@ -69,6 +69,11 @@ ATTACKS: list[tuple[str, str, str, str | None, str | None]] = [
      "text", None, "no_answer"),
     ("answer_inside_open_fence", "```python\nprint(\n    The answer is yes.", "yesno", "yes",
      None),
+    # A relation named through a person is the relation; a denied alternative is no part of
+    # the answer; a question is not an answer.
+    ("kinship_possessive", "The answer is Walter's son-in-law.", "text", "son-in-law", None),
+    ("denied_alternative", "The answer is Heidi's sister, not Norman.", "text", "sister", None),
+    ("question_as_text", "What color is Fred?", "text", None, "no_answer"),
     ("cut_off_operands", "He earned 11 * 7 = 77 dollars, so 77 * 11 =", "number", None,
      "unfinished"),
     ("cut_off_after_result", "She has 41 - 39 = 2 cupcakes left. She keeps one group,", "number",

@@ -6,16 +6,20 @@ program a response holds is the program view: it is run, and only its printed ou
 source: fenced blocks (closed, or left open by a generation cut off at the token limit), inline
 code spans that are code rather than a quoted value, and unfenced Python: a paragraph that
 parses as a program, a bare line that calls, imports, defines or loops (`print(6 * 7)`), and the
-body indented under such a header. Digits inside a program are never a text answer. A program
+body indented under such a header. Digits inside a program are never a text answer; a prose
+answer line written inside a fence ("The answer is yes." under an unclosed `print(`, outside any
+string) is no program, and stays. A program
 line mixed into a prose paragraph without its header (a lone `x = 5`) is left as text: it
 cannot be told from an equation reliably.
 
 The other helpers here turn written shapes into the canonical ones the matcher compares:
 LaTeX fractions (`\\frac{1}{2}` -> `1/2`), number words ("forty-two" -> 42, through the
 maintained `text2num` package), numbered or bulleted lines as list items, negated candidates
-("not 5, it is 7") and self-corrections ("no, wait, yes"). Every function is total: on any
-string it returns a value, never raises, and runs in time about linear in the input (no regex
-here can backtrack catastrophically; tests/test_scoring_properties.py checks both).
+("not 5, it is 7"), self-corrections ("no, wait, yes"), Unicode number notation
+(`normalise_numerals`) and an invented next question (`committed_text`). Every function is
+total: on any string it returns a value, never raises, and runs in time linear in the input (no
+regex here can backtrack catastrophically or rescan a run; tests/test_scoring_properties.py
+checks both, up to 1 MB).
 """
 
 from __future__ import annotations

@@ -17,8 +17,19 @@ Two views of a response are scored, and they never mix:
 
 Numbers: "1,234.50" is 1234.5; a dot-grouped number with a decimal comma ("1.000,50") or with
 two or more dot groups ("1.000.000") is read the European way (1000.5, 1000000); a lone "1.000"
-stays 1 (the tasks are English, where the dot is decimal). Fractions (3/4, \\frac{3}{4}) become
-decimals (0.75). Nothing here raises on any text, whatever its size (no int(str) conversion).
+stays 1 (the tasks are English, where the dot is decimal); a comma before one or two digits is
+decimal ("3,5" is 3.5), before three a group; Indian ("1,00,000"), thin-space and apostrophe
+groups are joined. Fractions (3/4, \\frac{3}{4}, "2½") become decimals; "4²" is 16, "–5" is -5
+(`codeift.score.answer_text.normalise_numerals`, before NFKC could misread them). Nothing here
+raises on any text, whatever its size (no int(str) conversion), and every pass is linear in it.
+
+The reading is a careful grader's (issue 25): an equation's result, not its first operand
+("12 - 5 = 7" is 7); a hedge between values is no answer (`missing_reason` "ambiguous": "5 or
+7", "between 40 and 45", "yes or no"); the reply's own answer, not that of a next question it
+invents ("Question: ... Answer: ..."); a later explicit correction over an earlier box
+("\\boxed{7} Actually, the answer is 9" is 9); and where only the fallback can read a number, a
+reply cut off mid-sentence commits to nothing before its last clause (`missing_reason`
+"unfinished") and a question's givens are not its answer.
 """
 
 from __future__ import annotations
@@ -180,7 +191,7 @@ def _to_decimal(text: str) -> Decimal | None:
 
 def _normalise_response(response: str, strip_code: bool = True) -> str:
     """The text view, minus presentation that hides answers: program source (see the module
-    docstring), markdown emphasis, unicode minus, LaTeX \\text{} and number notation."""
+    docstring), markdown emphasis, Unicode number notation, LaTeX \\text{} and number notation."""
     text = unicodedata.normalize("NFKC", normalise_numerals(response))
     if strip_code:
         text = text_view(text)
@@ -385,9 +396,25 @@ def _clean_text(segment: str) -> str | None:
 _TEXT_HEDGE_RE = re.compile(r"(?:either\s+)?(\w+)\s+or\s+(\w+)", re.I)
 
 
+# "Heidi's sister, not Norman": the alternative a reply denies is not part of its answer.
+_DENIED_TAIL_RE = re.compile(r",?[ \t]+(?:not|rather[ \t]+than)[ \t]+[^,]{1,40}\Z", re.I)
+# "Walter's son-in-law": a relation named through a person is the relation.
+_DENIED_TAIL_MAX = 60
+_POSSESSIVE_RE = re.compile(r"[A-Z][\w-]{0,40}['’]s[ \t]+([\w-]+)")
+
+
 def _parse_text(segment: str) -> _Parsed:
+    """A short text answer (`_clean_text`) without a denied alternative or a possessor; two
+    one-word alternatives ("kitchen or garden") are a hedge."""
     text = _clean_text(segment)
-    hedge = None if text is None else _TEXT_HEDGE_RE.fullmatch(text)
+    if text is None:
+        return None
+    head, tail = text[:-_DENIED_TAIL_MAX], text[-_DENIED_TAIL_MAX:]  # bounded: no rescans
+    text = (head + _DENIED_TAIL_RE.sub("", tail)) or text
+    possessive = _POSSESSIVE_RE.fullmatch(text)
+    if possessive is not None:
+        text = possessive.group(1)
+    hedge = _TEXT_HEDGE_RE.fullmatch(text)
     if hedge is not None and hedge.group(1).casefold() != hedge.group(2).casefold():
         return _HEDGE
     return text
@@ -497,12 +524,12 @@ def _fallback_list(text: str) -> tuple[str | None, str]:
 def _fallback_text(text: str) -> tuple[str | None, str]:
     """A short first line is a direct answer; a longer response ends with its conclusion. A
     line that holds an answer cue the explicit reading found empty ("The answer is "The
-    answer is ...", a degenerate repetition) answers nothing."""
+    answer is ...", a degenerate repetition) answers nothing, nor does a question."""
     lines = _non_empty_lines(text)
     line, method = (lines[0], "first_line")
     if len(lines) > 1 and len(lines[0].split()) > 6:
         line, method = (lines[-1], "last_line")
-    if _ANSWER_IS_RE.search(line):
+    if _ANSWER_IS_RE.search(line) or line.endswith("?"):  # an empty cue, or a question
         return None, "no_answer"
     value = _parse_text(line.rsplit(":", 1)[-1])
     return (None, "ambiguous") if isinstance(value, _Hedge) else (value, method)
