@@ -480,3 +480,9 @@ def test_what_a_careful_grader_still_reads(response, answer_type, value):
 def test_a_prose_answer_inside_a_string_in_a_fence_is_program_text():
     reply = '```python\nprint("""\nThe answer is 5.\n""")\n```'
     assert extract_answer(reply, "number").missing_reason == "code_only"
+
+
+def test_program_output_is_never_read_as_a_cut_off_reply():
+    """A program is not cut off at a token limit: its printed working ends where it ends."""
+    assert program_answer("sum: 40 + 2 = 42, done", "number").value == "42"
+    assert extract_answer("sum: 40 + 2 = 42, done", "number").missing_reason == "unfinished"

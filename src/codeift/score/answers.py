@@ -452,15 +452,16 @@ def _last_end(pattern: re.Pattern[str], text: str) -> int:
     return 0 if last is None else last.end()
 
 
-def _fallback_number(text: str) -> tuple[str | None, str]:
+def _fallback_number(text: str, reply: bool = True) -> tuple[str | None, str]:
     """The last number that is a result: not denied ("7, not 5" -> 7), not an operand of
     working ("796 * 11 ="), not a given of a question the reply asks ("... How many are
     left?"). A reply cut off mid-sentence commits only to what its last clause says: the
     clauses before are working (missing "unfinished"). A hedge ("12 or 13") is no answer
-    ("ambiguous"). Else a leading number word."""
+    ("ambiguous"). Else a leading number word. A program's output (`reply` False) is never cut
+    off at a token limit: its last number stands wherever its last line ends."""
     cleaned = _strip_currency(text)
     start = _last_end(_QUESTION_END_RE, cleaned)  # a question's numbers are its givens
-    unfinished = _ends_mid_sentence(cleaned)
+    unfinished = reply and _ends_mid_sentence(cleaned)
     if unfinished:
         start = max(start, _last_end(_CLAUSE_BOUNDARY_RE, cleaned.rstrip()))
     scope = cleaned[start:]
@@ -593,7 +594,8 @@ def extract_answer(
         if strip_code and _normalise_response(str(response), False):
             return Extraction(None, "none", "code_only")
         return Extraction(None, "none", "no_answer")  # only markup, e.g. a run of empty fences
-    text = committed_text(text).strip()
+    if strip_code:  # a reply, not a program's output: it may invent the next question
+        text = committed_text(text).strip()
     parse = _PARSERS[answer_type]
     for method, segment in _explicit_segments(text):
         if segment:
@@ -602,7 +604,10 @@ def extract_answer(
                 return Extraction(None, "none", "ambiguous")
             if value is not None:
                 return Extraction(value, method, None)
-    value, method = _FALLBACKS[answer_type](text)
+    if answer_type == "number":
+        value, method = _fallback_number(text, reply=strip_code)
+    else:
+        value, method = _FALLBACKS[answer_type](text)
     if value is None:
         reason = method if method in _FALLBACK_MISSING else "no_answer"
         return Extraction(None, "none", reason)
