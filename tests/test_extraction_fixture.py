@@ -21,9 +21,11 @@ _SPEC = importlib.util.spec_from_file_location(
 measure = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(measure)
 
-# Measured on the 360 replies (python scripts/measure_extraction.py): precision 0.792, recall
-# 0.812, verdict agreement 0.986, no false credit (before the echo rule: 0.664, 0.812, 0.975, 4).
-FLOORS = {"precision": 0.79, "recall": 0.81, "verdict_agreement": 0.98, "false_credit": 0}
+# Measured on the 360 replies (python scripts/measure_extraction.py): precision 0.926, recall
+# 0.974, verdict agreement 0.994, no false credit (before the careful-grader rules of issue 25:
+# 0.792, 0.812, 0.986, 0; before the echo rule: 0.664, 0.812, 0.975, 4;
+# docs/bench/extraction-careful-grader.md).
+FLOORS = {"precision": 0.92, "recall": 0.97, "verdict_agreement": 0.99, "false_credit": 0}
 
 KEYS = [
     "backbone", "variant", "task", "id", "answer_type", "prompt", "response", "gold",

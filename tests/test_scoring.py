@@ -416,7 +416,8 @@ ECHO_PROMPT = (
 
 def test_a_reply_that_restates_the_question_is_missing_not_scored():
     echo = ECHO_PROMPT + "\n"
-    assert extract_answer(echo, "number").value == "3"  # without the prompt: its last number
+    # Without the prompt too: a question's numbers are its givens, not an answer (issue 25).
+    assert extract_answer(echo, "number").missing_reason == "no_answer"
     extraction = extract_answer(echo, "number", prompt=ECHO_PROMPT)
     assert (extraction.value, extraction.missing_reason) == (None, "echo")
     cut = "There were 6 candles in a box. Ursula took 3 can"  # cut off mid-echo
@@ -451,3 +452,37 @@ def test_score_frame_reads_the_prompt_column_for_echoes():
     scored = score_frame(frame, run_programs=False)
     assert scored["correct"].to_list() == [False, True]
     assert scored["missing_reason"].to_list() == ["echo", None]
+
+
+# The careful-grader rules (issue 25) keep what is not a hedge, an equation or a cut-off reply.
+@pytest.mark.parametrize(
+    ("response", "answer_type", "value"),
+    [
+        ("The answer is 7 or 7.0.", "number", "7"),  # one value, written twice
+        ("The answer is 6 or more.", "number", "6"),
+        ("The answer is 60 = 10 + 50.", "number", "60"),  # more working after "=", not a result
+        ("The answer is 12. Check: 12 - 5 = 7.", "number", "12"),
+        ("The answer is 1,234.", "number", "1234"),  # three digits after the comma: a group
+        ("The answer is 25 m².", "number", "25"),
+        ("The answer is 7. Sorry for the confusion.", "number", "7"),  # a cue with no new value
+        ("Emma has 44 balloons now", "number", "44"),  # no full stop, but a stated result
+        ("How many are left? 6 - 3 = 3.", "number", "3"),
+        ("The answer is yes, not no.", "yesno", "yes"),
+        ("The answer is or.", "text", "or"),  # a letter answer, not a hedge
+        ("Question: What is 3 + 4?\nAnswer: 7\n\nQuestion: What is 2 + 2?\nAnswer: 4", "number",
+         "7"),  # the restated question's answer, not the invented one's
+    ],
+)  # fmt: skip
+def test_what_a_careful_grader_still_reads(response, answer_type, value):
+    assert extract_answer(response, answer_type).value == value
+
+
+def test_a_prose_answer_inside_a_string_in_a_fence_is_program_text():
+    reply = '```python\nprint("""\nThe answer is 5.\n""")\n```'
+    assert extract_answer(reply, "number").missing_reason == "code_only"
+
+
+def test_program_output_is_never_read_as_a_cut_off_reply():
+    """A program is not cut off at a token limit: its printed working ends where it ends."""
+    assert program_answer("sum: 40 + 2 = 42, done", "number").value == "42"
+    assert extract_answer("sum: 40 + 2 = 42, done", "number").missing_reason == "unfinished"

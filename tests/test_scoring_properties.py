@@ -162,3 +162,66 @@ def test_extraction_time_is_bounded_on_100kb_adversarial_inputs(name):
             elapsed = time.perf_counter() - started
             assert _consistent(extraction)
             assert elapsed < SECONDS_PER_EXTRACTION, (name, answer_type, extract.__name__, elapsed)
+
+
+# Time per character, not seconds: each family is a unit repeated to 100 KB and to 1 MB, and the
+# CPU time (process_time: other processes on a shared machine do not count) of the larger must
+# stay near 10x the smaller. Linear work gives about 10; the quadratic arrow split this replaced
+# (issue 25: 1 s at 10K characters, 45 s at 80K) gives about 100. The families are the shapes that
+# make a regex rescan a run at every start: runs of spaces and tabs in a list's last line or a
+# box, and the shapes of the careful-grader rules (equations, hedges, questions, digit groups).
+LINEAR_FAMILIES = {
+    "list_space_run": ("a", " ", "b"),
+    "list_tab_run_arrow": ("a", " \t", "-> b"),
+    "boxed_space_run": ("\\boxed{a", " \t", "b}"),
+    "polar_space_run": ("The answer is yes", " ", "no."),
+    "apostrophe_groups": ("1", "'000", "0"),
+    "equations": ("The answer is ", "1 = ", "2"),
+    "hedges": ("The answer is ", "1 or ", "2"),
+    "operands": ("", "1 * ", "="),
+}  # fmt: skip
+SMALL, LARGE = 100_000, 1_000_000
+MAX_RATIO = 25.0  # 10 is linear; quadratic is 100
+
+
+def _cpu_seconds(text: str, extractors=(extract_answer,)) -> float:
+    started = time.process_time()
+    for answer_type in ANSWER_TYPES:
+        for extract in extractors:
+            extract(text, answer_type)
+    return time.process_time() - started
+
+
+def _scaled(prefix: str, unit: str, suffix: str, size: int) -> str:
+    return prefix + unit * (size // len(unit)) + suffix
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(LINEAR_FAMILIES))
+def test_extraction_time_per_character_is_flat_up_to_1mb(name):
+    prefix, unit, suffix = LINEAR_FAMILIES[name]
+    small = min(_cpu_seconds(_scaled(prefix, unit, suffix, SMALL)) for _ in range(2))
+    large = _cpu_seconds(_scaled(prefix, unit, suffix, LARGE))
+    assert large / max(small, 1e-3) < MAX_RATIO, (name, small, large)
+
+
+# The same bound on units Hypothesis builds from the fragments that break parsers, whitespace
+# runs included, at 20 KB and 200 KB (a tenth of the sizes above, so that each example is cheap).
+UNIT = st.lists(
+    st.sampled_from([*FRAGMENTS[:5], *FRAGMENTS[9:], " " * 8, "\t"]), min_size=1, max_size=4
+)
+
+
+@pytest.mark.slow
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    UNIT, st.sampled_from(["", "a", "The answer is ", "\\boxed{"]), st.sampled_from(["", "b", "}"])
+)
+def test_extraction_time_per_character_is_flat_on_generated_units(unit, prefix, suffix):
+    unit = "".join(unit)[:200] or " "
+    small = min(
+        _cpu_seconds(_scaled(prefix, unit, suffix, SMALL // 5), (extract_answer, program_answer))
+        for _ in range(2)
+    )
+    large = _cpu_seconds(_scaled(prefix, unit, suffix, SMALL * 2), (extract_answer, program_answer))
+    assert large / max(small, 2e-3) < MAX_RATIO, (unit[:40], prefix, suffix, small, large)

@@ -6,16 +6,20 @@ program a response holds is the program view: it is run, and only its printed ou
 source: fenced blocks (closed, or left open by a generation cut off at the token limit), inline
 code spans that are code rather than a quoted value, and unfenced Python: a paragraph that
 parses as a program, a bare line that calls, imports, defines or loops (`print(6 * 7)`), and the
-body indented under such a header. Digits inside a program are never a text answer. A program
+body indented under such a header. Digits inside a program are never a text answer; a prose
+answer line written inside a fence ("The answer is yes." under an unclosed `print(`, outside any
+string) is no program, and stays. A program
 line mixed into a prose paragraph without its header (a lone `x = 5`) is left as text: it
 cannot be told from an equation reliably.
 
 The other helpers here turn written shapes into the canonical ones the matcher compares:
 LaTeX fractions (`\\frac{1}{2}` -> `1/2`), number words ("forty-two" -> 42, through the
 maintained `text2num` package), numbered or bulleted lines as list items, negated candidates
-("not 5, it is 7") and self-corrections ("no, wait, yes"). Every function is total: on any
-string it returns a value, never raises, and runs in time about linear in the input (no regex
-here can backtrack catastrophically; tests/test_scoring_properties.py checks both).
+("not 5, it is 7"), self-corrections ("no, wait, yes"), Unicode number notation
+(`normalise_numerals`) and an invented next question (`committed_text`). Every function is
+total: on any string it returns a value, never raises, and runs in time linear in the input (no
+regex here can backtrack catastrophically or rescan a run; tests/test_scoring_properties.py
+checks both, up to 1 MB).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
+import unicodedata
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 
 # A fenced block (``` or ~~~, three or more, at a line start, indented or not) up to its closing
 # fence or, when a generation was cut off inside it, to the end of the text. The one grammar of a
@@ -103,9 +109,31 @@ _CORRECTION_RE = re.compile(
 )
 
 
+# A line inside a fence that states an answer in prose ("The answer is yes.", unquoted, outside
+# any triple-quoted string) is no Python: a model that left its fence open, or wrote its answer
+# inside it, said it. The text view keeps it (measured on Gemma 3 270M's code-arm replies).
+_FENCED_ANSWER_RE = re.compile(
+    r"^[ \t]*(?:the[ \t]+)?(?:final[ \t]+)?answer[ \t]*(?:is\b|:)[^\n]*",
+    re.IGNORECASE | re.MULTILINE,
+)
+_TRIPLE_QUOTE_RE = re.compile("\"\"\"|'''")
+
+
+def _fence_replacement(match: re.Match[str]) -> str:
+    """A fenced block leaves only the prose answer lines written inside it."""
+    body = match.group(3) or ""
+    kept, quotes, scanned = [], 0, 0
+    for line in _FENCED_ANSWER_RE.finditer(body):
+        quotes += len(_TRIPLE_QUOTE_RE.findall(body, scanned, line.start()))
+        scanned = line.start()
+        if quotes % 2 == 0:
+            kept.append(line.group(0).strip())
+    return "\n" + "\n".join(kept) + "\n"
+
+
 def text_view(response: str) -> str:
     """The response without program source: what it says, not what its code contains."""
-    without_blocks = _FENCE_RE.sub("\n", response)
+    without_blocks = _FENCE_RE.sub(_fence_replacement, response)
     without_spans = _INLINE_CODE_RE.sub(_inline_replacement, without_blocks)
     paragraphs = _PARAGRAPH_RE.split(without_spans)
     kept = [para for para in paragraphs if not _is_program_source(para, _PARAGRAPH_MAX)]
@@ -228,3 +256,75 @@ def stated_candidates(
         if found:
             return [(match, is_negated(scope, match.start())) for match in found]
     return []
+
+
+# Written numbers that Unicode normalisation (NFKC) misreads: it turns "4²" into "42", "2½"
+# into "21⁄2" (read as 21), and a thin-space or apostrophe grouped "1 000 000" into three
+# numbers. `normalise_numerals` runs before NFKC and writes them the way the number grammar reads.
+_GROUP_SEPARATORS = "\u2009\u202f\u00a0\u2007'\u2019"
+_GROUPED_RE = re.compile(
+    r"(?<![\d.," + _GROUP_SEPARATORS + r"])\d{1,3}(?:[" + _GROUP_SEPARATORS + r"]\d{3})+"
+    r"(?![\d" + _GROUP_SEPARATORS + "])"
+)
+_SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
+_POWER_RE = re.compile(
+    r"(?<!\d)(\d{1,6})([" + _SUPERSCRIPTS + r"]{1,2})(?![" + _SUPERSCRIPTS + "])"
+)
+_POWER_MAX_DIGITS = 40  # "12³" is 1728; a power longer than this stays written as "b^e"
+_VULGAR = "¼½¾⅐⅑⅒⅓⅔⅕⅖⅗⅘⅙⅚⅛⅜⅝⅞"
+_VULGAR_RE = re.compile(r"(?<![\d.])(\d{1,9})?[ \t\u2009\u202f\u00a0]?([" + _VULGAR + "])")
+# A dash used as a minus sign ("–5", "12 – 5"); between two digits with no space it is a range
+# ("40–45"), written "40 to 45" so that a hedge reads as one.
+_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff0d"
+_RANGE_DASH_RE = re.compile(r"(?<=\d)[\u2012\u2013\u2014](?=\d)")
+_DASH_RE = re.compile("[" + _DASHES + r"](?=[ \t]?\d)")
+
+
+def normalise_numerals(text: str) -> str:
+    """Numbers as the number grammar reads them, before NFKC can misread them: digit groups
+    joined ("1 000 000", "1'000" -> "1000000", "1000"), powers evaluated ("4²" -> "16"),
+    vulgar fractions as fractions ("2½" -> "5/2", "¾" -> "3/4"), a fraction slash as "/", a
+    range dash as "to" and any other dash before a digit as a minus sign."""
+    text = _GROUPED_RE.sub(lambda m: re.sub("[" + _GROUP_SEPARATORS + "]", "", m.group(0)), text)
+    text = _POWER_RE.sub(_power, text)
+    text = _VULGAR_RE.sub(_vulgar, text.replace("\u2044", "/"))
+    text = _RANGE_DASH_RE.sub(" to ", text)
+    return _DASH_RE.sub("-", text)
+
+
+def _power(match: re.Match[str]) -> str:
+    base = int(match.group(1))
+    exponent = int(match.group(2).translate(str.maketrans(_SUPERSCRIPTS, "0123456789")))
+    digits = exponent * len(match.group(1))  # an upper bound on the power's length
+    return str(base**exponent) if digits <= _POWER_MAX_DIGITS else f"{base}^{exponent}"
+
+
+_VULGAR_VALUES = {
+    char: Fraction(unicodedata.numeric(char)).limit_denominator(10) for char in _VULGAR
+}
+
+
+def _vulgar(match: re.Match[str]) -> str:
+    total = int(match.group(1) or 0) + _VULGAR_VALUES[match.group(2)]
+    return f"{total.numerator}/{total.denominator}"
+
+
+# A base model that has answered goes on to invent the next exercise ("Question: ... Answer:
+# ..."): what follows the first such header is not its answer. A header that opens the reply
+# restates the real question; then the second header ends the reply's own part.
+_NEW_QUESTION_RE = re.compile(
+    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:question|problem|exercise|human|user|q)[ \t]*\d{0,3}[ \t]*[:.)]",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def committed_text(text: str) -> str:
+    """The reply up to the invented next question, if it writes one."""
+    headers = _NEW_QUESTION_RE.finditer(text)
+    first = next(headers, None)
+    if first is None:
+        return text
+    if text[: first.start()].strip():
+        return text[: first.start()]
+    second = next(headers, None)
+    return text if second is None else text[: second.start()]

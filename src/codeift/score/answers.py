@@ -17,8 +17,19 @@ Two views of a response are scored, and they never mix:
 
 Numbers: "1,234.50" is 1234.5; a dot-grouped number with a decimal comma ("1.000,50") or with
 two or more dot groups ("1.000.000") is read the European way (1000.5, 1000000); a lone "1.000"
-stays 1 (the tasks are English, where the dot is decimal). Fractions (3/4, \\frac{3}{4}) become
-decimals (0.75). Nothing here raises on any text, whatever its size (no int(str) conversion).
+stays 1 (the tasks are English, where the dot is decimal); a comma before one or two digits is
+decimal ("3,5" is 3.5), before three a group; Indian ("1,00,000"), thin-space and apostrophe
+groups are joined. Fractions (3/4, \\frac{3}{4}, "2½") become decimals; "4²" is 16, "–5" is -5
+(`codeift.score.answer_text.normalise_numerals`, before NFKC could misread them). Nothing here
+raises on any text, whatever its size (no int(str) conversion), and every pass is linear in it.
+
+The reading is a careful grader's (issue 25): an equation's result, not its first operand
+("12 - 5 = 7" is 7); a hedge between values is no answer (`missing_reason` "ambiguous": "5 or
+7", "between 40 and 45", "yes or no"); the reply's own answer, not that of a next question it
+invents ("Question: ... Answer: ..."); a later explicit correction over an earlier box
+("\\boxed{7} Actually, the answer is 9" is 9); and where only the fallback can read a number, a
+reply cut off mid-sentence commits to nothing before its last clause (`missing_reason`
+"unfinished") and a question's givens are not its answer.
 """
 
 from __future__ import annotations
@@ -35,11 +46,14 @@ import polars as pl
 from codeift.errors import CodeiftError
 from codeift.score import sandbox
 from codeift.score.answer_text import (
+    committed_text,
+    correction_start,
     is_negated,
     leading_list_lines,
     leading_word_number,
     list_lines,
     normalise_latex,
+    normalise_numerals,
     stated_candidates,
     text_view,
 )
@@ -69,7 +83,8 @@ _SINGULAR_OF = {plural: singular for singular, plural in PLURAL_FORMS.items()}
 # the module docstring), or digits with well-formed thousands commas, optional decimals or a
 # simple fraction. The look-behind keeps "x2" or the "5" of "2.5" from counting as numbers.
 _NUMBER_RE = re.compile(
-    r"(?<![\w.])-?(?:\d{1,3}(?:\.\d{3})+,\d+(?!\d|\.\d)|\d{1,3}(?:\.\d{3}){2,}(?!\d|[.,]\d)"
+    r"(?<![\w.])(?<!\d,)-?(?:\d{1,3}(?:\.\d{3})+,\d+(?!\d|\.\d)|\d{1,3}(?:\.\d{3}){2,}(?!\d|[.,]\d)"
+    r"|\d{1,2}(?:,\d{2})+,\d{3}(?![\d,])|\d+,\d{1,2}(?!\d|[.,]\d)"
     r"|(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+|/\d+)?)"
 )
 _ANSWER_IS_RE = re.compile(
@@ -84,7 +99,9 @@ _BOXED_RE = re.compile(r"\\boxed\s*\{")
 _TEXT_WRAPPER_RE = re.compile(r"\\(?:text|textbf|mathrm)\s*\{([^{}]*)\}")
 _YESNO_RE = re.compile(r"\b(yes|no|true|false)\b", re.IGNORECASE)
 _SENTENCE_END_RE = re.compile(r"[.!?](?:\s|$)")
-_ARROW_RE = re.compile(r"\s*(?:->|=>|→|⟶)\s*")
+# No whitespace around the arrow: "\s*->" would rescan a long run of spaces at every start
+# (quadratic); the parts are stripped instead.
+_ARROW_RE = re.compile(r"->|=>|→|⟶")
 _AND_RE = re.compile(r"\s(?:and|&)\s", re.IGNORECASE)
 _LIST_SEPARATOR_RE = re.compile(r"[,;]|\s(?:and|&)\s", re.IGNORECASE)
 _QUOTES = "'\"`“”‘’"
@@ -122,7 +139,7 @@ def canonical_number(value: object) -> str | None:
 
 def _parse_number_token(text: str) -> Decimal | None:
     """Parse one number written the way people write it: $, commas, %, a trailing unit word."""
-    cleaned = _strip_currency(text.strip().replace("−", "-"))
+    cleaned = _strip_currency(normalise_numerals(text.strip()))
     match = _NUMBER_RE.search(cleaned)
     if match is None or cleaned[: match.start()].strip(" -+") or _has_second_number(cleaned, match):
         return None
@@ -139,6 +156,8 @@ def _token_decimal(token: str) -> Decimal | None:
         token = token.replace(".", "").replace(",", ".")  # 1.000,50
     elif token.count(".") > 1:
         token = token.replace(".", "")  # 1.000.000
+    elif token.count(",") == 1 and "." not in token and len(token.rsplit(",", 1)[1]) < 3:
+        token = token.replace(",", ".")  # 3,5: a decimal comma (a group has three digits)
     else:
         token = token.replace(",", "")
     try:
@@ -172,16 +191,16 @@ def _to_decimal(text: str) -> Decimal | None:
 
 def _normalise_response(response: str, strip_code: bool = True) -> str:
     """The text view, minus presentation that hides answers: program source (see the module
-    docstring), markdown emphasis, unicode minus, LaTeX \\text{} and number notation."""
-    text = unicodedata.normalize("NFKC", response).replace("−", "-")
+    docstring), markdown emphasis, Unicode number notation, LaTeX \\text{} and number notation."""
+    text = unicodedata.normalize("NFKC", normalise_numerals(response))
     if strip_code:
         text = text_view(text)
     text = text.replace("**", "").replace("`", "")
     return normalise_latex(_TEXT_WRAPPER_RE.sub(r"\1", text)).strip()
 
 
-def _last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...}, with nested braces balanced."""
+def _last_boxed(text: str) -> tuple[str, int] | None:
+    """Content of the last \\boxed{...}, with nested braces balanced, and where it ends."""
     matches = list(_BOXED_RE.finditer(text))
     if not matches:
         return None
@@ -193,20 +212,27 @@ def _last_boxed(text: str) -> str | None:
         elif text[position] == "}":
             depth -= 1
             if depth == 0:
-                return text[start:position].strip()
+                return text[start:position].strip(), position
     return None
 
 
-def _after_answer_is(text: str) -> str | None:
-    """The text after the last "the answer is"/"Answer:", up to the end of its line.
+def _last_answer_cue(text: str) -> re.Match[str] | None:
+    """The last "the answer is"/"Answer:": models that revise themselves state the final
+    answer last."""
+    last = None
+    for last in _ANSWER_IS_RE.finditer(text):  # noqa: B007 - the last match is wanted
+        pass
+    return last
 
-    The last occurrence wins because models that revise themselves state the final answer last.
+
+def _after_answer_is(text: str, cue: re.Match[str] | None) -> str | None:
+    """The text after the answer cue, up to the end of its line.
+
     When the phrase ends its line ("The answer is:\\n42") the next non-empty line is the answer.
     """
-    matches = list(_ANSWER_IS_RE.finditer(text))
-    if not matches:
+    if cue is None:
         return None
-    rest = text[matches[-1].end() :]
+    rest = text[cue.end() :]
     lines = rest.splitlines()
     if lines and not lines[0].strip():  # "The answer is:" then a numbered list: its items
         items = leading_list_lines(_non_empty_lines(rest))
@@ -223,16 +249,68 @@ def _first_sentence(segment: str) -> str:
     return segment if match is None else segment[: match.start()]
 
 
-def _parse_number(segment: str) -> str | None:
+class _Hedge:
+    """What a parser returns for a hedge between several values ("5 or 7", "yes or no"): a
+    careful grader credits no answer there (missing_reason "ambiguous")."""
+
+
+_HEDGE = _Hedge()
+_Parsed = str | _Hedge | None
+# What joins two values of a hedge: "5 or 7", "40 to 45" (a range dash is written "to" by
+# normalise_numerals), "12 apples or 13"; "between 40 and 45" with the "between" before.
+_HEDGE_JOIN_RE = re.compile(
+    r"[ \t]*(?:[A-Za-z]+[ \t]+)?,?[ \t]*(?:or|to)[ \t]+(?:maybe[ \t]+|perhaps[ \t]+)?", re.I
+)
+_AND_JOIN_RE = re.compile(r"[ \t]*(?:[A-Za-z]+[ \t]+)?and[ \t]+", re.I)
+_BETWEEN_RE = re.compile(r"\bbetween[ \t]+\Z", re.I)
+_JOIN_MAX = 40
+# A number an operator or "=" follows is an operand of working ("796 * 11 ="), not a result.
+_OPERAND_RE = re.compile(r"[ \t]*(?:[-+*/×x÷^][ \t]*\d|=)")
+
+
+def _hedged(scope: str, first: re.Match[str], second: re.Match[str]) -> bool:
+    """Whether two number candidates are alternatives ("5 or 7", "between 40 and 45")."""
+    join = scope[first.end() : second.start()]
+    if len(join) > _JOIN_MAX or _token_decimal(first.group(0)) == _token_decimal(second.group(0)):
+        return False
+    if _HEDGE_JOIN_RE.fullmatch(join):
+        return True
+    before = scope[max(0, first.start() - 12) : first.start()]
+    return _AND_JOIN_RE.fullmatch(join) is not None and _BETWEEN_RE.search(before) is not None
+
+
+def _equation_result(scope: str, stated: list[re.Match[str]]) -> list[re.Match[str]]:
+    """The candidates after the last "=" when it is followed by a result ("12 - 5 = 7" -> 7),
+    not by more working ("60 = 10 + 50" keeps 60)."""
+    equals = scope.rfind("=")
+    after = [match for match in stated if match.start() > equals]
+    if equals < 0 or not after or _OPERAND_RE.match(scope, after[0].end()):
+        return stated
+    return after
+
+
+def _answer_scopes(text: str) -> list[str]:
+    """Where an answer segment states its answer, in order: after its last explicit correction
+    ("7. Actually, it's 9"), its first sentence, the whole segment."""
+    cue = correction_start(text)
+    scopes = [_first_sentence(text[cue:])] if cue else []
+    return list(dict.fromkeys([*scopes, _first_sentence(text), text]))
+
+
+def _parse_number(segment: str) -> _Parsed:
     """The number an answer segment states: in its first sentence, after any self-correction,
-    skipping denied ones ("not 5, it is 7" -> 7); else a leading number word ("forty-two")."""
+    an equation's result, skipping denied ones ("not 5, it is 7" -> 7); a hedge between two
+    ("5 or 7") is no answer; else a leading number word ("forty-two")."""
     text = _strip_currency(segment)
-    for scope in dict.fromkeys((_first_sentence(text), text)):
-        for match, negated in stated_candidates(scope, _NUMBER_RE.finditer):
-            if not negated:
-                decimal = _token_decimal(match.group(0))
-                if decimal is not None:
-                    return _format_decimal(decimal)
+    for scope in _answer_scopes(text):
+        stated = [m for m, negated in stated_candidates(scope, _NUMBER_RE.finditer) if not negated]
+        stated = _equation_result(scope, stated)
+        for index, match in enumerate(stated):
+            decimal = _token_decimal(match.group(0))
+            if decimal is not None:
+                if index + 1 < len(stated) and _hedged(scope, match, stated[index + 1]):
+                    return _HEDGE
+                return _format_decimal(decimal)
     word = leading_word_number(segment)
     return None if word is None else str(word)
 
@@ -241,25 +319,40 @@ def _polarity(word: str) -> bool:
     return word.lower() in ("yes", "true")
 
 
-def _parse_polar(segment: str) -> bool | None:
+_POLAR_JOIN_RE = re.compile(r"[ \t]*,?[ \t]*(?:or|/)[ \t]*", re.I)
+
+
+def _parse_polar(segment: str) -> bool | _Hedge | None:
     """The polarity an answer segment states: after any self-correction ("no, wait, yes" ->
-    yes), inverted when denied ("not true" -> False)."""
+    yes), inverted when denied ("not true" -> False); both offered ("yes or no") is a hedge."""
     text = segment.replace("\n", " ")
-    for scope in dict.fromkeys((_first_sentence(text), text)):
+    for scope in _answer_scopes(text):
         stated = stated_candidates(scope, _YESNO_RE.finditer)
         if stated:
-            match, negated = stated[0]
-            return _polarity(match.group(1)) != negated
+            (match, negated), *rest = stated
+            polarity = _polarity(match.group(1)) != negated
+            if rest:
+                other, other_negated = rest[0]
+                join = scope[match.end() : other.start()]
+                other_polarity = _polarity(other.group(1)) != other_negated
+                hedge = len(join) <= _JOIN_MAX and _POLAR_JOIN_RE.fullmatch(join) is not None
+                if other_polarity != polarity and hedge:
+                    return _HEDGE
+            return polarity
     return None
 
 
-def _parse_yesno(segment: str) -> str | None:
+def _parse_yesno(segment: str) -> str | _Hedge | None:
     polarity = _parse_polar(segment)
+    if isinstance(polarity, _Hedge):
+        return polarity
     return None if polarity is None else ("yes" if polarity else "no")
 
 
-def _parse_truefalse(segment: str) -> str | None:
+def _parse_truefalse(segment: str) -> str | _Hedge | None:
     polarity = _parse_polar(segment)
+    if isinstance(polarity, _Hedge):
+        return polarity
     return None if polarity is None else ("True" if polarity else "False")
 
 
@@ -299,12 +392,40 @@ def _clean_text(segment: str) -> str | None:
     return text or None
 
 
-_PARSERS: dict[str, Callable[[str], str | None]] = {
+# "kitchen or garden": two one-word alternatives offered as the answer.
+_TEXT_HEDGE_RE = re.compile(r"(?:either\s+)?(\w+)\s+or\s+(\w+)", re.I)
+
+
+# "Heidi's sister, not Norman": the alternative a reply denies is not part of its answer.
+_DENIED_TAIL_RE = re.compile(r",?[ \t]+(?:not|rather[ \t]+than)[ \t]+[^,]{1,40}\Z", re.I)
+# "Walter's son-in-law": a relation named through a person is the relation.
+_DENIED_TAIL_MAX = 60
+_POSSESSIVE_RE = re.compile(r"[A-Z][\w-]{0,40}['’]s[ \t]+([\w-]+)")
+
+
+def _parse_text(segment: str) -> _Parsed:
+    """A short text answer (`_clean_text`) without a denied alternative or a possessor; two
+    one-word alternatives ("kitchen or garden") are a hedge."""
+    text = _clean_text(segment)
+    if text is None:
+        return None
+    head, tail = text[:-_DENIED_TAIL_MAX], text[-_DENIED_TAIL_MAX:]  # bounded: no rescans
+    text = (head + _DENIED_TAIL_RE.sub("", tail)) or text
+    possessive = _POSSESSIVE_RE.fullmatch(text)
+    if possessive is not None:
+        text = possessive.group(1)
+    hedge = _TEXT_HEDGE_RE.fullmatch(text)
+    if hedge is not None and hedge.group(1).casefold() != hedge.group(2).casefold():
+        return _HEDGE
+    return text
+
+
+_PARSERS: dict[str, Callable[[str], _Parsed]] = {
     "number": _parse_number,
     "yesno": _parse_yesno,
     "truefalse": _parse_truefalse,
     "list": _parse_list,
-    "text": _clean_text,
+    "text": _parse_text,
 }
 
 
@@ -312,18 +433,54 @@ def _non_empty_lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def _fallback_number(text: str) -> tuple[str | None, str]:
-    """The last number that is not denied ("7, not 5" -> 7); else a leading number word."""
+_QUESTION_END_RE = re.compile(r"\?(?=\s|\Z)")
+_CLAUSE_BOUNDARY_RE = re.compile(r"[.!?,;](?=\s|\Z)|\n")
+_UNFINISHED_ENDS = ",;:=+-*/×(&"
+
+
+def _ends_mid_sentence(text: str) -> bool:
+    """Whether a reply stops mid-sentence ("The final", "so 796 * 11 ="): cut off at the
+    token limit before it committed to an answer."""
+    stripped = text.rstrip()
+    return bool(stripped) and (stripped[-1].isalpha() or stripped[-1] in _UNFINISHED_ENDS)
+
+
+def _last_end(pattern: re.Pattern[str], text: str) -> int:
+    last = None
+    for last in pattern.finditer(text):  # noqa: B007 - the last match is wanted
+        pass
+    return 0 if last is None else last.end()
+
+
+def _fallback_number(text: str, reply: bool = True) -> tuple[str | None, str]:
+    """The last number that is a result: not denied ("7, not 5" -> 7), not an operand of
+    working ("796 * 11 ="), not a given of a question the reply asks ("... How many are
+    left?"). A reply cut off mid-sentence commits only to what its last clause says: the
+    clauses before are working (missing "unfinished"). A hedge ("12 or 13") is no answer
+    ("ambiguous"). Else a leading number word. A program's output (`reply` False) is never cut
+    off at a token limit: its last number stands wherever its last line ends."""
     cleaned = _strip_currency(text)
-    for match in reversed(list(_NUMBER_RE.finditer(cleaned))):
-        decimal = None if is_negated(cleaned, match.start()) else _token_decimal(match.group(0))
+    start = _last_end(_QUESTION_END_RE, cleaned)  # a question's numbers are its givens
+    unfinished = reply and _ends_mid_sentence(cleaned)
+    if unfinished:
+        start = max(start, _last_end(_CLAUSE_BOUNDARY_RE, cleaned.rstrip()))
+    scope = cleaned[start:]
+    results = [
+        match
+        for match in _NUMBER_RE.finditer(scope)
+        if not is_negated(scope, match.start()) and not _OPERAND_RE.match(scope, match.end())
+    ]
+    for index in range(len(results) - 1, -1, -1):
+        decimal = _token_decimal(results[index].group(0))
         if decimal is not None:
+            if index > 0 and _hedged(scope, results[index - 1], results[index]):
+                return None, "ambiguous"
             return _format_decimal(decimal), "last_number"
-    for line in (text, *_non_empty_lines(text)[-1:]):
+    for line in (scope, *_non_empty_lines(scope)[-1:]):
         word = leading_word_number(line)
         if word is not None:
             return str(word), "number_word"
-    return None, "last_number"
+    return None, "unfinished" if unfinished else "no_answer"
 
 
 # "True or False: ...", "yes/no": the question's choice, restated, answers nothing.
@@ -366,11 +523,17 @@ def _fallback_list(text: str) -> tuple[str | None, str]:
 
 
 def _fallback_text(text: str) -> tuple[str | None, str]:
-    """A short first line is a direct answer; a longer response ends with its conclusion."""
+    """A short first line is a direct answer; a longer response ends with its conclusion. A
+    line that holds an answer cue the explicit reading found empty ("The answer is "The
+    answer is ...", a degenerate repetition) answers nothing, nor does a question."""
     lines = _non_empty_lines(text)
-    if len(lines) == 1 or len(lines[0].split()) <= 6:
-        return _clean_text(lines[0].rsplit(":", 1)[-1]), "first_line"
-    return _clean_text(lines[-1].rsplit(":", 1)[-1]), "last_line"
+    line, method = (lines[0], "first_line")
+    if len(lines) > 1 and len(lines[0].split()) > 6:
+        line, method = (lines[-1], "last_line")
+    if _ANSWER_IS_RE.search(line) or line.endswith("?"):  # an empty cue, or a question
+        return None, "no_answer"
+    value = _parse_text(line.rsplit(":", 1)[-1])
+    return (None, "ambiguous") if isinstance(value, _Hedge) else (value, method)
 
 
 _FALLBACKS: dict[str, Callable[[str], tuple[str | None, str]]] = {
@@ -431,16 +594,42 @@ def extract_answer(
         if strip_code and _normalise_response(str(response), False):
             return Extraction(None, "none", "code_only")
         return Extraction(None, "none", "no_answer")  # only markup, e.g. a run of empty fences
+    if strip_code:  # a reply, not a program's output: it may invent the next question
+        text = committed_text(text).strip()
     parse = _PARSERS[answer_type]
-    for method, segment in (("boxed", _last_boxed(text)), ("answer_is", _after_answer_is(text))):
+    for method, segment in _explicit_segments(text):
         if segment:
             value = parse(segment)
+            if isinstance(value, _Hedge):
+                return Extraction(None, "none", "ambiguous")
             if value is not None:
                 return Extraction(value, method, None)
-    value, method = _FALLBACKS[answer_type](text)
+    if answer_type == "number":
+        value, method = _fallback_number(text, reply=strip_code)
+    else:
+        value, method = _FALLBACKS[answer_type](text)
     if value is None:
-        return Extraction(None, "none", "no_answer")
+        reason = method if method in _FALLBACK_MISSING else "no_answer"
+        return Extraction(None, "none", reason)
     return Extraction(value, method, None)
+
+
+# Why a fallback found no answer, where it can tell: a hedge, or a reply cut off mid-working.
+_FALLBACK_MISSING = ("ambiguous", "unfinished")
+
+
+def _explicit_segments(text: str) -> list[tuple[str, str | None]]:
+    """The explicit answer segments in the order they are read: the last box, then the last
+    "the answer is"; the latter first when an explicit correction comes between them
+    ("\\boxed{7} Actually, the answer is 9")."""
+    box = _last_boxed(text)
+    cue = _last_answer_cue(text)
+    boxed = ("boxed", None if box is None else box[0])
+    stated = ("answer_is", _after_answer_is(text, cue))
+    if box is not None and cue is not None and cue.start() > box[1]:
+        if correction_start(text[box[1] : cue.start()]) > 0:
+            return [stated, boxed]
+    return [boxed, stated]
 
 
 def normalise_text(text: str) -> str:
@@ -465,7 +654,7 @@ def _numbers_match(extracted: str, gold: str) -> bool:
 
 def _polar_match(extracted: str, gold: str) -> bool:
     left, right = _parse_yesno(extracted), _parse_yesno(gold)
-    return left is not None and left == right
+    return isinstance(left, str) and left == right
 
 
 def _lists_match(extracted: str, gold: str) -> bool:
