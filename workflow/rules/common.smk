@@ -23,6 +23,7 @@ from codeift.study import (
 )
 from codeift.infer.server import INPUT_PRIORITY, model_priority
 from codeift.resources import job_request, train_launch
+from codeift.train.reporting import reporting_environment
 
 validate_config(config)
 config = with_defaults(config)
@@ -33,6 +34,8 @@ os.environ["CODEIFT_ENGINE_IDLE_SECONDS"] = str(config["engines"]["idle_seconds"
 os.environ["CODEIFT_MAX_ENGINES"] = str(config["engines"]["max_alive"])
 # A model's first generation job generates its other tasks ahead (infer.generate).
 os.environ["CODEIFT_PLANNED_TASKS"] = ",".join(sorted(config["tasks"]))
+# Training curves (train.report_to) change nothing trained: environment, not params.
+os.environ.update(reporting_environment(config, R))
 
 
 wildcard_constraints:

@@ -20,6 +20,8 @@ import polars as pl
 from codeift.errors import CodeiftError
 from codeift.io import publish, write_json
 from codeift.settings import TrainSettings
+from codeift.train import lora
+from codeift.train.reporting import reporting_settings
 
 # Test-only: seconds to sleep after each optimizer step of a run that starts from scratch, so a
 # test can make an SFT job outlast a time limit whatever the machine's speed. Read here alone
@@ -119,7 +121,7 @@ def sft_config(settings: TrainSettings, checkpoint_dir: Path, use_cpu: bool) -> 
         logging_steps=settings.logging_steps,
         seed=settings.seed,
         data_seed=settings.seed,
-        report_to="none",
+        report_to=settings.report_to,
         include_num_input_tokens_seen="all",  # padding included: the record's processed_tokens
         dataloader_num_workers=0,
         disable_tqdm=False,
@@ -152,7 +154,9 @@ def sft_trainer(
     """The SFTTrainer of a job (and of the SFT probe, scripts/measure_real_sft.py)."""
     from trl import SFTTrainer
 
+    peft = lora.peft_settings(settings)
     return SFTTrainer(
+        peft_config=lora.lora_config(peft) if peft else None,
         model=model,
         args=sft_config(settings, checkpoint_dir, use_cpu),
         train_dataset=dataset,
@@ -192,7 +196,11 @@ def train(
     if not tokenizer.chat_template:
         raise TrainError(f"{model_path}: tokenizer has no chat template (prepare assigns one)")
     dtype = torch.float32 if use_cpu else getattr(torch, settings.dtype)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+    peft = lora.peft_settings(settings)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=dtype, **lora.quantization_kwargs(peft, dtype, use_cpu)
+    )
+    settings = reporting_settings(settings, Path(out_dir))
     dataset = load_mix_dataset(mix_path)
     resume = last_checkpoint(checkpoints)
     trainer = sft_trainer(
@@ -227,27 +235,38 @@ def train(
         "global_batch_size": settings.per_device_train_batch_size
         * settings.gradient_accumulation_steps
         * world_size,
-        "settings": settings.to_dict(),
+        "settings": settings.param_dict(),
     }
-    save_final_model(trainer, tokenizer, record, Path(out_dir), checkpoints)
+    if peft:
+        record.update(lora.parameter_counts(trainer.model))
+    merge = (model_path, dtype) if peft else None
+    save_final_model(trainer, tokenizer, record, Path(out_dir), checkpoints, merge)
     return record
 
 
 def save_final_model(
-    trainer: Any, tokenizer: Any, record: dict[str, Any], out_dir: Path, checkpoints: Path
+    trainer: Any,
+    tokenizer: Any,
+    record: dict[str, Any],
+    out_dir: Path,
+    checkpoints: Path,
+    merge: tuple[Path, Any] | None = None,
 ) -> None:
     """Every rank writes its part into one staging folder (FSDP gathers the full weights
     there); rank 0 alone adds the tokenizer and record and moves it into place, so a killed
-    job never leaves a folder that looks finished."""
+    job never leaves a folder that looks finished. A PEFT run (`merge`: base folder, dtype)
+    saves its adapter there and rank 0 merges it into the base: generation loads the merge."""
     staging = out_dir.parent / f".{out_dir.name}.partial"
     main = trainer.is_world_process_zero()
     if main:
         shutil.rmtree(staging, ignore_errors=True)
         staging.parent.mkdir(parents=True, exist_ok=True)
     trainer.accelerator.wait_for_everyone()
-    trainer.save_model(str(staging))
+    trainer.save_model(str(staging / lora.ADAPTER_DIR if merge else staging))
     trainer.accelerator.wait_for_everyone()
     if main:
+        if merge:
+            lora.merge_adapter(merge[0], staging / lora.ADAPTER_DIR, staging, merge[1])
         tokenizer.save_pretrained(staging)
         write_json(record, staging / "codeift_training.json")
         staging.chmod(0o755)
