@@ -193,9 +193,12 @@ def _check_replicates(config: dict[str, Any]) -> None:
 def _check_resources(config: dict[str, Any]) -> None:
     from codeift.resources import ResourceError, validate_resources
 
+    from codeift.models.memory import SftMemoryError, check_sft_requests
+
     try:
         validate_resources(config)
-    except ResourceError as error:
+        check_sft_requests(config)
+    except (ResourceError, SftMemoryError) as error:
         raise ConfigError(str(error)) from error
 
 

@@ -250,6 +250,9 @@ class ResourceSettings(Settings):
     SECTION = "resources"
     strategy: str = _field("fsdp", "multi-GPU SFT: fsdp or ddp")
     retry_scale: float = _field(1.5, "memory and time grow by this factor per retry")
+    gpu_mem_gb: float | None = _field(
+        None, "GPU memory per GPU the site guarantees; SFT estimates must fit (None: no check)"
+    )
 
 
 # Config section -> its settings class: what the schema test walks.
