@@ -181,6 +181,17 @@ def cmd_engines(args: argparse.Namespace) -> None:
         print(f"stopped {stop_engines(keep=0)} engine(s)")
 
 
+def cmd_plan(args: argparse.Namespace) -> None:
+    from codeift.config import load_yaml, validate_config
+    from codeift.plan import Assumptions, plan, render
+
+    config = load_yaml(args.configfile)
+    validate_config(config)
+    assumed = Assumptions.from_pairs(args.set)
+    print(f"GPU-hour plan of {args.configfile} (python -m codeift plan; codeift.plan)\n")
+    print(render(plan(config, assumed), assumed))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codeift", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -251,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--controls", default="{}", help="JSON: planted (task -> gain|lose|none; config `controls`)"
     )
     aggregate.set_defaults(handler=cmd_aggregate)
+    planner = commands.add_parser("plan", help="GPU-hours, GPUs and memory per rule of a study")
+    planner.add_argument("--configfile", required=True, help="the study's config (YAML)")
+    planner.add_argument(
+        "--set", action="append", default=[], help="an assumption, key=value (codeift.plan)"
+    )
+    planner.set_defaults(handler=cmd_plan)
     engines = commands.add_parser("engines", help="list or stop this machine's shared engines")
     engines.add_argument("action", choices=["list", "stop"])
     engines.set_defaults(handler=cmd_engines)

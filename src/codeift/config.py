@@ -191,9 +191,8 @@ def _check_replicates(config: dict[str, Any]) -> None:
 
 
 def _check_resources(config: dict[str, Any]) -> None:
-    from codeift.resources import ResourceError, validate_resources
-
     from codeift.models.memory import SftMemoryError, check_sft_requests
+    from codeift.resources import ResourceError, validate_resources
 
     try:
         validate_resources(config)

@@ -90,8 +90,9 @@ class TrainSettings(Settings):
         None, "LoRA/QLoRA through PEFT (train.peft, PeftSettings); unset = full fine-tuning"
     )
     report_to: str = _field(
-        "tensorboard", "training curves: tensorboard (event files beside the job log), wandb, "
-        "mlflow or none; not a param (changing it reruns nothing)"
+        "tensorboard",
+        "training curves: tensorboard (event files beside the job log), wandb, "
+        "mlflow or none; not a param (changing it reruns nothing)",
     )
 
     # Keys that change how a run is watched, never what it trains: left out of the job's params

@@ -84,7 +84,9 @@ def parameter_counts(model: Any) -> dict[str, int]:
     return {"trainable_parameters": int(trainable), "total_parameters": int(total)}
 
 
-def merge_adapter(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path, dtype: Any) -> None:
+def merge_adapter(
+    base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path, dtype: Any
+) -> None:
     """Write base + adapter as one plain model folder (safetensors) into `out_dir`: what
     generation loads. The base is loaded unquantised on the CPU in `dtype`, so the merge is
     exact up to that dtype's rounding and needs no GPU."""

@@ -24,7 +24,11 @@ LOG_ROOT_ENV = "CODEIFT_TRAIN_LOG_ROOT"
 # takes logging_dir).
 TENSORBOARD_ENV = "TENSORBOARD_LOGGING_DIR"
 # report_to value -> the package that must be importable for it.
-PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",)}
+PACKAGES = {
+    "tensorboard": ("tensorboard", "tensorboardX"),
+    "wandb": ("wandb",),
+    "mlflow": ("mlflow",),
+}
 
 
 class ReportingError(CodeiftError, RuntimeError):
