@@ -77,9 +77,12 @@ def cmd_build_mix(args: argparse.Namespace) -> None:
 
 
 def cmd_sft(args: argparse.Namespace) -> None:
+    from codeift.retries import allocation_launch, launch_settings
     from codeift.train.launch import free_port, needs_relaunch, train_command
 
-    launch = _json(args.launch)
+    # A retry given more GPUs after running out of GPU memory trains on all of them.
+    launch = allocation_launch(_json(args.launch), dict(os.environ))
+    args.launch = json.dumps(launch)
     if needs_relaunch(launch):
         options = ("model", "mix", "out", "checkpoints", "settings", "launch")
         train_args = [part for name in options for part in (f"--{name}", getattr(args, name))]
@@ -91,7 +94,7 @@ def cmd_sft(args: argparse.Namespace) -> None:
         return
     from codeift.train.sft import describe, train
 
-    settings = TrainSettings.from_json(args.settings)
+    settings = launch_settings(TrainSettings.from_json(args.settings), launch)
     record = train(args.model, args.mix, args.out, args.checkpoints, settings)
     if record["world_size"] == 1 or os.environ.get("RANK", "0") == "0":
         print(describe(record))

@@ -193,11 +193,13 @@ def _check_replicates(config: dict[str, Any]) -> None:
 def _check_resources(config: dict[str, Any]) -> None:
     from codeift.models.memory import SftMemoryError, check_sft_requests
     from codeift.resources import ResourceError, validate_resources
+    from codeift.retries import RetryError, check_request_limits
 
     try:
         validate_resources(config)
         check_sft_requests(config)
-    except (ResourceError, SftMemoryError) as error:
+        check_request_limits(config)
+    except (ResourceError, SftMemoryError, RetryError) as error:
         raise ConfigError(str(error)) from error
 
 

@@ -134,9 +134,15 @@ def validate_resources(config: dict[str, Any]) -> None:
 
 
 def job_request(
-    config: dict[str, Any], stage: str, backbone: str | None = None, attempt: int = 1
+    config: dict[str, Any],
+    stage: str,
+    backbone: str | None = None,
+    attempt: int = 1,
+    failure: str | None = None,
 ) -> dict[str, Any]:
-    """The request of one job of `stage`, named as Snakemake's SLURM executor reads it."""
+    """The request of one job of `stage`, named as Snakemake's SLURM executor reads it. A retry
+    grows what the previous attempt's `failure` ran out of, within the site's caps
+    (codeift.retries.retry_request; no failure known: memory and time, as before)."""
     if stage in STAGES:
         if backbone is None:
             raise ResourceError(f"stage {stage!r} needs a backbone")
@@ -151,7 +157,9 @@ def job_request(
         request = small_request(config)
     else:
         raise ResourceError(f"unknown stage {stage!r}")
-    grown = scaled(request, attempt, retry_scale(config))
+    from codeift.retries import limits, retry_request
+
+    grown = retry_request(request, attempt, failure or "other", retry_scale(config), limits(config))
     return {
         "gpu": int(grown["gpus"]),
         "cpus_per_task": int(grown["cpus"]),

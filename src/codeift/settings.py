@@ -254,6 +254,9 @@ class ResourceSettings(Settings):
     gpu_mem_gb: float | None = _field(
         None, "GPU memory per GPU the site guarantees; SFT estimates must fit (None: no check)"
     )
+    limits: dict[str, Any] = _field(
+        {}, "the site's caps per job: gpus, mem_mb, runtime (partition limit); retries stay within"
+    )
 
 
 # Config section -> its settings class: what the schema test walks.

@@ -23,6 +23,7 @@ from codeift.study import (
 )
 from codeift.infer.server import INPUT_PRIORITY, model_priority
 from codeift.resources import job_request, train_launch
+from codeift.retries import previous_failure
 from codeift.train.reporting import reporting_environment
 
 validate_config(config)
@@ -97,7 +98,8 @@ def cluster_resources(stage):
 
     def resource(key):
         def value(wildcards, attempt):
-            return job_request(config, stage, wildcards.get("backbone"), attempt)[key]
+            failure = previous_failure(R, stage, wildcards, attempt)
+            return job_request(config, stage, wildcards.get("backbone"), attempt, failure)[key]
 
         return value
 

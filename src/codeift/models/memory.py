@@ -42,7 +42,8 @@ FAMILY_VOCAB = {
     "gemma3": 262_144,
 }
 DEFAULT_VOCAB = 128_256
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+# "auto" (another branch's default) is bfloat16 on a GPU: 2 bytes.
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}  # any other ("auto"): 2 on a GPU
 # Activation bytes per token, hidden unit and dtype byte of one transformer layer's forward.
 LAYER_ACTIVATION_FACTOR = 34
 QLORA_BYTES_PER_PARAMETER = 0.55
@@ -114,7 +115,7 @@ def sft_memory(
     """Peak GPU memory per device of one SFT job (module docstring: the terms); `shape`
     replaces the guess from the parameter count where the real one is known."""
     shape = shape or Shape.guess(parameters, family)
-    b = DTYPE_BYTES[settings.dtype]
+    b = DTYPE_BYTES.get(settings.dtype, 2)
     shards = max(1, gpus) if strategy == "fsdp" else 1
     peft = None if settings.peft is None else PeftSettings.from_mapping(settings.peft)
     if peft is None:
