@@ -99,7 +99,9 @@ def cluster_resources(stage):
     def resource(key):
         def value(wildcards, attempt):
             failure = previous_failure(R, stage, wildcards, attempt)
-            return job_request(config, stage, wildcards.get("backbone"), attempt, failure)[key]
+            return job_request(
+                config, stage, wildcards.get("backbone"), attempt, failure
+            )[key]
 
         return value
 
