@@ -170,3 +170,82 @@ def test_generation_loads_the_merged_model(lora_run, tmp_path) -> None:
     engine = load_engine(str(root / "tuned"), settings)
     replies = engine.chat([[{"role": "user", "content": "Reverse the list [1, 2, 3]."}]], 8)
     assert len(replies) == 1 and replies[0].n_response_tokens > 0
+
+
+class _Stop(Exception):
+    """Raised by the test's callback: the job dies after its checkpoint."""
+
+
+@pytest.mark.slow
+def test_a_killed_lora_run_resumes_from_its_adapter_checkpoint(lora_run, tmp_path, monkeypatch):
+    """The checkpoint of a LoRA run is the adapter (and optimizer) state; the rerun resumes from it
+    and still publishes the merged model."""
+    from transformers import TrainerCallback
+
+    from codeift.train import sft
+
+    root, _ = lora_run
+
+    class DieAfterStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003
+            if state.global_step == 4:
+                raise _Stop
+
+    settings = TrainSettings(
+        max_steps=6,
+        per_device_train_batch_size=4,
+        max_length=256,
+        learning_rate=3e-3,
+        dtype="float32",
+        logging_steps=1,
+        save_steps=3,
+        threads=1,
+        peft=LORA,
+        report_to="none",
+    )
+    args = (root / "base", root / "mix.parquet", tmp_path / "tuned", tmp_path / "ckpt", settings)
+    monkeypatch.setattr(sft, "step_delay_callbacks", lambda resuming: [DieAfterStep()])
+    with pytest.raises(_Stop):
+        sft.train(*args)
+    assert (tmp_path / "ckpt" / "checkpoint-3" / "adapter_model.safetensors").exists()
+    assert not (tmp_path / "tuned").exists()
+    monkeypatch.undo()
+    record = sft.train(*args)
+    assert record["resumed_from"].endswith("checkpoint-3")
+    assert record["global_step"] == 6
+    assert (tmp_path / "tuned" / "model.safetensors").exists()
+    assert (tmp_path / "tuned" / ADAPTER_DIR / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_lora_trains_data_parallel_and_rank_zero_merges(lora_run, tmp_path) -> None:
+    """Two processes (torchrun, DDP on CPU: the multi-GPU path FSDP shares): every rank trains
+    the adapter, rank 0 merges it and publishes one model."""
+    import subprocess
+    import sys
+
+    root, _ = lora_run
+    settings = {
+        **TrainSettings.defaults(),
+        "max_steps": 2,
+        "per_device_train_batch_size": 2,
+        "max_length": 128,
+        "dtype": "float32",
+        "learning_rate": 1e-3,
+        "save_steps": 100,
+        "threads": 1,
+        "peft": LORA,
+        "report_to": "none",
+    }
+    command = [
+        sys.executable, "-m", "codeift", "sft", "--model", str(root / "base"),
+        "--mix", str(root / "mix.parquet"), "--out", str(tmp_path / "tuned"),
+        "--checkpoints", str(tmp_path / "ckpt"), "--settings", json.dumps(settings),
+        "--launch", json.dumps({"gpus": 2, "strategy": "ddp"}),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    record = json.loads((tmp_path / "tuned" / "codeift_training.json").read_text())
+    assert record["world_size"] == 2 and record["global_step"] == 2
+    assert record["trainable_parameters"] < record["total_parameters"] / 10
+    assert (tmp_path / "tuned" / "model.safetensors").exists()
