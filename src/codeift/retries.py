@@ -177,18 +177,3 @@ def previous_failure(results: str, stage: str, wildcards: Any, attempt: int) -> 
         return None
     path = f"{results}/logs/sft/{wildcards.get('backbone')}/{wildcards.get('arm')}.log"
     return classify_failure(log_tail(path))
-
-
-def check_request_limits(config: dict[str, Any]) -> None:
-    """Every first request within the site's caps (resources.limits): fail in the dry run."""
-    from codeift.resources import STAGES, base_request
-
-    if not limits(config):
-        return
-    for backbone in sorted(config["backbones"]):
-        for stage in STAGES:
-            check_limits(
-                config,
-                base_request(config, backbone, stage),
-                f"backbones.{backbone}.resources.{stage}",
-            )

@@ -154,22 +154,6 @@ def check_fits(
     )
 
 
-def sft_request_memory(config: dict[str, Any], backbone: str) -> MemoryEstimate:
-    """The estimate of one backbone's SFT job as the config requests it."""
-    from codeift.config import backbone_train
-    from codeift.resources import parse_size, train_launch
-
-    spec = config["backbones"][backbone]
-    launch = train_launch(config, backbone)
-    return sft_memory(
-        parse_size(spec["size"], f"backbones.{backbone}.size"),
-        spec["family"],
-        backbone_train(config, backbone),
-        launch["gpus"],
-        launch["strategy"],
-    )
-
-
 def guaranteed_gpu_memory(config: dict[str, Any], backbone: str) -> tuple[float | None, str]:
     """GPU memory the SFT request guarantees, and the config key that says so: the backbone's
     `resources.sft.gpu_mem_gb`, else the study's `resources.gpu_mem_gb` (the smallest GPU its
@@ -183,19 +167,32 @@ def guaranteed_gpu_memory(config: dict[str, Any], backbone: str) -> tuple[float 
     return None, ""
 
 
-def check_sft_requests(config: dict[str, Any]) -> None:
-    """Every backbone's SFT request holds its estimate: run when the config is validated, so
-    an impossible request fails in the dry run."""
-    from codeift.resources import train_launch
+@dataclass(frozen=True)
+class SftJob:
+    """What the estimate needs of one backbone's SFT job (built by codeift.config, which reads
+    the size label, the train settings and the launch)."""
 
+    backbone: str
+    parameters: float
+    family: str
+    settings: TrainSettings
+    gpus: int
+    strategy: str
+
+    def estimate(self) -> MemoryEstimate:
+        return sft_memory(self.parameters, self.family, self.settings, self.gpus, self.strategy)
+
+
+def check_sft_requests(config: dict[str, Any], jobs: list[SftJob]) -> None:
+    """Every backbone's SFT request holds its estimate: run when the config is validated, so
+    an impossible request fails in the dry run. All failing backbones are named at once."""
     problems = []
-    for backbone in sorted(config["backbones"]):
-        gpu_mem_gb, where = guaranteed_gpu_memory(config, backbone)
+    for job in jobs:
+        gpu_mem_gb, where = guaranteed_gpu_memory(config, job.backbone)
         if gpu_mem_gb is None:
             continue
-        gpus = train_launch(config, backbone)["gpus"]
         try:
-            check_fits(backbone, sft_request_memory(config, backbone), gpu_mem_gb, gpus, where)
+            check_fits(job.backbone, job.estimate(), gpu_mem_gb, job.gpus, where)
         except SftMemoryError as error:
             problems.append(str(error))
     if problems:

@@ -15,6 +15,7 @@ base in the training dtype, as the QLoRA paper's authors and PEFT's docs do, sin
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,12 @@ def quantization_kwargs(peft: PeftSettings | None, dtype: Any, use_cpu: bool) ->
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype,
-        )
+            # Packed 4-bit weights stored in the training dtype: what FSDP needs to shard them
+            # alongside the rest (transformers' FSDP + QLoRA recipe); no effect on one GPU.
+            bnb_4bit_quant_storage=dtype,
+        ),
+        # Each process quantises its copy onto its own GPU (a multi-GPU job has one per GPU).
+        "device_map": {"": int(os.environ.get("LOCAL_RANK", "0"))},
     }
 
 
