@@ -249,3 +249,32 @@ def test_lora_trains_data_parallel_and_rank_zero_merges(lora_run, tmp_path) -> N
     assert record["world_size"] == 2 and record["global_step"] == 2
     assert record["trainable_parameters"] < record["total_parameters"] / 10
     assert (tmp_path / "tuned" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_vllm_serves_the_merged_model(lora_run) -> None:
+    """The engine the study generates with loads the published folder as it is (own process:
+    vLLM's CPU environment is set once per process)."""
+    import subprocess
+    import sys
+
+    root, _ = lora_run
+    script = (
+        "import json, sys\n"
+        "from codeift.infer.engines import load_engine\n"
+        "from codeift.settings import InferenceSettings\n"
+        "s = InferenceSettings(engine='vllm', dtype='float32', max_new_tokens=8, max_model_len=256,"
+        " enforce_eager=True, threads=1, max_num_seqs=4)\n"
+        "e = load_engine(sys.argv[1], s)\n"
+        "r = e.chat([[{'role': 'user', 'content': 'Reverse the list [1, 2, 3].'}]], 8)\n"
+        "print(json.dumps(r[0].to_dict()))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(root / "tuned")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    reply = json.loads(result.stdout.strip().splitlines()[-1])
+    assert reply["n_response_tokens"] > 0
