@@ -278,3 +278,28 @@ def test_vllm_serves_the_merged_model(lora_run) -> None:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     reply = json.loads(result.stdout.strip().splitlines()[-1])
     assert reply["n_response_tokens"] > 0
+
+
+def test_tensorboard_events_go_beside_the_job_log(monkeypatch, tmp_path) -> None:
+    from codeift.train import reporting
+
+    out = tmp_path / "results" / "models" / "tiny-llama" / "code50"
+    monkeypatch.setenv(reporting.TENSORBOARD_ENV, "unset")  # restored after the test
+    monkeypatch.setenv(reporting.LOG_ROOT_ENV, str(tmp_path / "results" / "logs" / "sft"))
+    monkeypatch.delenv(reporting.REPORT_TO_ENV, raising=False)
+    settings = reporting.reporting_settings(TrainSettings(), out)
+    assert settings.report_to == "tensorboard"
+    expected = tmp_path / "results" / "logs" / "sft" / "tiny-llama" / "code50.tensorboard"
+    assert reporting.os.environ[reporting.TENSORBOARD_ENV] == str(expected)
+    # The workflow's choice wins over the job's settings (it is not in the params).
+    monkeypatch.setenv(reporting.REPORT_TO_ENV, "none")
+    assert reporting.reporting_settings(TrainSettings(), out).report_to == "none"
+
+
+def test_a_report_to_whose_package_is_missing_fails_by_name(monkeypatch, tmp_path) -> None:
+    from codeift.train import reporting
+
+    monkeypatch.setenv(reporting.REPORT_TO_ENV, "mlflow")
+    monkeypatch.setattr(reporting.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(reporting.ReportingError, match="train.report_to.*mlflow"):
+        reporting.reporting_settings(TrainSettings(), tmp_path / "m" / "a")
