@@ -4,6 +4,7 @@ folder is base + adapter merged, generation loads it, and an unset `peft` change
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -15,6 +16,7 @@ from codeift.io import write_parquet
 from codeift.models.backbones import prepare_backbone
 from codeift.settings import PeftSettings, TrainSettings
 from codeift.train.lora import ADAPTER_DIR, PeftError, quantization_kwargs
+from codeift.train.reporting import TENSORBOARD_ENV
 
 LORA = {"method": "lora", "r": 4, "alpha": 8, "dropout": 0.0}
 
@@ -99,7 +101,13 @@ def lora_run(tmp_path_factory):
         peft=LORA,
         report_to="tensorboard",
     )
+    before = os.environ.get(TENSORBOARD_ENV)
     record = train(root / "base", root / "mix.parquet", root / "tuned", root / "ckpt", settings)
+    # The job process points transformers at its TensorBoard folder; the test process goes on.
+    if before is None:
+        os.environ.pop(TENSORBOARD_ENV, None)
+    else:
+        os.environ[TENSORBOARD_ENV] = before
     return root, record
 
 
