@@ -23,7 +23,12 @@ ALLOWED: dict[str, set[str]] = {
     "io": set(),
     "study": {"errors"},
     "settings": {"errors"},
-    "resources": {"errors", "settings"},
+    "resources": {"errors", "settings", "retries"},
+    # retries grow what failed within the site's caps: pure functions of requests and settings
+    "retries": {"errors", "settings"},
+    # the GPU-hour plan reads the config's views and prices them with the models' FLOPs and
+    # memory estimates
+    "plan": FOUNDATION | {"config", "models", "resources", "tasks"},
     "cluster": set(),
     # the study benchmark reads a finished run's logs and outputs, never a stage's code; it
     # counts model FLOPs as the throughput sweep does (models.flops)
@@ -46,7 +51,7 @@ ALLOWED: dict[str, set[str]] = {
     # what a response says outside its program source
     "analysis": FOUNDATION | {"score.answer_text"},
     # validation asks each stage whether a setting is valid (a sandbox mode, a task, a request)
-    "config": FOUNDATION | {"resources", "score.jail", "tasks"},
+    "config": FOUNDATION | {"resources", "retries", "models.memory", "score.jail", "tasks"},
     # the GPU smoke test's config: the real study's, reduced and validated (scripts/gpu_smoke.sh)
     "gpu_smoke": {"errors", "config"},
     "cli": {"*"},

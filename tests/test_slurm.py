@@ -346,20 +346,23 @@ def slurm_log(workdir: Path, job_id: str) -> str:
     return logs[0].read_text()
 
 
-def test_a_job_past_its_time_limit_is_retried_with_more_time_and_memory(cluster, tmp_path):
+def test_a_job_past_its_time_limit_is_retried_with_more_time_up_to_the_cap(cluster, tmp_path):
     """The shipped retries on a real scheduler: an SFT job given one minute hits TIMEOUT, the
-    profile resubmits it with memory and time x retry_scale, and it resumes from its checkpoint.
+    profile resubmits it with more time (x retry_scale, capped at the partition's limit in
+    resources.limits) and the same memory (a time-out is not a memory failure: codeift.retries
+    reads it from the job's log), and it resumes from its checkpoint.
 
     Independent of the machine's speed: the first attempt sleeps 4 s after each step (the
     test-only delay), so its 40 steps need over 160 s, far past the minute (SLURM kills a job
     within about 30 s + KillWait of its limit), while its first checkpoint comes 8 s into
     training (job start-up here is about 20 s); the retry resumes, which disables the delay, and
-    trains the rest at the machine's own speed, seconds of its four minutes.
+    trains the rest at the machine's own speed, seconds of its twenty minutes.
     """
     steps, every, delay = 40, 2, 4
     config = one_arm_config(steps, every)
     tiny = {"max_size": "100M", "gpus": 0, "cpus": 2, "mem_mb": 1000, "runtime": 1}
-    config["resources"] = {"sft": [tiny], "retry_scale": 4}
+    # x 30 would ask 30 minutes: the partition's 20 (the generation tier's own request) caps it.
+    config["resources"] = {"sft": [tiny], "retry_scale": 30, "limits": {"runtime": 20}}
     workdir = tmp_path / "retry"
     build_sft_inputs(workdir, config)
     run = snakemake_at_root(workdir, config, SFT_TARGET, step_delay=delay)
@@ -377,8 +380,8 @@ def test_a_job_past_its_time_limit_is_retried_with_more_time_and_memory(cluster,
     ).stdout.split()
     rows = sorted((line.split("|") for line in limits), key=lambda row: int(row[0]))
     assert [row[1] for row in rows] == ["TIMEOUT", "COMPLETED"], rows
-    assert [row[2] for row in rows] == ["00:01:00", "00:04:00"], rows
-    assert [row[3] for row in rows] == ["1000M", "4000M"], rows
+    assert [row[2] for row in rows] == ["00:01:00", "00:20:00"], rows  # 30 min capped at 20
+    assert [row[3] for row in rows] == ["1000M", "1000M"], rows
 
     # The delay reached the first job through sbatch, and it had saved a checkpoint.
     first = slurm_log(workdir, rows[0][0])

@@ -77,9 +77,13 @@ def cmd_build_mix(args: argparse.Namespace) -> None:
 
 
 def cmd_sft(args: argparse.Namespace) -> None:
+    from codeift.retries import allocation_launch, launch_settings
     from codeift.train.launch import allocated_launch, free_port, needs_relaunch, train_command
 
-    launch = allocated_launch(_json(args.launch))
+    # A retry given more GPUs after running out of GPU memory trains on all of them (the planned
+    # global batch kept); otherwise SLURM's GPU count must be the one the job asked for.
+    launch = allocated_launch(allocation_launch(_json(args.launch), dict(os.environ)))
+    args.launch = json.dumps(launch)
     if needs_relaunch(launch):
         options = ("model", "mix", "out", "checkpoints", "settings", "launch")
         train_args = [part for name in options for part in (f"--{name}", getattr(args, name))]
@@ -92,7 +96,7 @@ def cmd_sft(args: argparse.Namespace) -> None:
         return
     from codeift.train.sft import describe, train
 
-    settings = TrainSettings.from_json(args.settings)
+    settings = launch_settings(TrainSettings.from_json(args.settings), launch)
     record = train(args.model, args.mix, args.out, args.checkpoints, settings)
     if record["world_size"] == 1 or os.environ.get("RANK", "0") == "0":
         print(describe(record))
@@ -242,6 +246,17 @@ def cmd_prefetch(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_plan(args: argparse.Namespace) -> None:
+    from codeift.config import load_yaml, validate_config
+    from codeift.plan import Assumptions, plan, render
+
+    config = load_yaml(args.configfile)
+    validate_config(config)
+    assumed = Assumptions.from_pairs(args.set)
+    print(f"GPU-hour plan of {args.configfile} (python -m codeift plan; codeift.plan)\n")
+    print(render(plan(config, assumed), assumed))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codeift", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -334,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     power.add_argument("--configfile", default="config/config.yaml")
     power.set_defaults(handler=cmd_power)
+    planner = commands.add_parser("plan", help="GPU-hours, GPUs and memory per rule of a study")
+    planner.add_argument("--configfile", required=True, help="the study's config (YAML)")
+    planner.add_argument(
+        "--set", action="append", default=[], help="an assumption, key=value (codeift.plan)"
+    )
+    planner.set_defaults(handler=cmd_plan)
     engines = commands.add_parser("engines", help="list or stop this machine's shared engines")
     engines.add_argument("action", choices=["list", "stop"])
     engines.set_defaults(handler=cmd_engines)

@@ -339,11 +339,32 @@ def _check_replicates(config: dict[str, Any]) -> None:
 
 
 def _check_resources(config: dict[str, Any]) -> None:
-    from codeift.resources import ResourceError, validate_resources
+    from codeift.models.memory import SftJob, SftMemoryError, check_sft_requests
+    from codeift.resources import (
+        STAGES,
+        ResourceError,
+        base_request,
+        parse_size,
+        train_launch,
+        validate_resources,
+    )
+    from codeift.retries import RetryError, check_limits
 
     try:
         validate_resources(config)
-    except ResourceError as error:
+        jobs = []
+        for name, spec in sorted(config["backbones"].items()):
+            launch = train_launch(config, name)
+            parameters = parse_size(spec["size"], f"backbones.{name}.size")
+            train = backbone_train(config, name)
+            jobs.append(
+                SftJob(name, parameters, spec["family"], train, launch["gpus"], launch["strategy"])
+            )
+            for stage in STAGES:
+                where = f"backbones.{name}.resources.{stage}"
+                check_limits(config, base_request(config, name, stage), where)
+        check_sft_requests(config, jobs)
+    except (ResourceError, SftMemoryError, RetryError) as error:
         raise ConfigError(str(error)) from error
 
 

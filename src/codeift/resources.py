@@ -12,7 +12,6 @@ training job as a param as well (see `train_launch`).
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
@@ -109,16 +108,6 @@ def pool_request(config: dict[str, Any]) -> dict[str, Any]:
     return {**default, **config.get("resources", {}).get("build_pool", {})}
 
 
-def scaled(request: dict[str, Any], attempt: int, scale: float) -> dict[str, Any]:
-    """The request of retry `attempt` (1 = first try): memory and time grow by `scale`."""
-    factor = scale ** max(attempt - 1, 0)
-    return {
-        **request,
-        "mem_mb": int(math.ceil(request["mem_mb"] * factor)),
-        "runtime": int(math.ceil(request["runtime"] * factor)),
-    }
-
-
 def retry_scale(config: dict[str, Any]) -> float:
     return float(config.get("resources", {}).get("retry_scale", ResourceSettings().retry_scale))
 
@@ -146,9 +135,15 @@ def validate_resources(config: dict[str, Any]) -> None:
 
 
 def job_request(
-    config: dict[str, Any], stage: str, backbone: str | None = None, attempt: int = 1
+    config: dict[str, Any],
+    stage: str,
+    backbone: str | None = None,
+    attempt: int = 1,
+    failure: str | None = None,
 ) -> dict[str, Any]:
-    """The request of one job of `stage`, named as Snakemake's SLURM executor reads it."""
+    """The request of one job of `stage`, named as Snakemake's SLURM executor reads it. A retry
+    grows what the previous attempt's `failure` ran out of, within the site's caps
+    (codeift.retries.retry_request; no failure known: memory and time, as before)."""
     if stage in STAGES:
         if backbone is None:
             raise ResourceError(f"stage {stage!r} needs a backbone")
@@ -163,7 +158,9 @@ def job_request(
         request = small_request(config)
     else:
         raise ResourceError(f"unknown stage {stage!r}")
-    grown = scaled(request, attempt, retry_scale(config))
+    from codeift.retries import limits, retry_request
+
+    grown = retry_request(request, attempt, failure or "other", retry_scale(config), limits(config))
     named = {
         "gpu": int(grown["gpus"]),
         "cpus_per_task": int(grown["cpus"]),

@@ -94,6 +94,52 @@ class TrainSettings(Settings):
     logging_steps: int = _field(10, "steps between loss records")
     seed: int = _field(42, "seed of the model init order and data order (moved by replicate)")
     threads: int = _field(2, "CPU threads of a CPU run")
+    peft: dict[str, Any] | None = _field(
+        None, "LoRA/QLoRA through PEFT (train.peft, PeftSettings); unset = full fine-tuning"
+    )
+    report_to: str = _field(
+        "tensorboard",
+        "training curves: tensorboard (event files beside the job log), wandb, "
+        "mlflow or none; not a param (changing it reruns nothing)",
+    )
+
+    # Keys that change how a run is watched, never what it trains: left out of the job's params
+    # (to_json), so setting them reruns nothing. The workflow passes them as environment.
+    NOT_PARAMS = ("report_to",)
+
+    def __post_init__(self) -> None:
+        if self.peft is not None:
+            # Fill the adapter's defaults so the params name every value that shapes the model.
+            object.__setattr__(self, "peft", PeftSettings.from_mapping(self.peft).to_dict())
+
+    def param_dict(self) -> dict[str, Any]:
+        """What the job's params hold: every key but NOT_PARAMS, and `peft` only when set, so
+        a config without `peft` keeps the params (and outputs) it had before PEFT existed."""
+        values = {k: v for k, v in self.to_dict().items() if k not in self.NOT_PARAMS}
+        if values["peft"] is None:
+            del values["peft"]
+        return values
+
+    def to_json(self) -> str:
+        return json.dumps(self.param_dict(), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class PeftSettings(Settings):
+    """A LoRA or QLoRA adapter trained instead of every weight (config `train.peft`)."""
+
+    SECTION = "train.peft"
+    method: str = _field("lora", "lora, or qlora: LoRA on a 4-bit base (needs CUDA, bitsandbytes)")
+    r: int = _field(16, "rank of each adapter")
+    alpha: int = _field(32, "adapter scale numerator: updates are scaled by alpha / r")
+    dropout: float = _field(0.05, "dropout on the adapter's input")
+    target_modules: str | list[str] = _field(
+        "all-linear", "modules that get adapters: all-linear (every linear but the head) or names"
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.target_modules, tuple):
+            object.__setattr__(self, "target_modules", list(self.target_modules))
 
 
 @dataclass(frozen=True)
@@ -239,6 +285,12 @@ class ResourceSettings(Settings):
     SECTION = "resources"
     strategy: str = _field("fsdp", "multi-GPU SFT: fsdp or ddp")
     retry_scale: float = _field(1.5, "memory and time grow by this factor per retry")
+    gpu_mem_gb: float | None = _field(
+        None, "GPU memory per GPU the site guarantees; SFT estimates must fit (None: no check)"
+    )
+    limits: dict[str, Any] = _field(
+        {}, "the site's caps per job: gpus, mem_mb, runtime (partition limit); retries stay within"
+    )
 
 
 # Config section -> its settings class: what the schema test walks.
@@ -246,6 +298,7 @@ SECTIONS: dict[str, type[Settings]] = {
     cls.SECTION: cls
     for cls in (
         TrainSettings,
+        PeftSettings,
         InferenceSettings,
         EngineSettings,
         CleaningSettings,

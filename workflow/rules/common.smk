@@ -25,7 +25,9 @@ from codeift.study import (
 from codeift.cluster import GENERATE_GROUP, GROUP_SLOTS, SCORE_GROUP
 from codeift.infer.server import INPUT_PRIORITY, model_priority
 from codeift.resources import STAGES, job_request, resource_names, train_launch
+from codeift.retries import FAILURES, previous_failure
 from codeift.train.precision import job_on_gpu, resolved_settings
+from codeift.train.reporting import reporting_environment
 
 validate_config(config)
 config = with_defaults(config)
@@ -36,6 +38,8 @@ os.environ["CODEIFT_ENGINE_IDLE_SECONDS"] = str(config["engines"]["idle_seconds"
 os.environ["CODEIFT_MAX_ENGINES"] = str(config["engines"]["max_alive"])
 # A model's first generation job generates its other tasks ahead (infer.generate).
 os.environ["CODEIFT_PLANNED_TASKS"] = ",".join(sorted(config["tasks"]))
+# Training curves (train.report_to) change nothing trained: environment, not params.
+os.environ.update(reporting_environment(config, R))
 
 
 # Counted per machine, or per cluster allocation (a local scope), never across the cluster's
@@ -116,19 +120,23 @@ def cluster_resources(stage):
 
     def resource(key):
         def value(wildcards, attempt):
-            return stage_request(stage, wildcards.get("backbone"), attempt)[key]
+            failure = previous_failure(R, stage, wildcards, attempt)
+            return stage_request(stage, wildcards.get("backbone"), attempt, failure)[
+                key
+            ]
 
         return value
 
-    # A value the same for every backbone and attempt is given as is: Snakemake evaluates each
-    # resource function for every job, a sweep's dry-run cost (bench_dryrun.py).
+    # A value the same for every backbone, attempt and failure kind is given as is: Snakemake
+    # evaluates each resource function for every job, a sweep's dry-run cost (bench_dryrun.py).
     backbones = sorted(config["backbones"]) if stage in STAGES else [None]
     resources = {}
     for key in resource_names(stage):
         values = {
-            stage_request(stage, backbone, attempt)[key]
+            stage_request(stage, backbone, attempt, failure)[key]
             for backbone in backbones
             for attempt in range(1, PLAIN_CHECK_ATTEMPTS + 1)
+            for failure in (None, *FAILURES)
         }
         resources[key] = values.pop() if len(values) == 1 else resource(key)
     return resources
@@ -141,8 +149,8 @@ PLAIN_CHECK_ATTEMPTS = 5
 # Per-job functions call these once per backbone (or arm, or task), not once per job: the config
 # is fixed for the run, and a sweep's dry run evaluates them for every one of its jobs.
 @functools.cache
-def stage_request(stage, backbone, attempt):
-    return job_request(config, stage, backbone, attempt)
+def stage_request(stage, backbone, attempt, failure=None):
+    return job_request(config, stage, backbone, attempt, failure)
 
 
 @functools.cache

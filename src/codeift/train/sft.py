@@ -22,12 +22,14 @@ import polars as pl
 from codeift.errors import CodeiftError
 from codeift.io import publish, write_json
 from codeift.settings import TrainSettings
+from codeift.train import lora
 from codeift.train.precision import (
     Precision,
     cast_saved_weights,
     resolved_settings,
     training_precision,
 )
+from codeift.train.reporting import reporting_settings
 
 # Test-only: seconds to sleep after each optimizer step of a run that starts from scratch, so a
 # test can make an SFT job outlast a time limit whatever the machine's speed. Read here alone
@@ -193,7 +195,7 @@ def sft_config(settings: TrainSettings, checkpoint_dir: Path, use_cpu: bool) -> 
         logging_steps=settings.logging_steps,
         seed=settings.seed,
         data_seed=settings.seed,
-        report_to="none",
+        report_to=settings.report_to,
         include_num_input_tokens_seen="all",  # padding included: the record's processed_tokens
         dataloader_num_workers=0,
         disable_tqdm=False,
@@ -226,7 +228,9 @@ def sft_trainer(
     """The SFTTrainer of a job (and of the SFT probe, scripts/measure_real_sft.py)."""
     from trl import SFTTrainer
 
+    peft = lora.peft_settings(settings)
     return SFTTrainer(
+        peft_config=lora.lora_config(peft) if peft else None,
         model=model,
         args=sft_config(settings, checkpoint_dir, use_cpu),
         train_dataset=dataset,
@@ -268,9 +272,12 @@ def train(
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if not tokenizer.chat_template:
         raise TrainError(f"{model_path}: tokenizer has no chat template (prepare assigns one)")
+    dtype = getattr(torch, precision.weights)
+    peft = lora.peft_settings(settings)
     model = AutoModelForCausalLM.from_pretrained(
-        model_path, dtype=getattr(torch, precision.weights)
+        model_path, dtype=dtype, **lora.quantization_kwargs(peft, dtype, use_cpu)
     )
+    settings = reporting_settings(settings, Path(out_dir))
     dataset = load_mix_dataset(mix_path)
     resume = last_checkpoint(checkpoints)
     with cuda_oom_reported(model_path, settings):  # the trainer places the model on the GPU
@@ -306,11 +313,14 @@ def train(
         "global_batch_size": settings.per_device_train_batch_size
         * settings.gradient_accumulation_steps
         * world_size,
-        "settings": settings.to_dict(),
+        "settings": settings.param_dict(),
         # What the configured dtype meant on this machine, and the dtype the model is saved in.
         "precision": precision.record(configured, use_cpu),
     }
-    save_final_model(trainer, tokenizer, record, Path(out_dir), checkpoints, precision)
+    if peft:
+        record.update(lora.parameter_counts(trainer.model))
+    merge = (model_path, dtype) if peft else None
+    save_final_model(trainer, tokenizer, record, Path(out_dir), checkpoints, precision, merge)
     return record
 
 
@@ -321,20 +331,24 @@ def save_final_model(
     out_dir: Path,
     checkpoints: Path,
     precision: Precision | None = None,
+    merge: tuple[Path, Any] | None = None,
 ) -> None:
     """Every rank writes its part into one staging folder (FSDP gathers the full weights
     there); rank 0 alone adds the tokenizer and record and moves it into place, so a killed
-    job never leaves a folder that looks finished. The weights are saved in the training
-    dtype (`precision.weights`)."""
+    job never leaves a folder that looks finished. A PEFT run (`merge`: base folder, dtype)
+    saves its adapter there and rank 0 merges it into the base: generation loads the merge.
+    The weights are saved in the training dtype (`precision.weights`)."""
     staging = out_dir.parent / f".{out_dir.name}.partial"
     main = trainer.is_world_process_zero()
     if main:
         shutil.rmtree(staging, ignore_errors=True)
         staging.parent.mkdir(parents=True, exist_ok=True)
     trainer.accelerator.wait_for_everyone()
-    trainer.save_model(str(staging))
+    trainer.save_model(str(staging / lora.ADAPTER_DIR if merge else staging))
     trainer.accelerator.wait_for_everyone()
     if main:
+        if merge:
+            lora.merge_adapter(merge[0], staging / lora.ADAPTER_DIR, staging, merge[1])
         if precision is not None:
             cast_saved_weights(staging, precision.weights)  # the training dtype, not FSDP's fp32
         tokenizer.save_pretrained(staging)
