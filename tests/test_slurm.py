@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -24,43 +23,18 @@ import yaml
 from codeift.infer.generate import LOCAL_LOAD_MARK
 from codeift.train.sft import STEP_DELAY_ENV
 from tests.conftest import REPO, short_engine_dir
-from tests.slurm_loopback import slurm_required
+from tests.slurm_loopback import running_cluster
 from tests.test_workflow import reduced_config
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-START = REPO / "scripts" / "slurm" / "start-local-slurm.sh"
-STOP = REPO / "scripts" / "slurm" / "stop-local-slurm.sh"
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+)")
-
-
-def _cluster_answers() -> bool:
-    if not shutil.which("scontrol"):
-        return False
-    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
-    return "UP" in ping.stdout
 
 
 @pytest.fixture(scope="module")
 def cluster():
     """A running loopback cluster; stopped afterwards only if this fixture started it."""
-
-    def unavailable(reason: str) -> None:
-        if slurm_required():  # CODEIFT_REQUIRE_SLURM=1, or root by default
-            pytest.fail(f"the loopback SLURM cluster is required but {reason}")
-        pytest.skip(reason)
-
-    if os.geteuid() != 0:
-        unavailable("the loopback SLURM cluster needs root (it installs Debian packages)")
-    if not shutil.which("apt-get") and not shutil.which("sbatch"):
-        unavailable("neither SLURM nor apt-get is on this machine")
-    was_up = _cluster_answers()
-    started = subprocess.run(["bash", str(START)], capture_output=True, text=True, timeout=1200)
-    if started.returncode != 0:
-        unavailable(f"{START.name} failed:\n{started.stdout[-2000:]}\n{started.stderr[-2000:]}")
-    yield
-    if not was_up:
-        subprocess.run(["bash", str(STOP)], capture_output=True, timeout=300)
+    yield from running_cluster()
 
 
 def loopback_config(results: str, **train: int) -> dict:

@@ -234,7 +234,7 @@ def remove_stale(parent: CgroupParent) -> int:
         return 0
     for entry in entries:
         match = _NAME.match(entry.name)
-        if not match or not entry.is_dir(follow_symlinks=False) or _alive(int(match.group(1))):
+        if not match or not entry.is_dir(follow_symlinks=False) or pid_alive(int(match.group(1))):
             continue
         try:
             os.rmdir(entry.path)
@@ -244,7 +244,8 @@ def remove_stale(parent: CgroupParent) -> int:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process `pid` exists (one of another user counts): a stale entry's owner."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import atexit
 import errno
-import functools
 import logging
 import os
 import re
@@ -39,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codeift.errors import CodeiftError
-from codeift.score.cgroups import CgroupParent
+from codeift.score.cgroups import CgroupParent, pid_alive
 from codeift.settings import ScoringSettings
 
 LOG = logging.getLogger("codeift.score.jail")
@@ -257,7 +256,7 @@ def remove_stale_temp(prefix: str) -> int:
         return 0
     for entry in entries:
         match = pattern.match(entry.name)
-        if not match or int(match.group(1)) == os.getpid() or _pid_alive(int(match.group(1))):
+        if not match or int(match.group(1)) == os.getpid() or pid_alive(int(match.group(1))):
             continue
         try:
             info = os.lstat(entry.path)
@@ -272,17 +271,6 @@ def remove_stale_temp(prefix: str) -> int:
     return removed
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@functools.lru_cache(maxsize=1)
 def seccomp_filter() -> bytes:
     """The compiled BPF program (built by libseccomp through pyseccomp) bwrap loads with --seccomp.
 
