@@ -41,6 +41,13 @@ def reduced_config(real: dict[str, Any], bwrap: bool, results: str = RESULTS) ->
     the log: a bare GPU node seldom has bubblewrap)."""
     config = copy.deepcopy(real)
     config["results"] = results
+    # Full fine-tuning only: a LoRA backbone (its own train.peft) repeats its base model's engine
+    # loads and would push the run past its ten minutes.
+    config["backbones"] = {
+        name: spec
+        for name, spec in config["backbones"].items()
+        if not (spec.get("train") or {}).get("peft")
+    }
     config["proportions"] = PROPORTIONS
     config.pop("replicates", None)
     config["tasks"] = {

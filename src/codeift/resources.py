@@ -2,8 +2,9 @@
 
 SFT and generation take a tier by backbone size (a tiny model needs no GPU, a 7B full fine-tune
 needs several), which a backbone may override key by key. Small jobs (task builds, scoring,
-mixes, the aggregate) share one modest request. A failed job is retried with more memory and
-more time: each attempt multiplies both by `retry_scale`.
+mixes, the aggregate) share one modest request. A failed job is retried with more of what it
+ran out of (codeift.retries): each attempt multiplies it by `retry_scale`, within
+`resources.limits`.
 
 These are Snakemake `resources:`, not params: changing them never reruns a finished job. The
 one exception is the SFT GPU count, which changes the global batch and so travels to the
