@@ -1,6 +1,8 @@
 # make run   : set up .venv, run the embedded default study (offline, CPU, minutes), build the HTML report
 # make test-fast : set up .venv and run the unit tests only (`pytest -m "not slow"`: no Snakemake,
 #                  TRL, vLLM, SLURM or real-model runs), a few minutes on 2 cores
+# make run-smollm2 : the embedded default's design on SmolLM2-135M-Instruct (config/smollm2.yaml:
+#                    four arms and the base, powered for the planted effects; ~1 h on 2 AVX2 cores)
 # make run-real : the real-model study (config/real.yaml: SmolLM2-135M-Instruct and Gemma 3 270M
 #                 from the package index, offline, CPU; 15-60 min on 2 cores, README)
 # make test  : set up .venv and run the whole test suite, slow tests included, on two workers
@@ -17,7 +19,7 @@ RESULTS ?= results
 TEST_WORKERS ?= 2
 XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
-.PHONY: setup system-packages run run-real test test-fast lint bench bench-study dag clean slurm-up slurm-down
+.PHONY: setup system-packages run run-smollm2 run-real test test-fast lint bench bench-study dag clean slurm-up slurm-down
 
 setup: system-packages $(VENV)/.installed
 
@@ -49,6 +51,10 @@ STUDY := snakemake --cores $(CORES) --resources engine_slots=1
 run: setup
 	$(STUDY)
 	snakemake --cores $(CORES) --report $(RESULTS)/report.html
+
+run-smollm2: setup
+	$(STUDY) --configfile config/smollm2.yaml
+	snakemake --cores $(CORES) --configfile config/smollm2.yaml --report results-smollm2/report.html
 
 run-real: setup
 	$(STUDY) --configfile config/real.yaml
