@@ -20,7 +20,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 SMOLLM2 = {
@@ -37,21 +36,15 @@ LORA = {"method": "lora", "r": 16, "alpha": 32, "dropout": 0.05, "target_modules
 def child(args: argparse.Namespace) -> None:
     """One training run; prints its figures as one JSON line."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from codeift.bench import step_clock
     from codeift.settings import TrainSettings
     from codeift.train.lora import parameter_counts
     from codeift.train.sft import load_mix_dataset, sft_trainer, trained_tokens
 
     torch.set_num_threads(args.threads)
     times: list[float] = []
-
-    class Clock(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003
-            self.start = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003
-            times.append(time.perf_counter() - self.start)
 
     settings = TrainSettings(
         max_steps=args.steps,
@@ -74,7 +67,7 @@ def child(args: argparse.Namespace) -> None:
             settings,
             Path(scratch),
             use_cpu=True,
-            callbacks=[Clock()],
+            callbacks=[step_clock(times)],
         )
         trainer.train()
     logs = [e for e in trainer.state.log_history if "num_tokens" in e]

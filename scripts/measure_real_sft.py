@@ -16,7 +16,6 @@ import argparse
 import itertools
 import json
 import statistics
-import time
 from pathlib import Path
 
 import polars as pl
@@ -48,21 +47,15 @@ def probe(
     import tempfile
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from codeift.bench import step_clock
     from codeift.settings import TrainSettings
     from codeift.train.precision import training_precision
     from codeift.train.sft import load_mix_dataset, sft_trainer
 
     torch.set_num_threads(threads)
     times: list[float] = []
-
-    class Clock(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003
-            self.start = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003
-            times.append(time.perf_counter() - self.start)
 
     settings = TrainSettings(
         max_steps=steps,
@@ -85,7 +78,7 @@ def probe(
             settings,
             Path(scratch),
             use_cpu=True,
-            callbacks=[Clock()],
+            callbacks=[step_clock(times)],
         )
         trainer.train()
     logs = [e for e in trainer.state.log_history if "num_tokens" in e]

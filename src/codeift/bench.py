@@ -410,3 +410,18 @@ def markdown(result: dict[str, Any]) -> str:
             f"{row.get('request_roofline', '-')} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def step_clock(times: list[float]) -> Any:
+    """A transformers TrainerCallback that appends each optimizer step's wall seconds to `times`
+    (the SFT measurement scripts' clock: the step alone, not loading or saving)."""
+    from transformers import TrainerCallback
+
+    class StepClock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003
+            times.append(time.perf_counter() - self.start)
+
+    return StepClock()
