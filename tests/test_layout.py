@@ -1,5 +1,5 @@
-"""The tree is the data flow: which stage may import which, no import cycle, and a README layout
-block that names every subpackage and top-level module of src/codeift."""
+"""The tree is the data flow: which stage may import which, no import cycle, and a layout
+block (docs/design.md) that names every subpackage and top-level module of src/codeift."""
 
 from __future__ import annotations
 
@@ -168,11 +168,11 @@ def test_import_graph_sees_function_local_and_relative_imports(tmp_path):
     }
 
 
-# --------------------------------------------------------------------------- README layout
+# ------------------------------------------------------------------- docs/design.md layout
 
 
 def _readme_layout() -> list[str]:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    readme = (REPO / "docs" / "design.md").read_text(encoding="utf-8")
     section = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
     return re.search(r"```\n(.*?)```", section, re.S).group(1).splitlines()
 
@@ -220,14 +220,14 @@ def test_readme_layout_lists_every_subpackage_and_module():
     listed, _ = _layout_entries(_readme_layout())
     missing = sorted(_package_tree() - listed)
     stale = sorted(name for name in listed if not (SRC / PACKAGE / name).exists())
-    assert not missing, f"README '## Layout' does not list src/codeift/{missing}"
-    assert not stale, f"README '## Layout' lists src/codeift/{stale}, which do not exist"
+    assert not missing, f"docs/design.md '## Layout' does not list src/codeift/{missing}"
+    assert not stale, f"docs/design.md '## Layout' lists src/codeift/{stale}, which do not exist"
 
 
 def test_readme_layout_names_only_paths_that_exist():
     _, others = _layout_entries(_readme_layout())
     missing = [path for path in others if not list(REPO.glob(path.rstrip("/")))]
-    assert not missing, f"README '## Layout' names {missing}, which the repository does not hold"
+    assert not missing, f"docs/design.md '## Layout' names {missing}, which do not exist"
 
 
 def test_layout_parser_reads_the_tree_shape():

@@ -223,8 +223,8 @@ def test_shipped_base_is_what_its_recipe_makes(architecture):
     recipe = RECIPES[architecture]
     record = json.loads((folder / "codeift_backbone.json").read_text())
     assert record["recipe_fingerprint"] == recipe.fingerprint(), (
-        "the recipe changed after the checkpoint was built: rebuild it (README, 'Pretrained "
-        "tiny bases')"
+        "the recipe changed after the checkpoint was built: rebuild it (docs/small-world.md, "
+        "'Pretrained tiny bases')"
     )
     config = json.loads((folder / "config.json").read_text())
     assert config["model_type"] == architecture

@@ -2,9 +2,9 @@
 tasks and one SFT step, run by Snakemake for real (prepare, SFT with TRL, vLLM generation,
 scoring in the jail, aggregate).
 
-What it asserts was measured first on the full real-model study (README, "The real-model
-study"): the untuned instruct model answers in the requested form, tuned replies decode without
-the chat template's markers, the mix's assistant masks cover exactly the assistant turns.
+What it asserts was measured first on the full real-model study (docs/real-study/README.md, "Sizing,
+run and outcome"): the untuned instruct model answers in the requested form, tuned replies decode
+without the chat template's markers, the mix's assistant masks cover exactly the assistant turns.
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def _frame(results: Path, kind: str, variant: str) -> pl.DataFrame:
 
 
 def test_the_untuned_instruct_model_answers_in_the_form_the_prompt_asks(real_run):
-    """SmolLM2-135M solves few items (README, "The real-model study"), but an instruct model
-    on its own template follows the requested answer form, which a broken template or
+    """SmolLM2-135M solves few items (docs/real-study/README.md, "Sizing, run and outcome"), but an
+    instruct model on its own template follows the requested answer form, which a broken template or
     tokenizer would not: measured in the study, 10 of 10 list reversals began "The answer is"
     and 9 of 10 coin-flip replies were read as yes or no."""
     results, _ = real_run

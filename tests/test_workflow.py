@@ -328,8 +328,8 @@ def test_empty_ift_pool_fails_in_its_job_with_the_source_named(tmp_path):
 
 
 def test_the_example_config_dry_runs_as_the_readme_says(tmp_path):
-    """README, "Driving the workflow": .test/config.yaml from the repository root, results moved
-    with --config; the plan is the reduced study's whole graph and writes nothing."""
+    """docs/workflow.md, "Driving the workflow": .test/config.yaml from the repository root, results
+    moved with --config; the plan is the reduced study's whole graph and writes nothing."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(
         [str(BIN / "snakemake"), "-n", "--quiet", "rules", "--cores", "2"]

@@ -69,7 +69,7 @@ def write_json(obj: Any, path: str | Path) -> None:
 
 
 def write_report(obj: Any, markdown: str, stem: str | Path) -> None:
-    """A measurement script's figures: `<stem>.json` for machines, `<stem>.md` for the README."""
+    """A measurement script's figures: `<stem>.json` for machines, `<stem>.md` for docs/bench/."""
     stem = Path(stem)
     write_json(obj, stem.with_name(f"{stem.name}.json"))
     write_text(markdown, stem.with_name(f"{stem.name}.md"))

@@ -402,7 +402,7 @@ def program_lines(scores: pl.DataFrame) -> list[str]:
 
 
 def _controls_section(table: pl.DataFrame, settings: AnalysisSettings) -> str:
-    """The controls' verdicts, one line each (README, "The small world")."""
+    """The controls' verdicts, one line each (docs/small-world.md, "The small world")."""
     outcome = controls.verdicts(table, settings.alpha)
     if not outcome["lines"]:
         return (

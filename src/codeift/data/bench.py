@@ -102,7 +102,7 @@ def run_benchmark(n: int, seed: int, workdir: str | Path) -> dict[str, Any]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    """The benchmark as a small Markdown table (pasted into README)."""
+    """The benchmark as a small Markdown table (pasted into docs/ift-data.md)."""
     rows = [
         ("conversations", f"{result['conversations']:,} ({result['file_mib']} MiB JSON)"),
         ("pool build (stream, clean, dedup)", f"{result['pool_s']} s"),

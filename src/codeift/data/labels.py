@@ -1,5 +1,5 @@
-"""Code/general labels for the pool: the offline classifier (measured in README "IFT data") or
-the paper's LLM judge (codeift.data.judge)."""
+"""Code/general labels for the pool: the offline classifier (measured in docs/ift-data.md,
+"Classifier accuracy") or the paper's LLM judge (codeift.data.judge)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def classify_code(messages: list[dict[str, str]]) -> tuple[str, float]:
     the user turns. Strong terms ('python', 'SQL') count more than weak ones ('list', 'sort'),
     and fully only in the request (the first paragraph of the user's text): a term inside the
     material to work on (a text mentioning Taylor Swift) says little. A fence is code outright.
-    Measured in README ("IFT data")."""
+    Measured in docs/ift-data.md, "Classifier accuracy"."""
     assistant = "\n".join(m["content"] for m in messages if m["role"] == "assistant")
     user = "\n".join(m["content"] for m in messages if m["role"] == "user")
     if FENCE in assistant or FENCE in user:

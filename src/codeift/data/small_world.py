@@ -1,7 +1,7 @@
 """The embedded IFT generator: a small world in which we know what coding data does.
 
 The embedded default has to show that the workflow measures what it claims, so its IFT data is
-built with a known answer (README, "The small world"):
+built with a known answer (docs/small-world.md, "The small world"):
 
 - the coding data (real Python programs, run to get their output) teaches list reversal and
   first- and last-letter joins, skills three symbolic tasks need and no general example shows;
@@ -408,7 +408,7 @@ GENERAL_SKILLS: dict[str, tuple[Maker, float]] = {
     "arithmetic": (_general_arithmetic, 0.2),
     "other_prose": (_general_filler, 0.2),
 }
-# Which evaluation task each taught skill serves (README, "The small world").
+# Which evaluation task each taught skill serves (docs/small-world.md, "The small world").
 SKILL_TASKS: dict[str, tuple[str, ...]] = {
     "reverse": ("list_reversal",),
     "first_letters": ("first_letter_concat",),

@@ -57,7 +57,8 @@ def cuda_available() -> bool:
 
 
 def configure_cpu_environment(threads: int | None, cpu_kvcache_gib: int) -> None:
-    """vLLM on CPU needs an explicit KV-cache size and thread binding (see ENVIRONMENT.md)."""
+    """vLLM on CPU needs an explicit KV-cache size and thread binding
+    (`inference.cpu_kvcache_gib` and `inference.threads`, docs/configuration.md)."""
     if cuda_available():
         return
     cores = os.cpu_count() or 1

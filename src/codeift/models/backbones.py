@@ -84,7 +84,7 @@ def prepare_backbone(name: str, spec: dict[str, Any], out_dir: str | Path) -> di
         if not (folder / "config.json").exists():
             raise BackboneError(
                 f"backbone {name!r}: the shipped base {str(folder)!r} is missing; rebuild it "
-                "with the pretrain_tiny_base rule (README, 'Pretrained tiny bases')"
+                "with the pretrain_tiny_base rule (docs/small-world.md, 'Pretrained tiny bases')"
             )
         prepare_existing(folder, out_dir, template, {"source": source})
         return {"pretrained": str(folder)}

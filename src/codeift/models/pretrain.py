@@ -15,7 +15,7 @@ on a neutral synthetic corpus, in two phases:
 No prose sentence reverses a list or joins letters, and nothing is phrased as a request: the
 base can run a program in its head and chain two facts, but never answers an instruction. Which
 of these abilities an instruction gets answered with is what the IFT mix teaches, which is what
-the study measures (README, "The small world").
+the study measures (docs/small-world.md, "The small world").
 
 The recipe (architecture, sizes, corpus, optimiser, seed) is one dataclass; its hash is stored in
 the checkpoint, so a shipped checkpoint can be checked against the recipe that claims to make it.

@@ -560,7 +560,7 @@ ECHO_MIN_CHARS = 20
 def without_echo(text: str, prompt: str | None) -> str:
     """The response minus lines that repeat the prompt: a base model that writes the question
     out again states its numbers and its "True or False" without answering (measured on Gemma
-    3 270M base, README "Answer extraction on real replies")."""
+    3 270M base, docs/tasks-and-scoring.md, "Answer extraction on real replies")."""
     if not prompt:
         return text
     prompt_lines = [" ".join(line.split()) for line in prompt.splitlines() if line.strip()]
@@ -761,10 +761,10 @@ def program_answer(stdout: str | None, answer_type: str) -> Extraction:
 
     A traced program prints its steps first and its answer last, and a trace line often holds
     the step's input beside its result: the small world's letter join prints `print(w, joined)`,
-    so its last line is `pepper occp` for the answer `occp` (README, "The small world"). So the
-    last non-empty line is read as the value it ends with (`printed_value`): its last field for
-    text, its last list for lists (a bracketed or comma-joined list is one field; a line with
-    neither, `print(*items)`, is one list), its last number for numbers,
+    so its last line is `pepper occp` for the answer `occp` (docs/small-world.md, "The small
+    world"). So the last non-empty line is read as the value it ends with (`printed_value`): its
+    last field for text, its last list for lists (a bracketed or comma-joined list is one field; a
+    line with neither, `print(*items)`, is one list), its last number for numbers,
     its polar word for yes/no and true/false; an explicit "The answer is ..." or \\boxed{} on that
     line is read as written. When that line holds none (a closing "done"), the whole output is
     read like a reply. Method "output_last_line" or the whole-output method. Never raises.
