@@ -112,7 +112,7 @@ def outside_fences(text: str) -> list[str]:
 def plain(heading: str) -> str:
     """A heading as a reader quotes it: without link syntax, emphasis or backticks."""
     heading = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading)
-    return re.sub(r"[`*_]{1,2}(?=\S)|(?<=\S)[`*_]{1,2}", "", heading).strip()
+    return heading.replace("`", "").replace("**", "").strip()
 
 
 def headings(path: Path) -> list[str]:
