@@ -19,11 +19,15 @@ import ast
 import importlib
 import importlib.util
 import io
+import json
 import re
 import tokenize
 from pathlib import Path
 
 import pytest
+import yaml
+
+from codeift import settings as settings_module
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src" / "codeift"
@@ -273,6 +277,44 @@ def names_a_heading(section: str, page: Path) -> bool:
     return any(h.lower().startswith(wanted) for h in headings(page))
 
 
+# ------------------------------------------------------------------------- the config reference
+
+CONFIGURATION = REPO / "docs" / "configuration.md"
+
+
+def shown(value: object) -> str:
+    """A default as the reference shows it: JSON, or the settings constant that holds it."""
+    if value is None:
+        return "unset"
+    if isinstance(value, str) and len(value) > 60:
+        for name, constant in vars(settings_module).items():
+            if name.isupper() and constant == value:
+                return f"`codeift.settings.{name}`"
+    if isinstance(value, tuple):
+        value = list(value)
+    return f"`{json.dumps(value)}`"
+
+
+def settings_rows(section: str) -> list[str]:
+    """The reference's table rows of one settings section: key, default, help (settings.py)."""
+    cls = settings_module.SECTIONS[section]
+    helps = cls.help()
+    return [
+        f"| `{section}.{key}` | {shown(value)} | {helps[key]} |"
+        for key, value in cls.defaults().items()
+    ]
+
+
+def schema_keys() -> list[str]:
+    """Every top-level key of the config schema, and the keys of its plain objects (`ift.total`)."""
+    schema = yaml.safe_load((SRC / "schemas" / "config.schema.yaml").read_text(encoding="utf-8"))
+    keys = []
+    for key, spec in schema["properties"].items():
+        keys.append(key)
+        keys += [f"{key}.{sub}" for sub in spec.get("properties", {})]
+    return keys
+
+
 # -------------------------------------------------------------------------------------- tests
 
 
@@ -365,3 +407,18 @@ def test_paths_expand_braces_and_check_named_tests(tiny_repo):
     assert missing_path("tests/test_x.py::test_z", tiny_repo) == (
         "tests/test_x.py::test_z: no test test_z in tests/test_x.py"
     )
+
+
+@pytest.mark.parametrize("section", sorted(settings_module.SECTIONS))
+def test_the_config_reference_shows_every_setting_with_its_default(section):
+    """The defaults live in settings.py; the reference shows each with its help, so a changed or
+    new default fails here until docs/configuration.md shows it."""
+    text = CONFIGURATION.read_text(encoding="utf-8")
+    missing = [row for row in settings_rows(section) if row not in text]
+    assert not missing, "docs/configuration.md lacks these rows:\n" + "\n".join(missing)
+
+
+def test_the_config_reference_names_every_schema_key():
+    text = CONFIGURATION.read_text(encoding="utf-8")
+    missing = [key for key in schema_keys() if f"`{key}" not in text]
+    assert not missing, f"docs/configuration.md does not describe {missing}"
