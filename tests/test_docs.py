@@ -16,6 +16,7 @@ pages), so a new page, link or name is checked the day it is written:
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import importlib.util
 import io
@@ -56,6 +57,7 @@ def code_text(path: Path) -> str:
     return "\n".join(parts)
 
 
+@functools.cache
 def prose_sources(repo: Path = REPO) -> dict[Path, str]:
     """Where names and paths are written for readers: docs, schema, envs, src comments."""
     texts = {path: path.read_text(encoding="utf-8") for path in markdown_files(repo)}
