@@ -4,7 +4,7 @@
 # make run-smollm2 : the embedded default's design on SmolLM2-135M-Instruct (config/smollm2.yaml:
 #                    four arms and the base, powered for the planted effects; ~1 h on 2 AVX2 cores)
 # make run-real : the real-model study (config/real.yaml: SmolLM2-135M-Instruct and Gemma 3 270M
-#                 from the package index, offline, CPU; 15-60 min on 2 cores, docs/real-study/README.md)
+#                 from the package index, offline, CPU; 15-60 min on 2 cores, docs/real-study/)
 # make test  : set up .venv and run the whole test suite, slow tests included, on two workers
 #              (pytest-xdist), printing the 15 slowest (CI runs this through .ci/run)
 # make slurm-up / slurm-down : start / stop the loopback SLURM cluster the SLURM tests use

@@ -1,5 +1,6 @@
 # codeift: what does the coding share of instruction-tuning data do to an LLM's reasoning?
-# Data flow: README.md; layout: docs/design.md. Every rule calls one `python -m codeift <stage>` entry point.
+# Data flow: README.md; layout: docs/design.md. Every rule calls one `python -m codeift <stage>`
+# entry point.
 
 from snakemake.utils import min_version
 
