@@ -424,3 +424,16 @@ def test_the_config_reference_names_every_schema_key():
     text = CONFIGURATION.read_text(encoding="utf-8")
     missing = [key for key in schema_keys() if f"`{key}" not in text]
     assert not missing, f"docs/configuration.md does not describe {missing}"
+
+
+def test_the_docs_index_links_every_page():
+    """docs/README.md is where a reader finds a page: a page it does not link is lost."""
+    index = REPO / "docs" / "README.md"
+    linked = {
+        (index.parent / target.partition("#")[0]).resolve()
+        for target in LINK.findall(index.read_text(encoding="utf-8"))
+    }
+    pages = [*(REPO / "docs").glob("*.md"), *(REPO / "docs").glob("*/README.md")]
+    linked.add(index.resolve())
+    unlinked = sorted(str(p.relative_to(REPO)) for p in pages if p.resolve() not in linked)
+    assert not unlinked, f"docs/README.md does not link {unlinked}"
