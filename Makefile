@@ -1,8 +1,7 @@
-# make run   : set up .venv, run the embedded default study (offline, CPU, minutes), build the HTML report
+# make run   : set up .venv, run the embedded default study (SmolLM2-135M-Instruct, offline, CPU, ~20 min), build the HTML report
 # make test-fast : set up .venv and run the unit tests only (`pytest -m "not slow"`: no Snakemake,
 #                  TRL, vLLM, SLURM or real-model runs), a few minutes on 2 cores
-# make run-smollm2 : the embedded default's design on SmolLM2-135M-Instruct (config/smollm2.yaml:
-#                    four arms and the base, powered for the planted effects; ~1 h on 2 AVX2 cores)
+# make run-tiny : the same design on the two 1.8M-parameter tiny bases (config/tiny.yaml, minutes)
 # make run-real : the real-model study (config/real.yaml: SmolLM2-135M-Instruct and Gemma 3 270M
 #                 from the package index, offline, CPU; 15-60 min on 2 cores, docs/real-study/)
 # make test  : set up .venv and run the whole test suite, slow tests included, on two workers
@@ -19,7 +18,7 @@ RESULTS ?= results
 TEST_WORKERS ?= 2
 XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
-.PHONY: setup system-packages run run-smollm2 run-real test test-fast lint bench bench-study dag clean slurm-up slurm-down
+.PHONY: setup system-packages run run-tiny run-real test test-fast lint bench bench-study dag clean slurm-up slurm-down
 
 setup: system-packages $(VENV)/.installed
 
@@ -53,9 +52,9 @@ run: setup
 	$(STUDY)
 	snakemake --cores $(CORES) --report $(RESULTS)/report.html
 
-run-smollm2: setup
-	$(STUDY) --configfile config/smollm2.yaml
-	snakemake --cores $(CORES) --configfile config/smollm2.yaml --report results-smollm2/report.html
+run-tiny: setup
+	$(STUDY) --configfile config/tiny.yaml
+	snakemake --cores $(CORES) --configfile config/tiny.yaml --report results-tiny/report.html
 
 run-real: setup
 	$(STUDY) --configfile config/real.yaml

@@ -29,9 +29,10 @@ SHARED_DATA = _shared_data()
 
 @pytest.fixture(scope="session")
 def default_config() -> dict:
-    """The embedded default (config/config.yaml: two 1.8M-parameter bases, seconds per job), the
-    config the unit tests adjust."""
-    return load_yaml(REPO / "config" / "config.yaml")
+    """The tiny study (config/tiny.yaml: two 1.8M-parameter bases, seconds per job), the config
+    the unit tests adjust; the embedded default (config/config.yaml) is the SmolLM2 study, whose
+    jobs take minutes."""
+    return load_yaml(REPO / "config" / "tiny.yaml")
 
 
 @pytest.fixture

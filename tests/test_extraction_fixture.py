@@ -1,5 +1,6 @@
 """Answer extraction against answers read by hand from real replies (SmolLM2-135M-Instruct and
-Gemma 3 270M base in the real-model study; tests/fixtures/real_replies.jsonl,
+Gemma 3 270M base in the real-model study of 2026-12-03, and the code arms of the embedded
+default's run of 2026-12-05; tests/fixtures/real_replies.jsonl,
 docs/tasks-and-scoring.md, "Answer extraction on real replies"). The floors are the figures measured
 when the fixture was made, so a change that reads real replies worse fails here."""
 
@@ -21,21 +22,24 @@ _SPEC = importlib.util.spec_from_file_location(
 measure = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(measure)
 
-# Measured on the 360 replies (python scripts/measure_extraction.py): precision 0.926, recall
-# 0.974, verdict agreement 0.994, no false credit (before the careful-grader rules of issue 25:
-# 0.792, 0.812, 0.986, 0; before the echo rule: 0.664, 0.812, 0.975, 4;
-# docs/bench/extraction-careful-grader.md).
-FLOORS = {"precision": 0.92, "recall": 0.97, "verdict_agreement": 0.99, "false_credit": 0}
+# Measured on the 432 replies (python scripts/measure_extraction.py): precision 0.926, recall
+# 0.969, verdict agreement 0.993, no false credit (docs/tasks-and-scoring.md, "Answer extraction
+# on real replies", has the history per run of replies).
+FLOORS = {"precision": 0.92, "recall": 0.96, "verdict_agreement": 0.99, "false_credit": 0}
+# The runs the replies come from: the real-model study's base and code100 replies (360), and 72
+# code-arm replies of the embedded default (the first 4 per task of code100, 2 of code50).
+RUNS = {"real-study-2026-12-03": 360, "default-2026-12-05": 72}
 
 KEYS = [
-    "backbone", "variant", "task", "id", "answer_type", "prompt", "response", "gold",
+    "run", "backbone", "variant", "task", "id", "answer_type", "prompt", "response", "gold",
     "hand_answer", "hand_correct", "note",
 ]  # fmt: skip
 
 
 def test_the_fixture_holds_real_replies_of_both_models_labelled_by_hand():
     records = measure.load_fixture()
-    assert len(records) == 360
+    assert {run: sum(r["run"] == run for r in records) for run in RUNS} == RUNS
+    assert len(records) == sum(RUNS.values())
     assert {r["backbone"] for r in records} == {"smollm2-135m-instruct", "gemma3-270m"}
     assert len({r["task"] for r in records}) == 12
     for record in records:
@@ -60,22 +64,26 @@ def test_no_reply_is_credited_that_the_hand_marks_wrong_beyond_the_measured_few(
     assert len(false_credit) <= FLOORS["false_credit"], [r["id"] for r in false_credit]
 
 
-# The program view on the same replies (tests/fixtures/real_program_outputs.jsonl: the 52
+# The program view on the same replies (tests/fixtures/real_program_outputs.jsonl: the 85
 # code-arm replies above that hold a program, with what it printed in the jail and the answer a
-# reader took from that output). 51 crashed on a syntax error and printed nothing; the one that
-# ran is Gemma's traced letter join, whose last line `Jack Dmitri Lucy Henry J` prints the word
-# and the letters joined so far: the answer it prints is `J`. Before the program view read the
-# last field it took the whole line (precision and recall 0.0 of 1); now 1.0 of 1.
+# reader took from that output). Of the real-model study's 52, 51 crashed on a syntax error; the
+# one that ran is Gemma's traced letter join (`Jack Dmitri Lucy Henry J`: the answer it prints is
+# `J`). Of the embedded default's 33, 27 ran: traced letter joins (`pepper occp`), reversed lists
+# and sums. Before the program view read the last field of the last line by answer type
+# (b55139e) it took whole lines: precision and recall 0.704 on the default's 27, 0.0 on the
+# study's 1; now 1.0 on both.
 PROGRAM_FLOORS = {"precision": 1.0, "recall": 1.0, "verdict_agreement": 1.0}
+PROGRAM_RUNS = {"real-study-2026-12-03": 52, "default-2026-12-05": 33}
 
 
 def test_the_program_view_reads_real_program_output_as_the_hand_does():
     records = measure.load_fixture(measure.PROGRAM_FIXTURE)
-    assert len(records) == 52
-    assert sum(r["program_status"] == "ok" for r in records) == 1
-    overall = measure.summarise(records, "program")[-1]
-    for key, floor in PROGRAM_FLOORS.items():
-        assert overall[key] >= floor, overall
+    assert {run: sum(r["run"] == run for r in records) for run in PROGRAM_RUNS} == PROGRAM_RUNS
+    assert sum(r["program_status"] == "ok" for r in records) == 28
+    for run in PROGRAM_RUNS:
+        overall = measure.summarise([r for r in records if r["run"] == run], "program")[-1]
+        for key, floor in PROGRAM_FLOORS.items():
+            assert overall[key] >= floor, (run, overall)
 
 
 # The traces the study's own coding data teaches (codeift.data.small_world): per skill that

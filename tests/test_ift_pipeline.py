@@ -394,7 +394,7 @@ def test_bad_ift_settings_name_their_key(config, ift, message):
 def test_the_shipped_configs_validate_their_ift_sections():
     from codeift.config import load_yaml
 
-    for name in ("config.yaml", "smollm2.yaml", "real.yaml", "paper.yaml"):
+    for name in ("config.yaml", "tiny.yaml", "real.yaml", "paper.yaml"):
         validate_config(load_yaml(REPO / "config" / name))
 
 
