@@ -31,14 +31,7 @@ def test_snakemake_files_are_formatted():
 
 # `snakemake --lint` warnings that are wrong for this workflow, each with why: (what the lint is
 # for, the start of its title). Anything else it reports fails the test.
-LINT_FALSE_POSITIVES = {
-    # common.smk *writes* the engine-pool knobs (engines.idle_seconds, engines.max_alive) and
-    # the study's task names (for generation ahead) into the environment for the generation
-    # jobs; envvars asserts variables the user must provide.
-    ("snakefile", "Environment variable CODEIFT_ENGINE_IDLE_SECONDS"),
-    ("snakefile", "Environment variable CODEIFT_MAX_ENGINES"),
-    ("snakefile", "Environment variable CODEIFT_PLANNED_TASKS"),
-}
+LINT_FALSE_POSITIVES: set[tuple[str, str]] = set()
 LINT_ITEM = re.compile(r"^Lints for (snakefile|rule) (.+?):$")
 
 

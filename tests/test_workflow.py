@@ -139,7 +139,6 @@ def test_generations_are_reproducible_in_process(vllm_run, tmp_path):
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "CODEIFT_ENGINE_IDLE_SECONDS": "0",
     }
     from codeift.config import backbone_inference
 
@@ -165,6 +164,8 @@ def test_generations_are_reproducible_in_process(vllm_run, tmp_path):
             "code0",
             "--settings",
             settings.to_json(),
+            "--engines",
+            json.dumps({"idle_seconds": 0}),  # the job loads its own engine
         ],
         check=True,
         env=env,

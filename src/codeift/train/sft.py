@@ -9,6 +9,7 @@ downstream ever sees a partial model.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -165,37 +166,36 @@ def load_mix_dataset(mix_path: str | Path) -> Any:
     return Dataset.from_list(frame.to_dicts())
 
 
+# TrainSettings keys that SFTConfig also has but that reach training another way: padding-free
+# steps come from our own collator (step_collator), as TRL's flag refuses max_length without
+# packing.
+NOT_IN_SFT_CONFIG = ("padding_free",)
+
+
 def sft_config(settings: TrainSettings, checkpoint_dir: Path, use_cpu: bool) -> Any:
+    """TRL's SFTConfig: every TrainSettings key that SFTConfig has under the same name, passed
+    by name (so a new shared key reaches TRL without being written here), and the study's own
+    choices beside them."""
     from trl import SFTConfig
 
     precision = training_precision(settings.dtype, use_cpu)
-    bf16 = precision.autocast == "bfloat16"
-    fp16 = precision.autocast == "float16"
+    theirs = {field.name for field in dataclasses.fields(SFTConfig)}
+    shared = {
+        name: value
+        for name, value in settings.to_dict().items()
+        if name in theirs and name not in NOT_IN_SFT_CONFIG
+    }
     return SFTConfig(
+        **shared,
         output_dir=str(checkpoint_dir),
-        num_train_epochs=settings.num_train_epochs,
-        max_steps=settings.max_steps,
-        learning_rate=settings.learning_rate,
-        lr_scheduler_type=settings.lr_scheduler_type,
         warmup_steps=float(settings.warmup_ratio),  # a float < 1 is a ratio
-        weight_decay=settings.weight_decay,
-        per_device_train_batch_size=settings.per_device_train_batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        max_length=settings.max_length,
-        packing=settings.packing,
-        train_sampling_strategy=settings.train_sampling_strategy,
         assistant_only_loss=True,
-        gradient_checkpointing=settings.gradient_checkpointing,
-        bf16=bf16,
-        fp16=fp16,
+        bf16=precision.autocast == "bfloat16",
+        fp16=precision.autocast == "float16",
         use_cpu=use_cpu,
         save_strategy="steps",
-        save_steps=settings.save_steps,
         save_total_limit=2,
-        logging_steps=settings.logging_steps,
-        seed=settings.seed,
         data_seed=settings.seed,
-        report_to=settings.report_to,
         include_num_input_tokens_seen="all",  # padding included: the record's processed_tokens
         dataloader_num_workers=0,
         disable_tqdm=False,
