@@ -230,7 +230,9 @@ cached_priority = functools.cache(model_priority)
 
 
 def model_dir(wildcards):
-    return f"{R}/" + MODEL.format(backbone=wildcards.backbone, variant=wildcards.variant)
+    return f"{R}/" + MODEL.format(
+        backbone=wildcards.backbone, variant=wildcards.variant
+    )
 
 
 def score_targets():
@@ -271,5 +273,7 @@ def card_targets():
 
 def summary_targets():
     return (
-        output_files("table") + output_files("figure") + [f"{R}/{SUMMARY_DIR}/{SUMMARY_FILE}"]
+        output_files("table")
+        + output_files("figure")
+        + [f"{R}/{SUMMARY_DIR}/{SUMMARY_FILE}"]
     )
