@@ -40,7 +40,8 @@ def judge_labels(
     from codeift.hub import model_path
 
     folder = model_path(settings.model, settings.revision, role="LLM judge")
-    llm = build_vllm(str(folder), settings)
+    # vLLM's own batch size, on one GPU: the judge's batches are `batch_size` conversations.
+    llm = build_vllm(str(folder), settings, max_num_seqs=None, tensor_parallel_size=1)
     params = SamplingParams(
         temperature=0.0,
         max_tokens=32,  # the grammar ends the answer; a byte-level tokenizer may spell it out

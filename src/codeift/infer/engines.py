@@ -147,8 +147,8 @@ def cut_at_stop(text: str, stop: list[str]) -> str:
 def build_vllm(
     model: str,
     settings: InferenceSettings | LabellerSettings,
-    max_num_seqs: int | None = None,
-    tensor_parallel_size: int = 1,
+    max_num_seqs: int | None,
+    tensor_parallel_size: int,
 ) -> Any:
     """vLLM's offline LLM for a model folder or hub id: the one builder that generation and the
     LLM-judge labeller share (CPU environment, executor, seed, memory settings)."""
