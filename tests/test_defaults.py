@@ -60,8 +60,16 @@ def python_copies(path: Path, defaults: dict[str, list[Any]]) -> list[str]:
             arguments = node.args
             positional = [*arguments.posonlyargs, *arguments.args]
             pairs = [
-                *zip(positional[len(positional) - len(arguments.defaults) :], arguments.defaults),
-                *((a, d) for a, d in zip(arguments.kwonlyargs, arguments.kw_defaults) if d),
+                *zip(
+                    positional[len(positional) - len(arguments.defaults) :],
+                    arguments.defaults,
+                    strict=True,
+                ),
+                *(
+                    (a, d)
+                    for a, d in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True)
+                    if d
+                ),
             ]
             for argument, default in pairs:
                 if (

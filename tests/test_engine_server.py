@@ -27,6 +27,7 @@ from codeift.models.backbones import model_fingerprint
 from codeift.models.tiny import build_tiny
 from codeift.settings import EngineSettings, InferenceSettings
 from tests.conftest import short_engine_dir
+from tests.hooks.codeift_test_hooks import use_hooks
 
 # The fake engine loads no model: these tests are about sharing, not generation.
 SETTINGS = InferenceSettings(engine="fake", dtype="float32", threads=1)
@@ -71,7 +72,7 @@ def test_the_engines_own_generation_time_leaves_its_start_out(engine_env, tiny_m
     engine's generation alone (here the fake engine's 1 s per batch), not the call's wall."""
     from codeift.infer.generate import ModelEngine
 
-    monkeypatch.setenv("CODEIFT_TEST_FAKE_ENGINE_SECONDS", "1")
+    use_hooks(monkeypatch, fake_engine_seconds=1)  # in the engine daemon
     engine = ModelEngine(str(tiny_models / "a"), SETTINGS, ENGINES)
     started = time.perf_counter()
     engine.generate([PROMPTS])
@@ -174,7 +175,7 @@ def test_a_busy_engine_is_shared_not_duplicated_nor_evicted(engine_env, tiny_mod
     engine died replying to the closed probe), and eviction must leave the busy engine alone."""
     import threading
 
-    monkeypatch.setenv("CODEIFT_TEST_FAKE_ENGINE_SECONDS", "4")
+    use_hooks(monkeypatch, fake_engine_seconds=4)
     model = str(tiny_models / "a")
     fingerprint = model_fingerprint(model)
     replies: dict[str, tuple] = {}

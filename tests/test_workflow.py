@@ -270,11 +270,11 @@ def test_each_model_loads_its_engine_once_whatever_the_order(tmp_path, monkeypat
     (the test-only step delay) so that base-model generation runs beside training: each
     model's engine starts once, and its first job generated its other task ahead, so the later
     job never needed the engine (test_engine_server removes the engine between jobs)."""
-    from codeift.train.sft import STEP_DELAY_ENV
+    from tests.hooks.codeift_test_hooks import use_hooks
 
     config = reduced_config(tmp_path / "results", engine="hf")
     config["engines"] = {"idle_seconds": 0.1, "max_alive": 1}
-    monkeypatch.setenv(STEP_DELAY_ENV, "2")
+    use_hooks(monkeypatch, step_seconds=2)
     # One generation job at a time (as `make run-real`): a model's jobs come one after another,
     # each seconds after the last, so an engine that idles out would load again for each.
     snakemake(tmp_path, config, "--resources", "engine_slots=1")

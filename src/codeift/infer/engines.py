@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import time
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -302,8 +301,6 @@ class FakeEngine:
         self.stop = list(settings.stop)
 
     def chat(self, conversations: list[Conversation], max_new_tokens: int) -> list[Generation]:
-        # Test-only: a batch that takes as long as a real model's (the engine-sharing tests).
-        time.sleep(float(os.environ.get("CODEIFT_TEST_FAKE_ENGINE_SECONDS", "0")))
         replies = []
         for conversation in conversations:
             prompt = "\n".join(turn["content"] for turn in conversation)

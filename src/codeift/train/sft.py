@@ -32,13 +32,6 @@ from codeift.train.precision import (
 )
 from codeift.train.reporting import reporting_settings
 
-# Test-only: seconds to sleep after each optimizer step of a run that starts from scratch, so a
-# test can make an SFT job outlast a time limit whatever the machine's speed. Read here alone
-# (step_delay_seconds) and never part of a job's settings or params: it cannot change a model,
-# a record or what Snakemake reruns. A run that resumes from a checkpoint does not sleep, so a
-# retry runs at the machine's own speed.
-STEP_DELAY_ENV = "CODEIFT_TEST_SFT_STEP_SECONDS"
-
 
 class TrainError(CodeiftError, RuntimeError):
     """Training cannot start; the message names the backbone folder or mix."""
@@ -56,39 +49,6 @@ def last_checkpoint(checkpoint_dir: Path) -> str | None:
     if not candidates:
         return None
     return str(max(candidates, key=lambda path: int(path.name.split("-")[-1])))
-
-
-def step_delay_seconds() -> float:
-    """The test-only per-step delay from STEP_DELAY_ENV; 0 when unset or empty."""
-    raw = os.environ.get(STEP_DELAY_ENV, "").strip()
-    if not raw:
-        return 0.0
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise TrainError(f"{STEP_DELAY_ENV}={raw!r}: expected a number of seconds") from None
-    if not seconds >= 0:
-        raise TrainError(f"{STEP_DELAY_ENV}={raw!r}: expected a number of seconds >= 0")
-    return seconds
-
-
-def step_delay_callbacks(resuming: bool) -> list[Any]:
-    """The trainer callbacks of the test-only delay: none unless STEP_DELAY_ENV is set and this
-    run starts from scratch. Says in the job's log whether the delay applies."""
-    seconds = step_delay_seconds()
-    if not seconds:
-        return []
-    if resuming:
-        print(f"[codeift] {STEP_DELAY_ENV}={seconds:g}: not applied (resuming)", flush=True)
-        return []
-    from transformers import TrainerCallback
-
-    class StepDelay(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            time.sleep(seconds)
-
-    print(f"[codeift] {STEP_DELAY_ENV}={seconds:g}: sleeping after each step", flush=True)
-    return [StepDelay()]
 
 
 def checkpoint_callbacks() -> list[Any]:
@@ -288,7 +248,7 @@ def train(
             settings,
             checkpoints,
             use_cpu,
-            callbacks=step_delay_callbacks(resuming=resume is not None) + checkpoint_callbacks(),
+            callbacks=checkpoint_callbacks(),
         )
     if resume:
         print(f"[codeift] resuming from {resume}", flush=True)
