@@ -124,23 +124,20 @@ def test_a_models_priority_is_the_same_in_every_process():
     assert seen == {str(model_priority("tiny-llama", "code0"))}
 
 
-def test_an_engine_evicted_while_starting_is_started_again(engine_env, tiny_models, monkeypatch):
-    """Another job's start may stop ours (max_alive) before we used it: a clean stop is retried,
-    not reported as a failure."""
-    from codeift.infer import server
-
-    real_start, calls = server._start_daemon, []
-
-    def evicted_once(model_dir, settings, key):
-        calls.append(key)
-        if len(calls) == 1:
-            raise server.EngineStopped("engine exited with code 0 while starting")
-        real_start(model_dir, settings, key)
-
-    monkeypatch.setattr(server, "_start_daemon", evicted_once)
+def test_an_engine_evicted_while_starting_is_started_again(
+    engine_env, tiny_models, monkeypatch, capsys
+):
+    """Another job's start may stop ours (max_alive) before we used it: a clean stop (code 0,
+    here made by the test hook in the first daemon) is retried, not reported as a failure."""
+    marker = engine_env / "stopped-once"
+    use_hooks(monkeypatch, exit_once_marker=marker)
     model = str(tiny_models / "a")
-    replies, _ = shared_chat(model, model_fingerprint(model), SETTINGS, PROMPTS, 8, ENGINES)
-    assert len(calls) == 2 and len(replies) == len(PROMPTS)
+    replies, info = shared_chat(model, model_fingerprint(model), SETTINGS, PROMPTS, 8, ENGINES)
+    log = capsys.readouterr().out
+    assert marker.exists(), "the first daemon did not stop while starting"
+    assert "engine was evicted while starting (attempt 1)" in log, log
+    assert log.count("started engine pid") == 2, log
+    assert len(replies) == len(PROMPTS) and info["pid"] == live_engines()[0]["pid"]
 
 
 def test_a_reply_ends_before_its_first_stop_string_as_vllm_returns_it():

@@ -8,6 +8,9 @@ they cannot change a model, a record or what Snakemake reruns.
   machine's own speed. The hook adds its callback to codeift.train.sft.checkpoint_callbacks.
 - FAKE_ENGINE_ENV: seconds each batch of the fake engine takes, as long as a real model's (the
   engine-sharing tests). The hook wraps codeift.infer.engines.FakeEngine.chat.
+- EXIT_ONCE_ENV: a marker file's path; the first engine daemon that loads its engine while the
+  marker is absent creates it and exits cleanly (code 0), as an engine evicted by another job
+  while starting does. The hook wraps codeift.infer.engines.load_engine.
 
 `hooked_env` gives a subprocess environment with the hooks on; tests of this process use
 `step_delay_callback` and `slow_fake_engine` directly.
@@ -27,6 +30,8 @@ from typing import Any
 
 STEP_DELAY_ENV = "CODEIFT_TEST_SFT_STEP_SECONDS"
 FAKE_ENGINE_ENV = "CODEIFT_TEST_FAKE_ENGINE_SECONDS"
+EXIT_ONCE_ENV = "CODEIFT_TEST_ENGINE_EXIT_ONCE"
+HOOK_VARIABLES = (STEP_DELAY_ENV, FAKE_ENGINE_ENV, EXIT_ONCE_ENV)
 HOOKS_DIR = Path(__file__).resolve().parent
 
 
@@ -81,6 +86,22 @@ def slow_fake_engine(module: ModuleType, seconds: float) -> None:
     module.FakeEngine.chat = chat
 
 
+def exit_once(module: ModuleType, marker: Path) -> None:
+    """The first engine load of `module` (codeift.infer.engines) while `marker` is absent
+    creates it and ends the process cleanly instead."""
+    original = module.load_engine
+
+    def load_engine(*args: Any, **kwargs: Any) -> Any:
+        try:
+            marker.touch(exist_ok=False)
+        except FileExistsError:
+            return original(*args, **kwargs)
+        print("[test hook] engine stopped while starting", flush=True)
+        sys.exit(0)
+
+    module.load_engine = load_engine
+
+
 class _AfterImport(importlib.abc.MetaPathFinder):
     """Runs a patch on a module right after it is first imported."""
 
@@ -110,9 +131,14 @@ def install(environ: Mapping[str, str] = os.environ) -> None:
     if raw := environ.get(STEP_DELAY_ENV, "").strip():
         seconds = seconds_from(STEP_DELAY_ENV, raw)
         patches["codeift.train.sft"] = lambda module: _delay_steps(module, seconds)
+    engine_patches: list[Callable[[ModuleType], None]] = []
     if raw := environ.get(FAKE_ENGINE_ENV, "").strip():
         engine_seconds = seconds_from(FAKE_ENGINE_ENV, raw)
-        patches["codeift.infer.engines"] = lambda module: slow_fake_engine(module, engine_seconds)
+        engine_patches.append(lambda module: slow_fake_engine(module, engine_seconds))
+    if raw := environ.get(EXIT_ONCE_ENV, "").strip():
+        engine_patches.append(lambda module: exit_once(module, Path(raw)))
+    if engine_patches:
+        patches["codeift.infer.engines"] = lambda module: [p(module) for p in engine_patches]
     if patches:
         sys.meta_path.insert(0, _AfterImport(patches))
 
@@ -121,10 +147,11 @@ def hooked_env(
     base: Mapping[str, str] = os.environ,
     step_seconds: float | None = None,
     fake_engine_seconds: float | None = None,
+    exit_once_marker: Path | None = None,
 ) -> dict[str, str]:
-    """`base` with tests/hooks first on PYTHONPATH and the delays asked for set (any left in
+    """`base` with tests/hooks first on PYTHONPATH and the hooks asked for set (any left in
     `base` removed), for a subprocess."""
-    env = {k: v for k, v in base.items() if k not in (STEP_DELAY_ENV, FAKE_ENGINE_ENV)}
+    env = {k: v for k, v in base.items() if k not in HOOK_VARIABLES}
     env["PYTHONPATH"] = os.pathsep.join(
         part for part in (str(HOOKS_DIR), env.get("PYTHONPATH", "")) if part
     )
@@ -132,12 +159,14 @@ def hooked_env(
         env[STEP_DELAY_ENV] = str(step_seconds)
     if fake_engine_seconds is not None:
         env[FAKE_ENGINE_ENV] = str(fake_engine_seconds)
+    if exit_once_marker is not None:
+        env[EXIT_ONCE_ENV] = str(exit_once_marker)
     return env
 
 
 def use_hooks(monkeypatch: Any, **delays: float) -> None:
     """`hooked_env` for the subprocesses this test process starts (engine daemons, Snakemake),
-    through pytest's monkeypatch: PYTHONPATH and the delays (step_seconds, fake_engine_seconds)."""
+    through pytest's monkeypatch: PYTHONPATH and the hooks (hooked_env's keywords)."""
     for key, value in hooked_env(os.environ, **delays).items():
         if os.environ.get(key) != value:
             monkeypatch.setenv(key, value)
