@@ -57,7 +57,7 @@ R = config["results"]
 
 # Engine-pool knobs and the study's task list change a generation job's speed, never its output
 # (a model's first job generates its other tasks ahead: codeift.infer.generate). The generate
-# rule passes them as arguments in its shell command, not as params: Snakemake reruns a job when
+# step passes them as arguments in its shell command, not as params. Snakemake reruns a job when
 # its params change, but not when only the values formatted into its command do (the `code`
 # trigger compares the command's template). So adding a task or changing `engines` reruns no
 # generation job, and no environment variable carries them into the job.
@@ -230,9 +230,7 @@ cached_priority = functools.cache(model_priority)
 
 
 def model_dir(wildcards):
-    return f"{R}/" + MODEL.format(
-        backbone=wildcards.backbone, variant=wildcards.variant
-    )
+    return f"{R}/{MODEL.format(backbone=wildcards.backbone, variant=wildcards.variant)}"
 
 
 def score_targets():
