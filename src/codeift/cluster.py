@@ -1,4 +1,5 @@
-"""Cluster submissions: how jobs travel together, and how many a study submits.
+"""Scheduling: how jobs travel together in cluster submissions, how many a study submits, and
+the priorities that order them (a model's generation jobs back to back, their inputs first).
 
 A group job is one submission however many rules it holds; every ungrouped job is one; the
 target rule runs on the login node. Groups never mix a GPU request with a CPU one (Snakemake
