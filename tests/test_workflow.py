@@ -132,6 +132,15 @@ def test_second_run_does_nothing(vllm_run):
     assert output_mtimes(Path(config["results"])) == before
 
 
+def test_changing_the_engine_knobs_reruns_nothing(vllm_run):
+    """`engines` changes speed, never an output: the generate jobs take it as an argument, not
+    a param, so a changed value leaves every job up to date (a param change would rerun)."""
+    workdir, config = vllm_run
+    changed = {**config, "engines": {"idle_seconds": 7, "max_alive": 1}}
+    assert config.get("engines") != changed["engines"]
+    assert nothing_to_do(workdir, changed)
+
+
 def test_generations_are_reproducible_in_process(vllm_run, tmp_path):
     """The shared engine gives the same greedy answers as an engine loaded by the job itself."""
     workdir, config = vllm_run
