@@ -28,9 +28,11 @@ import psutil
 import pytest
 
 from codeift.infer.server import engine_key, live_engines, shared_chat, stop_engines
-from codeift.settings import InferenceSettings
+from codeift.settings import EngineSettings, InferenceSettings
 
 SETTINGS = InferenceSettings(engine="fake", dtype="float32", threads=1)
+# Shared engines on, one alive at a time (config `engines`, passed to each call).
+ENGINES = EngineSettings(idle_seconds=30, max_alive=1)
 PROMPTS = [[{"role": "user", "content": f"SECRET-PROMPT {i}"}] for i in range(3)]
 NOBODY = 65534
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -130,8 +132,6 @@ def scratch():
 @pytest.fixture
 def engines(monkeypatch, scratch):
     """Shared engines on; afterwards ours are stopped (before `scratch` removes folders)."""
-    monkeypatch.setenv("CODEIFT_ENGINE_IDLE_SECONDS", "30")
-    monkeypatch.setenv("CODEIFT_MAX_ENGINES", "1")
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     yield
@@ -165,7 +165,7 @@ def attacker_folder(folder) -> tuple[Path, Path]:
 def chat_outcome(model: Path) -> list[str] | None:
     """The replies a root job got (None if it refused to use the engine folder)."""
     try:
-        replies, _ = shared_chat(str(model), "fingerprint", SETTINGS, PROMPTS, 8)
+        replies, _ = shared_chat(str(model), "fingerprint", SETTINGS, PROMPTS, 8, ENGINES)
     except Exception as error:  # refusing is the right outcome; what leaked is judged outside
         print(f"refused: {type(error).__name__}: {error}")
         return None
@@ -298,7 +298,7 @@ def daemon(engines, scratch, monkeypatch, tmp_path):
     engine_folder = folder("ce")
     monkeypatch.setenv("CODEIFT_ENGINE_DIR", str(engine_folder))
     monkeypatch.setenv("CODEIFT_ENGINE_CONNECTION_TIMEOUT", "1")
-    _, info = shared_chat(str(tmp_path), "fingerprint", SETTINGS, PROMPTS, 8)
+    _, info = shared_chat(str(tmp_path), "fingerprint", SETTINGS, PROMPTS, 8, ENGINES)
     (live,) = live_engines()
     yield info["pid"], Path(live["socket"]), engine_folder
     if psutil.pid_exists(info["pid"]):  # the daemon this fixture started
@@ -313,11 +313,11 @@ def shared_daemon():
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CODEIFT_ENGINE_DIR", str(folder))
         patch.setenv("CODEIFT_ENGINE_CONNECTION_TIMEOUT", "1")
-        patch.setenv("CODEIFT_ENGINE_IDLE_SECONDS", "600")
         patch.delenv("SLURM_JOB_ID", raising=False)
         model = folder.with_name(folder.name + "-model")
         model.mkdir()
-        _, info = shared_chat(str(model), "fingerprint", SETTINGS, PROMPTS, 8)
+        long_idle = EngineSettings(idle_seconds=600)
+        _, info = shared_chat(str(model), "fingerprint", SETTINGS, PROMPTS, 8, long_idle)
         (live,) = live_engines()
         yield info["pid"], Path(live["socket"]), folder
         if psutil.pid_exists(info["pid"]):  # the daemon this fixture started
@@ -413,8 +413,8 @@ def _alive(pid: int) -> bool:
 def test_info_pings_do_not_keep_an_idle_engine_alive(engines, scratch, monkeypatch, tmp_path):
     folder, _ = scratch
     monkeypatch.setenv("CODEIFT_ENGINE_DIR", str(folder("ce")))
-    monkeypatch.setenv("CODEIFT_ENGINE_IDLE_SECONDS", "2")
-    _, info = shared_chat(str(tmp_path), "fingerprint", SETTINGS, PROMPTS, 8)
+    short_idle = EngineSettings(idle_seconds=2, max_alive=1)
+    _, info = shared_chat(str(tmp_path), "fingerprint", SETTINGS, PROMPTS, 8, short_idle)
     deadline = time.time() + 8
     while time.time() < deadline and _alive(info["pid"]):
         live_engines()  # an `info` ping to every engine
@@ -455,7 +455,7 @@ def test_under_a_permissive_umask_another_user_cannot_stop_the_engine(
     monkeypatch.setenv("CODEIFT_ENGINE_DIR", str(folder("ce")))
     old = os.umask(0)
     try:
-        _, info = shared_chat(str(tmp_path), "fingerprint", SETTINGS, PROMPTS, 8)
+        _, info = shared_chat(str(tmp_path), "fingerprint", SETTINGS, PROMPTS, 8, ENGINES)
         (live,) = live_engines()
     finally:
         os.umask(old)
@@ -469,7 +469,7 @@ def test_under_a_permissive_umask_another_user_cannot_chat(engines, scratch, mon
     monkeypatch.setenv("CODEIFT_ENGINE_DIR", str(folder("ce")))
     old = os.umask(0)
     try:
-        shared_chat(str(tmp_path), "fingerprint", SETTINGS, PROMPTS, 8)
+        shared_chat(str(tmp_path), "fingerprint", SETTINGS, PROMPTS, 8, ENGINES)
         (live,) = live_engines()
     finally:
         os.umask(old)
@@ -512,7 +512,6 @@ def study(engines, scratch, monkeypatch, tmp_path):
 
     folder, _ = scratch
     monkeypatch.setenv("CODEIFT_ENGINE_DIR", str(folder("ce")))
-    monkeypatch.delenv("CODEIFT_PLANNED_TASKS", raising=False)
     model = _model(tmp_path)
     tasks = tmp_path / "tasks"
     for name, domain in (("coin_flip", "symbolic"), ("list_reversal", "symbolic")):
@@ -532,7 +531,7 @@ def _responses(model: Path, tasks: Path, task: str = "coin_flip") -> list[str]:
     try:
         # A tuned variant: the base variant would add its template's role-marker stop, and this
         # model folder's tokenizer is a stub.
-        generate_task(model, tasks / f"{task}.parquet", out, identity, "code100", SETTINGS)
+        generate_task(model, tasks / f"{task}.parquet", out, identity, "code100", SETTINGS, ENGINES)
     except Exception as error:  # refusing is a right outcome; the output is what is judged
         print(f"refused: {type(error).__name__}: {error}")
     if not out.exists():

@@ -11,7 +11,7 @@ import pytest
 
 from codeift.infer import generate as generation
 from codeift.infer.server import live_engines, stop_engines
-from tests.test_engine_server import TASKS, _generate, _study_folders
+from tests.test_engine_server import NO_SHARING, _generate, _study_folders
 
 
 @pytest.fixture
@@ -19,8 +19,6 @@ def slurm_job(tmp_path, monkeypatch):
     from tests.conftest import short_engine_dir
 
     monkeypatch.setenv("CODEIFT_ENGINE_DIR", short_engine_dir(tmp_path))
-    monkeypatch.setenv("CODEIFT_ENGINE_IDLE_SECONDS", "30")
-    monkeypatch.setenv("CODEIFT_PLANNED_TASKS", ",".join(sorted(TASKS)))
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     yield tmp_path
     stop_engines(keep=0)
@@ -52,10 +50,11 @@ def test_a_models_jobs_in_one_allocation_load_the_engine_once(slurm_job, monkeyp
     assert not live_engines()
 
     # Byte for byte what jobs that each loaded their own engine wrote (no sharing at all).
-    monkeypatch.setenv("CODEIFT_ENGINE_IDLE_SECONDS", "0")
     alone_tasks, alone = _study_folders(slurm_job / "alone")
     for task in order:
-        assert "generated_ahead" not in _generate(model, alone_tasks, alone, task, "code100")
+        assert "generated_ahead" not in _generate(
+            model, alone_tasks, alone, task, "code100", NO_SHARING
+        )
         grouped = pl.read_parquet(generations / f"{task}.parquet").drop("model_path")
         assert grouped.equals(pl.read_parquet(alone / f"{task}.parquet").drop("model_path"))
     assert len(loads) == 1 + len(order)

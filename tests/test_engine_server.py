@@ -5,39 +5,43 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from codeift.cluster import INPUT_PRIORITY, model_priority
 from codeift.config import variants, with_defaults
 from codeift.infer.engines import load_engine
 from codeift.infer.server import (
-    INPUT_PRIORITY,
     EngineError,
     engine_dir,
     live_engines,
-    model_priority,
     shared_chat,
     stop_engines,
 )
 from codeift.models.backbones import model_fingerprint
 from codeift.models.tiny import build_tiny
-from codeift.settings import InferenceSettings
+from codeift.settings import EngineSettings, InferenceSettings
 from tests.conftest import short_engine_dir
+from tests.hooks.codeift_test_hooks import use_hooks
 
 # The fake engine loads no model: these tests are about sharing, not generation.
 SETTINGS = InferenceSettings(engine="fake", dtype="float32", threads=1)
 HF_SETTINGS = InferenceSettings(engine="hf", dtype="float32", threads=1)
+# Shared engines on, one alive at a time (config `engines`, passed to each call).
+ENGINES = EngineSettings(idle_seconds=30, max_alive=1)
+# Each job loads its own engine and generates only its own task.
+NO_SHARING = EngineSettings(idle_seconds=0)
 PROMPTS = [[{"role": "user", "content": f"Reverse the list {i}, {i + 1}"}] for i in range(5)]
 
 
 @pytest.fixture
 def engine_env(tmp_path, monkeypatch):
     monkeypatch.setenv("CODEIFT_ENGINE_DIR", short_engine_dir(tmp_path))
-    monkeypatch.setenv("CODEIFT_ENGINE_IDLE_SECONDS", "30")
-    monkeypatch.setenv("CODEIFT_MAX_ENGINES", "1")
     yield tmp_path
     stop_engines(keep=0)
 
@@ -52,8 +56,10 @@ def tiny_models(tmp_path_factory):
 
 def test_jobs_of_one_model_share_one_engine_with_in_process_answers(engine_env, tiny_models):
     model = str(tiny_models / "a")
-    first, info_first = shared_chat(model, model_fingerprint(model), SETTINGS, PROMPTS, 8)
-    second, info_second = shared_chat(model, model_fingerprint(model), SETTINGS, PROMPTS[:2], 8)
+    first, info_first = shared_chat(model, model_fingerprint(model), SETTINGS, PROMPTS, 8, ENGINES)
+    second, info_second = shared_chat(
+        model, model_fingerprint(model), SETTINGS, PROMPTS[:2], 8, ENGINES
+    )
     assert info_first["pid"] == info_second["pid"]
     assert [r.response for r in second] == [r.response for r in first[:2]]
     local = load_engine(model, SETTINGS).chat(PROMPTS, 8)
@@ -66,8 +72,8 @@ def test_the_engines_own_generation_time_leaves_its_start_out(engine_env, tiny_m
     engine's generation alone (here the fake engine's 1 s per batch), not the call's wall."""
     from codeift.infer.generate import ModelEngine
 
-    monkeypatch.setenv("CODEIFT_TEST_FAKE_ENGINE_SECONDS", "1")
-    engine = ModelEngine(str(tiny_models / "a"), SETTINGS)
+    use_hooks(monkeypatch, fake_engine_seconds=1)  # in the engine daemon
+    engine = ModelEngine(str(tiny_models / "a"), SETTINGS, ENGINES)
     started = time.perf_counter()
     engine.generate([PROMPTS])
     wall = time.perf_counter() - started
@@ -77,8 +83,8 @@ def test_the_engines_own_generation_time_leaves_its_start_out(engine_env, tiny_m
 
 def test_starting_a_second_model_evicts_the_idle_one_beyond_max_alive(engine_env, tiny_models):
     model_a, model_b = str(tiny_models / "a"), str(tiny_models / "b")
-    _, info_a = shared_chat(model_a, model_fingerprint(model_a), SETTINGS, PROMPTS, 4)
-    _, info_b = shared_chat(model_b, model_fingerprint(model_b), SETTINGS, PROMPTS, 4)
+    _, info_a = shared_chat(model_a, model_fingerprint(model_a), SETTINGS, PROMPTS, 4, ENGINES)
+    _, info_b = shared_chat(model_b, model_fingerprint(model_b), SETTINGS, PROMPTS, 4, ENGINES)
     assert info_a["pid"] != info_b["pid"]
     assert [e["model"] for e in live_engines()] == [model_b]
 
@@ -88,7 +94,7 @@ def test_an_engine_that_cannot_start_reports_its_log(engine_env, tmp_path):
     broken.mkdir()
     (broken / "config.json").write_text("{}")
     with pytest.raises(EngineError, match="exited with code .* while starting; log"):
-        shared_chat(str(broken), model_fingerprint(broken), HF_SETTINGS, PROMPTS, 4)
+        shared_chat(str(broken), model_fingerprint(broken), HF_SETTINGS, PROMPTS, 4, ENGINES)
 
 
 def test_each_model_of_the_default_gets_its_own_priority_below_its_inputs(default_config):
@@ -97,26 +103,41 @@ def test_each_model_of_the_default_gets_its_own_priority_below_its_inputs(defaul
     priorities = [model_priority(backbone, variant) for backbone, variant in models]
     assert len(set(priorities)) == len(models)
     assert all(1 <= priority < INPUT_PRIORITY for priority in priorities)
-    assert model_priority("tiny-llama", "code0") == 2404  # sha256, not hash(): every process agrees
 
 
-def test_an_engine_evicted_while_starting_is_started_again(engine_env, tiny_models, monkeypatch):
-    """Another job's start may stop ours (max_alive) before we used it: a clean stop is retried,
-    not reported as a failure."""
-    from codeift.infer import server
+def test_a_models_priority_is_the_same_in_every_process():
+    """Snakemake evaluates priorities in the main process and again in each cluster job: a
+    value from Python's salted hash() would differ between them."""
+    code = (
+        "from codeift.cluster import model_priority; print(model_priority('tiny-llama', 'code0'))"
+    )
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in ("1", "2")
+    }
+    assert seen == {str(model_priority("tiny-llama", "code0"))}
 
-    real_start, calls = server._start_daemon, []
 
-    def evicted_once(model_dir, settings, key):
-        calls.append(key)
-        if len(calls) == 1:
-            raise server.EngineStopped("engine exited with code 0 while starting")
-        real_start(model_dir, settings, key)
-
-    monkeypatch.setattr(server, "_start_daemon", evicted_once)
+def test_an_engine_evicted_while_starting_is_started_again(
+    engine_env, tiny_models, monkeypatch, capsys
+):
+    """Another job's start may stop ours (max_alive) before we used it: a clean stop (code 0,
+    here made by the test hook in the first daemon) is retried, not reported as a failure."""
+    marker = engine_env / "stopped-once"
+    use_hooks(monkeypatch, exit_once_marker=marker)
     model = str(tiny_models / "a")
-    replies, _ = shared_chat(model, model_fingerprint(model), SETTINGS, PROMPTS, 8)
-    assert len(calls) == 2 and len(replies) == len(PROMPTS)
+    replies, info = shared_chat(model, model_fingerprint(model), SETTINGS, PROMPTS, 8, ENGINES)
+    log = capsys.readouterr().out
+    assert marker.exists(), "the first daemon did not stop while starting"
+    assert "engine was evicted while starting (attempt 1)" in log, log
+    assert log.count("started engine pid") == 2, log
+    assert len(replies) == len(PROMPTS) and info["pid"] == live_engines()[0]["pid"]
 
 
 def test_a_reply_ends_before_its_first_stop_string_as_vllm_returns_it():
@@ -151,13 +172,13 @@ def test_a_busy_engine_is_shared_not_duplicated_nor_evicted(engine_env, tiny_mod
     engine died replying to the closed probe), and eviction must leave the busy engine alone."""
     import threading
 
-    monkeypatch.setenv("CODEIFT_TEST_FAKE_ENGINE_SECONDS", "4")
+    use_hooks(monkeypatch, fake_engine_seconds=4)
     model = str(tiny_models / "a")
     fingerprint = model_fingerprint(model)
     replies: dict[str, tuple] = {}
 
     def job(name: str) -> None:
-        replies[name] = shared_chat(model, fingerprint, SETTINGS, PROMPTS, 8)
+        replies[name] = shared_chat(model, fingerprint, SETTINGS, PROMPTS, 8, ENGINES)
 
     first = threading.Thread(target=job, args=("first",))
     first.start()
@@ -194,7 +215,8 @@ def _study_folders(root) -> tuple:
     return tasks, generations
 
 
-def _generate(model, tasks, generations, task: str, variant: str = "base") -> dict:
+def _generate(model, tasks, generations, task: str, variant: str = "base", engines=ENGINES) -> dict:
+    """One generation job of the study's TASKS (planned ahead, as the workflow passes them)."""
     from codeift.infer.generate import generate_task
 
     identity = {"name": "a", "family": "llama", "size": "0.6M"}
@@ -205,6 +227,8 @@ def _generate(model, tasks, generations, task: str, variant: str = "base") -> di
         identity,
         variant,
         SETTINGS,
+        engines,
+        sorted(TASKS),
     )
 
 
@@ -215,7 +239,6 @@ def test_a_models_first_job_generates_its_other_tasks_ahead_with_unchanged_outpu
     every output is byte for byte what a job that generated alone wrote."""
     model = tiny_models / "a"
     tasks, generations = _study_folders(engine_env / "shared")
-    monkeypatch.setenv("CODEIFT_PLANNED_TASKS", ",".join(sorted(TASKS)))
     first = _generate(model, tasks, generations, "list_reversal")
     assert first["generated_ahead"] == 2
     for task in ("coin_flip", "gsm8k"):
@@ -226,10 +249,11 @@ def test_a_models_first_job_generates_its_other_tasks_ahead_with_unchanged_outpu
     assert log.count("replies generated ahead by an earlier job") == 2, log
 
     # The same jobs, each loading its own engine and generating only its own task.
-    monkeypatch.setenv("CODEIFT_ENGINE_IDLE_SECONDS", "0")
     alone_tasks, alone = _study_folders(engine_env / "alone")
     for task in TASKS:
-        assert "generated_ahead" not in _generate(model, alone_tasks, alone, task)
+        assert "generated_ahead" not in _generate(
+            model, alone_tasks, alone, task, engines=NO_SHARING
+        )
         shared = pl.read_parquet(generations / f"{task}.parquet").drop("model_path")
         assert shared.equals(pl.read_parquet(alone / f"{task}.parquet").drop("model_path"))
 
@@ -249,7 +273,6 @@ def test_a_models_tasks_go_to_its_engine_in_task_order_whichever_job_starts(
         return original(self, batches)
 
     monkeypatch.setattr(ModelEngine, "generate", recording)
-    monkeypatch.setenv("CODEIFT_PLANNED_TASKS", ",".join(sorted(TASKS)))
     for first in ("list_reversal", "coin_flip"):
         shutil.rmtree(engine_dir() / "replies", ignore_errors=True)  # the first run's, ahead
         tasks, generations = _study_folders(engine_env / first)
@@ -279,9 +302,8 @@ def test_model_batching_sends_one_batch_and_splits_its_replies_back_per_task(
 ):
     from codeift.infer.generate import ModelEngine
 
-    monkeypatch.setenv("CODEIFT_ENGINE_IDLE_SECONDS", "0")  # in-process engine
     monkeypatch.setattr("codeift.infer.generate.model_fingerprint", lambda _: "f")
-    engine = ModelEngine("m", InferenceSettings(engine="fake", batching=batching))
+    engine = ModelEngine("m", InferenceSettings(engine="fake", batching=batching), NO_SHARING)
     engine._local = _RecordingEngine()
     sizes = {"a": 2, "b": 1, "c": 3}
     batches = [
@@ -307,11 +329,10 @@ def test_replies_generated_ahead_are_used_only_when_complete_and_current(
 
     model = tiny_models / "a"
     tasks, generations = _study_folders(engine_env / "shared")
-    monkeypatch.setenv("CODEIFT_PLANNED_TASKS", ",".join(sorted(TASKS)))
     generations.mkdir(parents=True)
     (generations / "gsm8k.parquet").write_bytes(b"done before")
     own = tasks / "list_reversal.parquet"
-    assert planned_siblings(own, generations / "list_reversal.parquet") == [
+    assert planned_siblings(own, generations / "list_reversal.parquet", sorted(TASKS)) == [
         tasks / "coin_flip.parquet"
     ]
 

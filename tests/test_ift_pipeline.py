@@ -17,6 +17,7 @@ from codeift.data.mix import build_mix, mix_card, token_budget
 from codeift.data.pool import build_pool
 from codeift.data.sources import SKIP_SAMPLE_LIMIT
 from codeift.errors import IFTError
+from codeift.settings import CleaningSettings, LabellerSettings, MixSettings
 from tests.conftest import REPO, shared_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -146,11 +147,11 @@ def test_html_cleaning_modes_are_counted(tmp_path):
     ]
     path = _write_sharegpt(tmp_path / "h.json", records)
     source = {"kind": "sharegpt", "path": str(path), "name": "h"}
-    pool, report = build_pool([source], seed=0, cleaning={"html": "strip"})
+    pool, report = build_pool([source], seed=0, cleaning=CleaningSettings(html="strip"))
     assert pool["id"].to_list() == ["h-h", "h-c"]
     assert pool["messages"][0][1]["content"] == "Hello there"
     assert report["cleaning"]["counts"] == {"html_stripped": 2, "no_assistant_turn": 1}
-    pool, report = build_pool([source], seed=0, cleaning={"html": "drop"})
+    pool, report = build_pool([source], seed=0, cleaning=CleaningSettings(html="drop"))
     assert pool["id"].to_list() == ["h-c"] and report["sources"]["h"]["skipped"] == {"html": 2}
 
 
@@ -167,10 +168,10 @@ def test_near_duplicates_differ_only_in_case_spacing_and_punctuation(tmp_path):
     assert pool["id"].to_list() == ["d-a", "d-d"]
     assert report["sources"]["d"]["skipped"] == {"exact_duplicate": 1, "near_duplicate": 1}
     first = {"enabled": True, "method": "first_turn"}
-    pool, _ = build_pool([source], seed=0, cleaning={"near_duplicates": first})
+    pool, _ = build_pool([source], seed=0, cleaning=CleaningSettings(near_duplicates=first))
     assert pool["id"].to_list() == ["d-a"]
     off = {"enabled": False}
-    pool, _ = build_pool([source], seed=0, cleaning={"near_duplicates": off})
+    pool, _ = build_pool([source], seed=0, cleaning=CleaningSettings(near_duplicates=off))
     assert pool["id"].to_list() == ["d-a", "d-b", "d-d"]
 
 
@@ -187,7 +188,7 @@ def test_over_long_by_characters_without_a_tokenizer_is_said_in_the_report(tmp_p
     ]
     path = _write_sharegpt(tmp_path / "l.json", records)
     source = {"kind": "sharegpt", "path": str(path), "name": "l"}
-    pool, report = build_pool([source], seed=0, cleaning={"max_chars": 200})
+    pool, report = build_pool([source], seed=0, cleaning=CleaningSettings(max_chars=200))
     assert pool["id"].to_list() == ["l-s"]
     assert report["sources"]["l"]["skipped"] == {"too_long_chars": 1}
     assert "no tokenizer configured" in report["cleaning"]["length_measure"]
@@ -208,7 +209,7 @@ def test_over_long_by_tokens_of_a_configured_tokenizer(tmp_path):
     path = _write_sharegpt(tmp_path / "t.json", records)
     cleaning = {"tokenizer": str(tmp_path / "m"), "max_tokens": 60}
     source = {"kind": "sharegpt", "path": str(path), "name": "t"}
-    pool, report = build_pool([source], seed=0, cleaning=cleaning)
+    pool, report = build_pool([source], seed=0, cleaning=CleaningSettings(**cleaning))
     assert pool["id"].to_list() == ["t-s"]
     assert report["sources"]["t"]["skipped"] == {"too_long_tokens": 1}
     expected = sum(
@@ -219,8 +220,8 @@ def test_over_long_by_tokens_of_a_configured_tokenizer(tmp_path):
 
 
 def test_max_tokens_without_a_tokenizer_is_refused():
-    with pytest.raises(IFTError, match="needs ift.cleaning.tokenizer"):
-        build_pool([{"kind": "generator", "n_general": 2}], seed=0, cleaning={"max_tokens": 9})
+    with pytest.raises(ConfigError, match="needs ift.cleaning.tokenizer"):
+        CleaningSettings(max_tokens=9)
 
 
 # --------------------------------------------------------------------------- real data
@@ -249,7 +250,7 @@ def _measured_labels() -> tuple[list[bool], list[bool]]:
     truth, predicted = [], []
     for source, is_code in ((alpaca, lambda _: True), (_self_instruct_source(), hand.__contains__)):
         skips_off = {"near_duplicates": {"enabled": False}}
-        pool, _ = build_pool([source], seed=0, cleaning=skips_off)
+        pool, _ = build_pool([source], seed=0, cleaning=CleaningSettings(**skips_off))
         for record_id, messages in zip(pool["id"], pool["messages"], strict=True):
             truth.append(is_code(record_id.split("-", 1)[1]))
             predicted.append(classify_code(messages)[0] == "code")
@@ -282,7 +283,7 @@ def test_heuristic_labels_record_their_method_and_no_raw_answer(labelled_pool):
 
 def test_unknown_labeller_is_refused(labelled_pool):
     with pytest.raises(IFTError, match="ift.labeller.method 'coin'"):
-        label_pool(labelled_pool.head(2), {"method": "coin"})
+        label_pool(labelled_pool.head(2), LabellerSettings(method="coin"))
 
 
 def test_judge_prompt_and_answer_parsing():
@@ -314,7 +315,7 @@ def test_llm_judge_answers_only_with_a_label_even_untrained(tmp_path, labelled_p
         "dtype": "float32",
         "threads": 1,
     }
-    judged = label_pool(sample, labeller)
+    judged = label_pool(sample, LabellerSettings(**labeller))
     assert set(judged["label"]) <= {"code", "general"}
     assert judged["label"].to_list() == [raw.strip() for raw in judged["label_raw"]]
     assert set(judged["label_method"]) == {f"llm_judge:{tmp_path / 'judge'}"}
@@ -324,12 +325,14 @@ def test_llm_judge_answers_only_with_a_label_even_untrained(tmp_path, labelled_p
 
 
 def test_non_nested_mixes_draw_independently_with_exact_counts(labelled_pool):
-    half = build_mix(labelled_pool, 50, total=100, seed=0, nested=False)
-    full = build_mix(labelled_pool, 100, total=100, seed=0, nested=False)
+    half = build_mix(labelled_pool, 50, total=100, seed=0, settings=MixSettings(nested=False))
+    full = build_mix(labelled_pool, 100, total=100, seed=0, settings=MixSettings(nested=False))
     assert (half["label"] == "code").sum() == 50 and full.height == 100
     half_code = set(half.filter(pl.col("label") == "code")["id"])
     assert not half_code <= set(full["id"])
-    assert half.equals(build_mix(labelled_pool, 50, total=100, seed=0, nested=False))
+    assert half.equals(
+        build_mix(labelled_pool, 50, total=100, seed=0, settings=MixSettings(nested=False))
+    )
 
 
 def test_token_matched_mixes_hold_equal_tokens_with_the_code_share_in_tokens(labelled_pool):
@@ -337,7 +340,9 @@ def test_token_matched_mixes_hold_equal_tokens_with_the_code_share_in_tokens(lab
     longest = int(labelled_pool["tokens"].max())
     counts = {}
     for proportion in (0, 50, 100):
-        mix = build_mix(labelled_pool, proportion, total=100, seed=0, match="tokens")
+        mix = build_mix(
+            labelled_pool, proportion, total=100, seed=0, settings=MixSettings(match="tokens")
+        )
         tokens = mix["tokens"].to_list()
         code = sum(t for t, lab in zip(tokens, mix["label"], strict=True) if lab == "code")
         assert abs(sum(tokens) - budget) <= longest
@@ -345,20 +350,28 @@ def test_token_matched_mixes_hold_equal_tokens_with_the_code_share_in_tokens(lab
         counts[proportion] = mix.height
     # Coding answers are longer, so the code arm holds fewer examples for the same tokens.
     assert counts[100] < counts[0]
-    nested_half = build_mix(labelled_pool, 50, total=100, seed=0, match="tokens")
-    full = build_mix(labelled_pool, 100, total=100, seed=0, match="tokens")
+    nested_half = build_mix(
+        labelled_pool, 50, total=100, seed=0, settings=MixSettings(match="tokens")
+    )
+    full = build_mix(labelled_pool, 100, total=100, seed=0, settings=MixSettings(match="tokens"))
     assert set(nested_half.filter(pl.col("label") == "code")["id"]) <= set(full["id"])
 
 
 def test_token_budget_beyond_the_pool_is_refused(labelled_pool):
     with pytest.raises(IFTError, match="tokens of code examples"):
-        build_mix(labelled_pool, 100, total=10, seed=0, match="tokens", total_tokens=10**9)
+        build_mix(
+            labelled_pool,
+            100,
+            total=10,
+            seed=0,
+            settings=MixSettings(match="tokens", total_tokens=10**9),
+        )
 
 
 def test_card_has_token_statistics_sources_and_cleaning_counts(tmp_path, labelled_pool):
     pool, report = build_pool([{"kind": "generator", "n_general": 40, "n_code": 40}], seed=0)
     mix = build_mix(label_pool(pool), 50, total=20, seed=0)
-    card = mix_card(mix, 50, report, {"nested": True, "match": "examples"})
+    card = mix_card(mix, 50, report, MixSettings())
     assert card["labels"] == {"code": 10, "general": 10}
     assert card["tokens"]["total"] == sum(mix["tokens"])
     by_label = card["tokens"]["by_label"]

@@ -33,7 +33,7 @@ from codeift.train.launch import (
     needs_relaunch,
     slurm_gpus,
 )
-from codeift.train.sft import STEP_DELAY_ENV
+from tests.hooks.codeift_test_hooks import hooked_env
 
 HERE = Path(__file__).parent
 STEPS, EVERY = 4, 2
@@ -167,7 +167,7 @@ def test_two_processes_match_one_and_a_killed_job_resumes(
         command,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, STEP_DELAY_ENV: "3"},
+        env=hooked_env(step_seconds=3),
     )
     deadline = time.time() + 300
     try:

@@ -15,21 +15,24 @@ PACKAGE = "codeift"
 
 # Who may import whom, as data. A module belongs to the first group its dotted name (below
 # `codeift.`) starts with; it may import its own group and the groups or single modules listed.
-# errors, io, study and settings are the foundation every stage shares. No stage imports config:
-# stages receive their typed settings from the CLI. cli is the composition root.
-FOUNDATION = {"errors", "io", "study", "settings"}
+# errors, io, study, settings and layout (where each rule's files go under `results`) are the
+# foundation every stage shares. No stage imports config: stages receive their typed settings
+# from the CLI. cli is the composition root.
+FOUNDATION = {"errors", "io", "study", "settings", "layout"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "io": set(),
     "study": {"errors"},
     "settings": {"errors"},
+    "layout": set(),
     "resources": {"errors", "settings", "retries"},
     # retries grow what failed within the site's caps: pure functions of requests and settings
-    "retries": {"errors", "settings"},
+    "retries": {"errors", "settings", "layout"},
     # the GPU-hour plan reads the config's views and prices them with the models' FLOPs and
     # memory estimates
     "plan": FOUNDATION | {"config", "models", "resources", "tasks"},
-    "cluster": set(),
+    # submissions and scheduling priorities (a stable hash of the model's name)
+    "cluster": {"io"},
     # the study benchmark reads a finished run's logs and outputs, never a stage's code; it
     # counts model FLOPs as the throughput sweep does (models.flops)
     "bench": {"errors", "models.flops"},

@@ -212,7 +212,8 @@ def test_a_killed_lora_run_resumes_from_its_adapter_checkpoint(lora_run, tmp_pat
         report_to="none",
     )
     args = (root / "base", root / "mix.parquet", tmp_path / "tuned", tmp_path / "ckpt", settings)
-    monkeypatch.setattr(sft, "step_delay_callbacks", lambda resuming: [DieAfterStep()])
+    checkpoints = sft.checkpoint_callbacks
+    monkeypatch.setattr(sft, "checkpoint_callbacks", lambda: [DieAfterStep(), *checkpoints()])
     with pytest.raises(_Stop):
         sft.train(*args)
     assert (tmp_path / "ckpt" / "checkpoint-3" / "adapter_model.safetensors").exists()

@@ -356,7 +356,7 @@ def test_cleanup_of_a_folder_the_program_locked_never_raises(tmp_path):
     locked.mkdir(parents=True)
     (locked / "file").write_text("x")
     locked.chmod(0)
-    sandbox._remove_tree(tmp_path / "work")
+    sandbox.remove_work_folder(tmp_path / "work")
     assert not (tmp_path / "work").exists()
 
 
@@ -383,7 +383,7 @@ def test_an_immutable_leftover_is_counted_and_the_folder_above_is_left_alone(tmp
     tmp_path.chmod(0o755)
     before = sandbox.leftover_count()
     try:
-        sandbox._remove_tree(work)
+        sandbox.remove_work_folder(work)
         assert sandbox.leftover_count() == before + 1 and locked.exists()
         assert tmp_path.stat().st_mode & 0o777 == 0o755
     finally:

@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from codeift.infer.generate import LOCAL_LOAD_MARK
-from codeift.train.sft import STEP_DELAY_ENV
 from tests.conftest import REPO, short_engine_dir
+from tests.hooks.codeift_test_hooks import STEP_DELAY_ENV, hooked_env
 from tests.slurm_loopback import running_cluster
 from tests.test_workflow import reduced_config
 
@@ -73,7 +73,7 @@ def snakemake_at_root(
     workdir: Path, config: dict, *args: str, profile: bool = True, step_delay: float = 0
 ) -> subprocess.CompletedProcess:
     """`snakemake --profile slurm` typed in the repository root, state kept in `workdir`.
-    `step_delay` sets the test-only SFT step delay (train.STEP_DELAY_ENV) in the environment,
+    `step_delay` sets the test-only SFT step delay (tests/hooks) in the environment,
     which sbatch passes to every job (the executor submits with --export=ALL)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "config.yaml"
@@ -89,14 +89,14 @@ def snakemake_at_root(
         f"--configfile={config_path}",  # one value: targets may follow
         *args,
     ]
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "CODEIFT_ENGINE_DIR": short_engine_dir(workdir),
-    }
-    env.pop(STEP_DELAY_ENV, None)
-    if step_delay:
-        env[STEP_DELAY_ENV] = str(step_delay)
+    env = hooked_env(
+        {
+            **os.environ,
+            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+            "CODEIFT_ENGINE_DIR": short_engine_dir(workdir),
+        },
+        step_seconds=step_delay or None,
+    )
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=2400)
 
 
@@ -229,8 +229,9 @@ def test_cancelled_training_resumes_from_its_checkpoint(cluster, tmp_path):
     config = one_arm_config(steps, every)
     workdir = tmp_path / "kill"
     build_sft_inputs(workdir, config)
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    env[STEP_DELAY_ENV] = str(delay)
+    env = hooked_env(
+        {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}, step_seconds=delay
+    )
     # The shipped profile would resubmit the cancelled job itself (retries: 2), resuming the
     # same way; without retries the test can look at the state between the two runs.
     command = [

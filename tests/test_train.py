@@ -17,7 +17,7 @@ from codeift.data.pool import build_pool
 from codeift.io import write_parquet
 from codeift.models.tiny import build_tiny
 from codeift.settings import TrainSettings
-from codeift.train.sft import STEP_DELAY_ENV
+from tests.hooks.codeift_test_hooks import hooked_env
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +68,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(inputs):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
-        env={**os.environ, STEP_DELAY_ENV: "2"},
+        env=hooked_env(step_seconds=2),
     )
     deadline = time.time() + 300
     while not list((inputs / "ckpt").glob("checkpoint-10/trainer_state.json")):

@@ -132,6 +132,15 @@ def test_second_run_does_nothing(vllm_run):
     assert output_mtimes(Path(config["results"])) == before
 
 
+def test_changing_the_engine_knobs_reruns_nothing(vllm_run):
+    """`engines` changes speed, never an output: the generate jobs take it as an argument, not
+    a param, so a changed value leaves every job up to date (a param change would rerun)."""
+    workdir, config = vllm_run
+    changed = {**config, "engines": {"idle_seconds": 7, "max_alive": 1}}
+    assert config.get("engines") != changed["engines"]
+    assert nothing_to_do(workdir, changed)
+
+
 def test_generations_are_reproducible_in_process(vllm_run, tmp_path):
     """The shared engine gives the same greedy answers as an engine loaded by the job itself."""
     workdir, config = vllm_run
@@ -139,7 +148,6 @@ def test_generations_are_reproducible_in_process(vllm_run, tmp_path):
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "CODEIFT_ENGINE_IDLE_SECONDS": "0",
     }
     from codeift.config import backbone_inference
 
@@ -165,6 +173,8 @@ def test_generations_are_reproducible_in_process(vllm_run, tmp_path):
             "code0",
             "--settings",
             settings.to_json(),
+            "--engines",
+            json.dumps({"idle_seconds": 0}),  # the job loads its own engine
         ],
         check=True,
         env=env,
@@ -269,11 +279,11 @@ def test_each_model_loads_its_engine_once_whatever_the_order(tmp_path, monkeypat
     (the test-only step delay) so that base-model generation runs beside training: each
     model's engine starts once, and its first job generated its other task ahead, so the later
     job never needed the engine (test_engine_server removes the engine between jobs)."""
-    from codeift.train.sft import STEP_DELAY_ENV
+    from tests.hooks.codeift_test_hooks import use_hooks
 
     config = reduced_config(tmp_path / "results", engine="hf")
     config["engines"] = {"idle_seconds": 0.1, "max_alive": 1}
-    monkeypatch.setenv(STEP_DELAY_ENV, "2")
+    use_hooks(monkeypatch, step_seconds=2)
     # One generation job at a time (as `make run-real`): a model's jobs come one after another,
     # each seconds after the last, so an engine that idles out would load again for each.
     snakemake(tmp_path, config, "--resources", "engine_slots=1")

@@ -22,7 +22,15 @@ import polars as pl
 from codeift.errors import CodeiftError
 from codeift.io import write_json, write_parquet
 from codeift.score import jail
-from codeift.settings import AnalysisSettings, InferenceSettings, MixSettings, TrainSettings
+from codeift.settings import (
+    AnalysisSettings,
+    CleaningSettings,
+    EngineSettings,
+    InferenceSettings,
+    LabellerSettings,
+    MixSettings,
+    TrainSettings,
+)
 
 
 def _json(text: str) -> Any:
@@ -39,12 +47,15 @@ def cmd_build_pool(args: argparse.Namespace) -> None:
     from codeift.data.labels import label_pool
     from codeift.data.pool import build_pool
 
-    pool, report = build_pool(_json(args.sources), args.seed, _json(args.cleaning))
-    labeller = _json(args.labeller)
+    cleaning = CleaningSettings.from_json(args.cleaning)
+    pool, report = build_pool(_json(args.sources), args.seed, cleaning)
+    given = _json(args.labeller)
+    labeller = LabellerSettings.from_mapping(given)
     labelled = label_pool(pool, labeller)
     report["labels"] = dict(sorted(labelled.group_by("label").len().iter_rows()))
-    report["labeller"] = {k: v for k, v in labeller.items() if k != "prompt"} or {
-        "method": "heuristic"
+    # The report names the labeller keys the config set (the prompt left out), or its method.
+    report["labeller"] = {k: v for k, v in given.items() if k != "prompt"} or {
+        "method": labeller.method
     }
     write_parquet(labelled, args.out)
     write_json(report, args.report)
@@ -56,21 +67,10 @@ def cmd_build_mix(args: argparse.Namespace) -> None:
 
     pool = pl.read_parquet(args.pool)
     settings = MixSettings.from_json(args.mix)
-    mix = build_mix(
-        pool,
-        args.proportion,
-        args.total,
-        args.seed,
-        nested=settings.nested,
-        match=settings.match,
-        total_tokens=settings.total_tokens,
-        replicate=args.replicate,
-    )
+    mix = build_mix(pool, args.proportion, args.total, args.seed, settings, args.replicate)
     write_parquet(mix, args.out)
-    # The card records the settings that were set (an unset token budget is left out).
-    recorded = {key: value for key, value in settings.to_dict().items() if value is not None}
     card = mix_card(
-        mix, args.proportion, read_report(args.pool_report), recorded, replicate=args.replicate
+        mix, args.proportion, read_report(args.pool_report), settings, replicate=args.replicate
     )
     write_json(card, args.card)
     print(json.dumps({k: card[k] for k in ("proportion", "examples", "labels", "content_hash")}))
@@ -122,6 +122,9 @@ def cmd_build_task(args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
+    """One generation job. `--engines` and `--planned-tasks` change speed, never the output:
+    the rule passes them outside its params (workflow/rules/infer.smk), so that changing them,
+    or adding a task to the study, reruns no generation job."""
     from codeift.infer.generate import generate_task
 
     summary = generate_task(
@@ -131,6 +134,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
         _json(args.backbone),
         args.variant,
         InferenceSettings.from_json(args.settings),
+        EngineSettings.from_json(args.engines),
+        [name for name in args.planned_tasks.split(",") if name],
     )
     print(json.dumps(summary))
 
@@ -306,7 +311,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pretrain.set_defaults(handler=cmd_pretrain)
     add("build-task", cmd_build_task, "name", "entry", "out", ints=("seed",))
-    add("generate", cmd_generate, "model", "task-file", "out", "backbone", "variant", "settings")
+    generate = add(
+        "generate", cmd_generate, "model", "task-file", "out", "backbone", "variant", "settings"
+    )
+    generate.add_argument(
+        "--engines", default="{}", help="config `engines` as JSON (idle_seconds, max_alive)"
+    )
+    generate.add_argument(
+        "--planned-tasks",
+        default="",
+        help="the study's tasks, comma-separated: a model's first job generates them ahead",
+    )
     score = add("score", cmd_score, "generations", "out")
     score.add_argument(
         "--sandbox",

@@ -1,4 +1,5 @@
-"""Cluster submissions: how jobs travel together, and how many a study submits.
+"""Scheduling: how jobs travel together in cluster submissions, how many a study submits, and
+the priorities that order them (a model's generation jobs back to back, their inputs first).
 
 A group job is one submission however many rules it holds; every ungrouped job is one; the
 target rule runs on the login node. Groups never mix a GPU request with a CPU one (Snakemake
@@ -22,12 +23,28 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from codeift.io import stable_hash
+
 TARGET_RULE = "all"
 GENERATE_GROUP = "generate_{backbone}_{variant}"
 SCORE_GROUP = "score_{backbone}_{variant}"
 # Each grouped job holds one; profiles/slurm provides one per allocation (scope: local), so that
 # a group's request is sized for its jobs in sequence, as the executor runs them.
 GROUP_SLOTS = "group_slots"
+# Generation jobs take priorities 1..MODEL_PRIORITIES; the small jobs that feed them (task files,
+# mixes, base models) go above, so that no task file is left for last: a late task made every
+# model's engine start a second time for its one remaining job (19 starts for 10 models).
+MODEL_PRIORITIES = 10_000
+INPUT_PRIORITY = MODEL_PRIORITIES + 1
+
+
+def model_priority(backbone: str, variant: str) -> int:
+    """Scheduling priority of a model's generation jobs: one fixed value per model, so that
+    Snakemake runs the ready jobs of one model back to back and its engine starts once, instead
+    of interleaving models and reloading evicted engines (33 starts for 10 models, measured)."""
+    return 1 + int(stable_hash([backbone, variant], length=8), 16) % MODEL_PRIORITIES
+
+
 _GROUP = re.compile(r"^\[[^\]]*\] Group job (\S+) ", re.MULTILINE)
 _UNGROUPED = re.compile(r"^rule (\w+):$", re.MULTILINE)
 _STATS = re.compile(r"^(\w+)\s+(\d+)$", re.MULTILINE)

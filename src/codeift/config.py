@@ -19,7 +19,17 @@ import yaml
 
 from codeift.errors import ConfigError
 from codeift.io import CONTROL_CHARACTERS, local_input_problem
-from codeift.settings import EngineSettings, InferenceSettings, ScoringSettings, TrainSettings
+from codeift.settings import (
+    DEFAULT_CHAT_TEMPLATE,
+    STUDY_DEFAULTS,
+    CleaningSettings,
+    EngineSettings,
+    InferenceSettings,
+    LabellerSettings,
+    MixSettings,
+    ScoringSettings,
+    TrainSettings,
+)
 from codeift.study import variant_name, variant_replicate
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
@@ -204,7 +214,7 @@ def _check_results(config: dict[str, Any]) -> dict[str, Path]:
     """`results` is a folder every output goes under (and every job deletes and writes in): not
     an existing file, not a system folder or a shared one like /tmp or /home itself, not the
     working directory, not reached through `..`, no control characters."""
-    value = config.get("results", "results")
+    value = config.get("results", STUDY_DEFAULTS["results"])
     allowed = (
         "allowed: a folder path without control characters or '..', outside the system's "
         f"folders ({', '.join(SYSTEM_FOLDERS)}), not {', '.join(SHARED_FOLDERS)} or the "
@@ -310,21 +320,11 @@ def _check_inference_lengths(config: dict[str, Any]) -> None:
 
 
 def _check_ift_settings(ift: dict[str, Any]) -> None:
-    """Cross-key rules the schema cannot say: a token limit needs a tokenizer, a judge a model."""
-    cleaning = ift.get("cleaning", {})
-    if cleaning.get("max_tokens") and not cleaning.get("tokenizer"):
-        raise ConfigError(
-            "config key 'ift.cleaning.max_tokens': needs ift.cleaning.tokenizer (a tokenizer "
-            "folder or hub id); without one use ift.cleaning.max_chars"
-        )
-    labeller = ift.get("labeller", {})
-    if labeller.get("method") == "llm_judge" and not labeller.get("model"):
-        raise ConfigError("config key 'ift.labeller.model': the llm_judge labeller needs a model")
-    prompt = labeller.get("prompt")
-    if prompt is not None and "{conversation}" not in prompt:
-        raise ConfigError("config key 'ift.labeller.prompt': must contain {conversation}")
-    if ift.get("mix", {}).get("total_tokens") and ift.get("mix", {}).get("match") != "tokens":
-        raise ConfigError("config key 'ift.mix.total_tokens': only used with match: tokens")
+    """Cross-key rules the schema cannot say (a token limit needs a tokenizer, a judge a model):
+    the settings check them as they are built, here before any job runs and again in the job."""
+    CleaningSettings.from_mapping(ift.get("cleaning"))
+    LabellerSettings.from_mapping(ift.get("labeller"))
+    MixSettings.from_mapping(ift.get("mix"))
 
 
 def _check_replicates(config: dict[str, Any]) -> None:
@@ -397,13 +397,16 @@ def _check_ift_sources(sources: list[dict[str, Any]]) -> None:
 def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
     """Fill the optional top-level keys so rules can index them directly."""
     filled = copy.deepcopy(config)
-    filled.setdefault("results", "results")
-    filled.setdefault("seed", 0)
-    filled.setdefault("evaluate_base", True)
+    for key, value in STUDY_DEFAULTS.items():
+        filled.setdefault(key, value)
+    for spec in filled["backbones"].values():
+        spec.setdefault("chat_template", DEFAULT_CHAT_TEMPLATE)
     filled["ift"].setdefault("seed", filled["seed"])
     filled["ift"].setdefault("cleaning", {})
-    filled["ift"].setdefault("labeller", {"method": "heuristic"})
-    filled["ift"]["mix"] = {"nested": True, "match": "examples", **filled["ift"].get("mix", {})}
+    # The labeller's method and the mix settings are named in their jobs' params even when
+    # unset (as they always were: a config that names them reruns nothing).
+    filled["ift"].setdefault("labeller", {"method": LabellerSettings().method})
+    filled["ift"]["mix"] = {**MixSettings().recorded(), **filled["ift"].get("mix", {})}
     filled["engines"] = EngineSettings.from_mapping(filled.get("engines")).to_dict()
     filled["scoring"] = ScoringSettings.from_mapping(filled.get("scoring")).to_dict()
     return filled
@@ -442,7 +445,8 @@ def arms(config: dict[str, Any]) -> list[str]:
 
 
 def variants(config: dict[str, Any]) -> list[str]:
-    return (["base"] if config.get("evaluate_base", True) else []) + arms(config)
+    evaluate_base = config.get("evaluate_base", STUDY_DEFAULTS["evaluate_base"])
+    return (["base"] if evaluate_base else []) + arms(config)
 
 
 def arm_train(config: dict[str, Any], backbone: str, arm: str) -> TrainSettings:

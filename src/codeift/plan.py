@@ -26,6 +26,7 @@ from codeift.errors import ConfigError
 from codeift.models.flops import generation_flops, training_flops
 from codeift.models.memory import sft_memory
 from codeift.resources import base_request, parse_size, pool_request, train_launch
+from codeift.settings import LabellerSettings
 
 
 @dataclass(frozen=True)
@@ -235,10 +236,10 @@ def _sft_memory_gb(config: dict[str, Any], backbone: str) -> float:
 def _judge_row(config: dict[str, Any], assumed: Assumptions, gpu: GpuClass) -> RulePlan:
     """The LLM judge labels the pool: prompts of up to max_chars (~4 characters a token) and a
     one-token answer, on a model of the backbones' class (7B unless its name says otherwise)."""
-    labeller = config["ift"]["labeller"]
+    labeller = LabellerSettings.from_mapping(config["ift"]["labeller"])
     gpus = int(pool_request(config)["gpus"])
-    per_prompt = min(labeller.get("max_chars", 4000) / 4, labeller.get("max_model_len", 2048))
-    parameters = _size_in_name(labeller.get("model", "")) or 7e9
+    per_prompt = min(labeller.max_chars / 4, labeller.max_model_len)
+    parameters = _size_in_name(labeller.model or "") or 7e9
     work = generation_flops(
         (int(parameters), 0),
         int(assumed.pool_conversations * per_prompt),
@@ -246,7 +247,7 @@ def _judge_row(config: dict[str, Any], assumed: Assumptions, gpu: GpuClass) -> R
     )
     seconds = work / (max(gpus, 1) * gpu.tflops * 1e12 * gpu.generate_utilisation)
     seconds += assumed.engine_start_seconds
-    memory = labeller.get("gpu_memory_utilization", 0.85) * gpu.memory_gb
+    memory = labeller.gpu_memory_utilization * gpu.memory_gb
     return RulePlan(
         "build_pool (llm_judge)",
         1,

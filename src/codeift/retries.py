@@ -26,6 +26,8 @@ from dataclasses import replace
 from typing import Any
 
 from codeift.errors import CodeiftError
+from codeift.layout import LOGS
+from codeift.layout import path as path_in
 from codeift.settings import TrainSettings
 
 FAILURES = ("gpu_oom", "host_oom", "timeout", "other")
@@ -175,5 +177,7 @@ def previous_failure(results: str, stage: str, wildcards: Any, attempt: int) -> 
     when a job fails); None on a first attempt and for stages whose logs are not read."""
     if attempt <= 1 or stage != "sft":
         return None
-    path = f"{results}/logs/sft/{wildcards.get('backbone')}/{wildcards.get('arm')}.log"
-    return classify_failure(log_tail(path))
+    path = path_in(
+        results, LOGS["sft"], backbone=wildcards.get("backbone"), arm=wildcards.get("arm")
+    )
+    return classify_failure(log_tail(str(path)))

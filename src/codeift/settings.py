@@ -17,6 +17,12 @@ from codeift.errors import ConfigError
 
 S = TypeVar("S", bound="Settings")
 
+# The study's top-level keys when unset (codeift.config.with_defaults fills them in).
+STUDY_DEFAULTS: dict[str, Any] = {"results": "results", "seed": 0, "evaluate_base": True}
+
+# A backbone's `chat_template` when unset: the study's own template (codeift.models).
+DEFAULT_CHAT_TEMPLATE = "codeift"
+
 
 def _field(default: Any, help: str) -> Any:
     if isinstance(default, dict):
@@ -53,6 +59,11 @@ class Settings:
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         return cls().to_dict()  # type: ignore[call-arg]
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """One key's default, for code that takes the key on its own (a function parameter)."""
+        return cls.defaults()[name]
 
     @classmethod
     def help(cls) -> dict[str, str]:
@@ -181,6 +192,9 @@ class EngineSettings(Settings):
     max_alive: int = _field(2, "engines alive at once on one machine")
 
 
+NEAR_DUPLICATES: dict[str, Any] = {"enabled": True, "method": "conversation"}
+
+
 @dataclass(frozen=True)
 class CleaningSettings(Settings):
     """Counted cleaning of the IFT pool (config `ift.cleaning`)."""
@@ -192,8 +206,21 @@ class CleaningSettings(Settings):
     tokenizer: str | None = _field(None, "tokenizer folder or hub id that measures tokens")
     tokenizer_revision: str | None = _field(None, "hub tokenizer: commit hash or tag (main)")
     near_duplicates: dict[str, Any] = _field(
-        {"enabled": True, "method": "conversation"}, "near-duplicate removal: enabled, method"
+        NEAR_DUPLICATES, "near-duplicate removal: enabled, method"
     )
+
+    def __post_init__(self) -> None:
+        # A partial `near_duplicates` (say, only `enabled`) keeps the other key's default.
+        object.__setattr__(self, "near_duplicates", {**NEAR_DUPLICATES, **self.near_duplicates})
+        if self.max_tokens and not self.tokenizer:
+            raise ConfigError(
+                "config key 'ift.cleaning.max_tokens': needs ift.cleaning.tokenizer (a tokenizer "
+                "folder or hub id); without one use ift.cleaning.max_chars"
+            )
+
+    def recorded(self) -> dict[str, Any]:
+        """The settings as the pool report records them: every key that has a value."""
+        return {key: value for key, value in self.to_dict().items() if value is not None}
 
 
 JUDGE_PROMPT = (
@@ -222,6 +249,14 @@ class LabellerSettings(Settings):
     cpu_kvcache_gib: int = _field(1, "llm_judge on CPU: KV-cache size in whole GiB")
     threads: int | None = _field(None, "llm_judge on CPU: threads (default: every core)")
 
+    def __post_init__(self) -> None:
+        if self.method == "llm_judge" and not self.model:
+            raise ConfigError(
+                "config key 'ift.labeller.model': the llm_judge labeller needs a model"
+            )
+        if "{conversation}" not in self.prompt:
+            raise ConfigError("config key 'ift.labeller.prompt': must contain {conversation}")
+
 
 @dataclass(frozen=True)
 class MixSettings(Settings):
@@ -231,6 +266,15 @@ class MixSettings(Settings):
     nested: bool = _field(True, "the p% mix reuses the 0% and 100% mixes' examples")
     match: str = _field("examples", "hold examples (or tokens) equal across arms")
     total_tokens: int | None = _field(None, "match: tokens: the token budget of every mix")
+
+    def __post_init__(self) -> None:
+        if self.total_tokens and self.match != "tokens":
+            raise ConfigError("config key 'ift.mix.total_tokens': only used with match: tokens")
+
+    def recorded(self) -> dict[str, Any]:
+        """The settings as a mix card and the build_mix params record them: every key that has
+        a value (an unset token budget is left out)."""
+        return {key: value for key, value in self.to_dict().items() if value is not None}
 
 
 @dataclass(frozen=True)

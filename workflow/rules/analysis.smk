@@ -10,9 +10,9 @@ rule aggregate:
     output:
         **figure_reports(),
         tables=output_files("table"),
-        summary=f"{R}/summary/{SUMMARY_FILE}",
+        summary=f"{R}/{SUMMARY_DIR}/{SUMMARY_FILE}",
     log:
-        f"{R}/logs/aggregate.log",
+        f"{R}/{LOGS['aggregate']}",
     conda:
         "../envs/report.yaml"
     resources:

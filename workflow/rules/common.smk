@@ -22,8 +22,30 @@ from codeift.study import (
     variant_proportion,
     variant_replicate,
 )
-from codeift.cluster import GENERATE_GROUP, GROUP_SLOTS, SCORE_GROUP
-from codeift.infer.server import INPUT_PRIORITY, model_priority
+from codeift.cluster import (
+    GENERATE_GROUP,
+    GROUP_SLOTS,
+    INPUT_PRIORITY,
+    SCORE_GROUP,
+    model_priority,
+)
+from codeift.layout import (
+    BASE_MODEL,
+    CHECKPOINTS,
+    FIGURE_DIR,
+    GENERATIONS,
+    LOGS,
+    MIX,
+    MIX_CARD,
+    MODEL,
+    POOL,
+    POOL_REPORT,
+    SCORES,
+    SUMMARY_DIR,
+    TASK,
+    TUNED_MODEL,
+)
+from codeift.settings import EngineSettings
 from codeift.resources import STAGES, job_request, resource_names, train_launch
 from codeift.retries import FAILURES, previous_failure
 from codeift.train.precision import job_on_gpu, resolved_settings
@@ -33,11 +55,14 @@ validate_config(config)
 config = with_defaults(config)
 R = config["results"]
 
-# Engine-pool knobs change speed, never outputs: they travel as environment, not params.
-os.environ["CODEIFT_ENGINE_IDLE_SECONDS"] = str(config["engines"]["idle_seconds"])
-os.environ["CODEIFT_MAX_ENGINES"] = str(config["engines"]["max_alive"])
-# A model's first generation job generates its other tasks ahead (infer.generate).
-os.environ["CODEIFT_PLANNED_TASKS"] = ",".join(sorted(config["tasks"]))
+# Engine-pool knobs and the study's task list change a generation job's speed, never its output
+# (a model's first job generates its other tasks ahead: codeift.infer.generate). The generate
+# step passes them as arguments in its shell command, not as params. Snakemake reruns a job when
+# its params change, but not when only the values formatted into its command do (the `code`
+# trigger compares the command's template). So adding a task or changing `engines` reruns no
+# generation job, and no environment variable carries them into the job.
+ENGINES_JSON = EngineSettings.from_mapping(config["engines"]).to_json()
+PLANNED_TASKS = ",".join(sorted(config["tasks"]))
 # Training curves (train.report_to) change nothing trained: environment, not params.
 os.environ.update(reporting_environment(config, R))
 
@@ -72,7 +97,7 @@ def backbone_source_json(wildcards):
     return as_json(
         {
             "source": spec["source"],
-            "chat_template": spec.get("chat_template", "codeift"),
+            "chat_template": spec["chat_template"],
         }
     )
 
@@ -205,12 +230,12 @@ cached_priority = functools.cache(model_priority)
 
 
 def model_dir(wildcards):
-    return f"{R}/models/{wildcards.backbone}/{wildcards.variant}"
+    return f"{R}/{MODEL.format(backbone=wildcards.backbone, variant=wildcards.variant)}"
 
 
 def score_targets():
     return expand(
-        f"{R}/scores/{{backbone}}/{{variant}}/{{task}}.parquet",
+        f"{R}/{SCORES}",
         backbone=sorted(config["backbones"]),
         variant=variants(config),
         task=sorted(config["tasks"]),
@@ -223,7 +248,7 @@ def output_files(kind):
         path
         for output in OUTPUTS
         if output.kind == kind
-        for path in output.files(f"{R}/summary", f"{R}/figures")
+        for path in output.files(f"{R}/{SUMMARY_DIR}", f"{R}/{FIGURE_DIR}")
     ]
 
 
@@ -231,7 +256,7 @@ def figure_reports():
     """Each figure as a named report() output with its caption (workflow/report/*.rst)."""
     return {
         output.name: report(
-            output.files(f"{R}/summary", f"{R}/figures")[0],
+            output.files(f"{R}/{SUMMARY_DIR}", f"{R}/{FIGURE_DIR}")[0],
             caption=f"../report/{output.caption}",
             category="Figures",
         )
@@ -241,10 +266,12 @@ def figure_reports():
 
 
 def card_targets():
-    return expand(f"{R}/ift/mixes/{{arm}}.card.json", arm=arms(config))
+    return expand(f"{R}/{MIX_CARD}", arm=arms(config))
 
 
 def summary_targets():
     return (
-        output_files("table") + output_files("figure") + [f"{R}/summary/{SUMMARY_FILE}"]
+        output_files("table")
+        + output_files("figure")
+        + [f"{R}/{SUMMARY_DIR}/{SUMMARY_FILE}"]
     )

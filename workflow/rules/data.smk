@@ -4,10 +4,10 @@
 
 rule build_pool:
     output:
-        pool=f"{R}/ift/pool.parquet",
-        report=f"{R}/ift/pool.report.json",
+        pool=f"{R}/{POOL}",
+        report=f"{R}/{POOL_REPORT}",
     log:
-        f"{R}/logs/build_pool.log",
+        f"{R}/{LOGS['build_pool']}",
     priority: INPUT_PRIORITY
     conda:
         "../envs/data.yaml"
@@ -29,10 +29,10 @@ rule build_mix:
         pool=rules.build_pool.output.pool,
         report=rules.build_pool.output.report,
     output:
-        mix=f"{R}/ift/mixes/{{arm}}.parquet",
-        card=f"{R}/ift/mixes/{{arm}}.card.json",
+        mix=f"{R}/{MIX}",
+        card=f"{R}/{MIX_CARD}",
     log:
-        f"{R}/logs/build_mix/{{arm}}.log",
+        f"{R}/{LOGS['build_mix']}",
     priority: INPUT_PRIORITY
     # Seconds each: the profile packs them into one cluster job (group-components).
     group:

@@ -4,11 +4,11 @@
 rule generate:
     input:
         model=model_dir,
-        task=f"{R}/tasks/{{task}}.parquet",
+        task=f"{R}/{TASK}",
     output:
-        f"{R}/generations/{{backbone}}/{{variant}}/{{task}}.parquet",
+        f"{R}/{GENERATIONS}",
     log:
-        f"{R}/logs/generate/{{backbone}}/{{variant}}/{{task}}.log",
+        f"{R}/{LOGS['generate']}",
     # One model's jobs back to back: its shared engine loads once (speed only, not outputs).
     priority: generation_priority
     # One cluster submission per model (backbone x variant): its jobs run one after another in
@@ -31,4 +31,5 @@ rule generate:
     shell:
         "python -m codeift generate --model {input.model:q} --task-file {input.task:q}"
         " --out {output:q} --backbone {params.backbone:q} --variant {wildcards.variant:q}"
-        " --settings {params.settings:q} 2>&1 | tee {log:q}"
+        " --settings {params.settings:q} --engines {ENGINES_JSON:q}"
+        " --planned-tasks {PLANNED_TASKS:q} 2>&1 | tee {log:q}"

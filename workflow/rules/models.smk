@@ -6,9 +6,9 @@
 
 rule prepare_backbone:
     output:
-        directory(f"{R}/models/{{backbone}}/base"),
+        directory(f"{R}/{BASE_MODEL}"),
     log:
-        f"{R}/logs/prepare_backbone/{{backbone}}.log",
+        f"{R}/{LOGS['prepare_backbone']}",
     priority: INPUT_PRIORITY
     conda:
         "../envs/train.yaml"
@@ -25,7 +25,7 @@ rule pretrain_tiny_base:
     output:
         directory("src/codeift/assets/tiny_bases/{architecture}"),
     log:
-        f"{R}/logs/pretrain/{{architecture}}.log",
+        f"{R}/{LOGS['pretrain']}",
     wildcard_constraints:
         architecture="llama|qwen2",
     conda:

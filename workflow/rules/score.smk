@@ -3,11 +3,11 @@
 
 rule score:
     input:
-        f"{R}/generations/{{backbone}}/{{variant}}/{{task}}.parquet",
+        f"{R}/{GENERATIONS}",
     output:
-        f"{R}/scores/{{backbone}}/{{variant}}/{{task}}.parquet",
+        f"{R}/{SCORES}",
     log:
-        f"{R}/logs/score/{{backbone}}/{{variant}}/{{task}}.log",
+        f"{R}/{LOGS['score']}",
     # CPU only, apart from generation: a model's scoring is one CPU submission, and no GPU
     # waits while model-written programs run in the jail.
     group:

@@ -3,9 +3,9 @@
 
 rule build_task:
     output:
-        f"{R}/tasks/{{task}}.parquet",
+        f"{R}/{TASK}",
     log:
-        f"{R}/logs/build_task/{{task}}.log",
+        f"{R}/{LOGS['build_task']}",
     priority: INPUT_PRIORITY
     group:
         "tasks"

@@ -3,12 +3,12 @@
 
 rule sft:
     input:
-        model=f"{R}/models/{{backbone}}/base",
-        mix=f"{R}/ift/mixes/{{arm}}.parquet",
+        model=f"{R}/{BASE_MODEL}",
+        mix=f"{R}/{MIX}",
     output:
-        directory(f"{R}/models/{{backbone}}/{{arm}}"),
+        directory(f"{R}/{TUNED_MODEL}"),
     log:
-        f"{R}/logs/sft/{{backbone}}/{{arm}}.log",
+        f"{R}/{LOGS['sft']}",
     conda:
         "../envs/train.yaml"
     threads: train_threads
@@ -18,7 +18,7 @@ rule sft:
         settings=train_settings_json,
         launch=train_launch_json,
         # Not an output: it survives a killed job so the rerun resumes from the last checkpoint.
-        checkpoints=f"{R}/checkpoints/{{backbone}}/{{arm}}",
+        checkpoints=f"{R}/{CHECKPOINTS}",
     shell:
         "python -m codeift sft --model {input.model:q} --mix {input.mix:q} --out {output:q}"
         " --checkpoints {params.checkpoints:q} --settings {params.settings:q}"

@@ -17,7 +17,7 @@ import polars as pl
 
 from codeift.analysis import controls, evidence, power
 from codeift.analysis.load import check_variants, with_program_view
-from codeift.settings import AnalysisSettings
+from codeift.settings import AnalysisSettings, MixSettings
 from codeift.study import BASE, DOMAINS, REFERENCE_ARM, domain_rank, variant_rank
 
 MODEL_KEYS = ["backbone", "family", "size_label", "variant", "proportion"]
@@ -283,7 +283,8 @@ def mix_table(card_paths: Sequence[str | Path]) -> pl.DataFrame:
         card = json.loads(Path(path).read_text(encoding="utf-8"))
         try:
             labels, tokens = card["labels"], card["tokens"]
-            settings = card.get("mix_settings", {})
+            # A card written before a setting existed was drawn with its default.
+            settings = {**MixSettings().recorded(), **card.get("mix_settings", {})}
             rows.append(
                 {
                     "variant": f"code{card['proportion']}"
@@ -295,8 +296,8 @@ def mix_table(card_paths: Sequence[str | Path]) -> pl.DataFrame:
                     "tokens": int(tokens["total"]),
                     "token_measure": str(tokens.get("measure", "")),
                     "code_token_share": float(card["code_token_share"]),
-                    "match": str(settings.get("match", "examples")),
-                    "nested": bool(settings.get("nested", True)),
+                    "match": str(settings["match"]),
+                    "nested": bool(settings["nested"]),
                     "content_hash": str(card["content_hash"]),
                 }
             )

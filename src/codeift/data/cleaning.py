@@ -82,19 +82,14 @@ class Measure:
 
 
 # What an unset key means; the pool report records these with the config's own values.
-DEFAULT_CLEANING: dict[str, Any] = {
-    key: value for key, value in CleaningSettings.defaults().items() if value is not None
-}
-
-
 def clean_record(
-    record: dict[str, Any], cleaning: dict[str, Any], measure: Measure
+    record: dict[str, Any], cleaning: CleaningSettings, measure: Measure
 ) -> tuple[dict[str, Any] | None, str | None, bool]:
     """(record with its token count, or None; the skip reason; whether HTML was stripped)."""
     messages = record["messages"]
     stripped = False
-    if cleaning.get("html", "strip") != "keep" and _has_html(messages):
-        if cleaning.get("html") == "drop":
+    if cleaning.html != "keep" and _has_html(messages):
+        if cleaning.html == "drop":
             return None, "html", False
         messages = [{**m, "content": strip_html(m["content"])} for m in messages]
         stripped = True
@@ -102,9 +97,9 @@ def clean_record(
         if reason:
             return None, reason, stripped
     chars = sum(len(m["content"]) for m in messages)
-    if cleaning.get("max_chars") and chars > cleaning["max_chars"]:
+    if cleaning.max_chars and chars > cleaning.max_chars:
         return None, "too_long_chars", stripped
     tokens = measure.tokens(messages)
-    if cleaning.get("max_tokens") and tokens > cleaning["max_tokens"]:
+    if cleaning.max_tokens and tokens > cleaning.max_tokens:
         return None, "too_long_tokens", stripped
     return {**record, "messages": messages, "tokens": tokens}, None, stripped

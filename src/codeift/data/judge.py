@@ -7,8 +7,6 @@ kept beside the label so a reader can audit the judge.
 
 from __future__ import annotations
 
-from typing import Any
-
 from codeift.infer.engines import build_vllm
 from codeift.settings import LabellerSettings
 
@@ -32,19 +30,18 @@ def parse_answer(raw: str) -> str:
 
 
 def judge_labels(
-    conversations: list[list[dict[str, str]]], labeller: dict[str, Any]
+    conversations: list[list[dict[str, str]]], settings: LabellerSettings
 ) -> tuple[list[str], list[str]]:
-    """(label, raw answer) for every conversation, greedy, in batches of `batch_size`."""
-    settings = LabellerSettings.from_mapping(labeller)
-    if not settings.model:
-        raise ValueError("ift.labeller.model is required for the llm_judge labeller")
+    """(label, raw answer) for every conversation, greedy, in batches of `batch_size` (the
+    settings have checked that an llm_judge labeller names its model)."""
     from vllm import SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 
     from codeift.hub import model_path
 
     folder = model_path(settings.model, settings.revision, role="LLM judge")
-    llm = build_vllm(str(folder), settings)
+    # vLLM's own batch size, on one GPU: the judge's batches are `batch_size` conversations.
+    llm = build_vllm(str(folder), settings, max_num_seqs=None, tensor_parallel_size=1)
     params = SamplingParams(
         temperature=0.0,
         max_tokens=32,  # the grammar ends the answer; a byte-level tokenizer may spell it out

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
 
 import polars as pl
 
 from codeift.data.pool import FRAME_ROWS
 from codeift.errors import IFTError
+from codeift.settings import LabellerSettings
 
 FENCE = "```"
 CODE_LINE = re.compile(
@@ -75,15 +75,17 @@ def _iter_messages(pool: pl.DataFrame) -> Iterator[list[dict[str, str]]]:
         yield from pool["messages"].slice(offset, FRAME_ROWS).to_list()
 
 
-def label_pool(pool: pl.DataFrame, labeller: dict[str, Any] | None = None) -> pl.DataFrame:
-    """Add label, label_score, label_method and label_raw (the judge's answer) to the pool."""
-    method = (labeller or {}).get("method", "heuristic")
+def label_pool(pool: pl.DataFrame, labeller: LabellerSettings | None = None) -> pl.DataFrame:
+    """Add label, label_score, label_method and label_raw (the judge's answer) to the pool
+    (`labeller`: config `ift.labeller`, its defaults when None)."""
+    labeller = labeller or LabellerSettings()
+    method = labeller.method
     if method == "llm_judge":
         from codeift.data.judge import judge_labels
 
-        labels, raw = judge_labels(pool["messages"].to_list(), labeller or {})
+        labels, raw = judge_labels(pool["messages"].to_list(), labeller)
         scores = [None] * len(labels)
-        name = f"llm_judge:{labeller['model']}"
+        name = f"llm_judge:{labeller.model}"
     elif method == "heuristic":
         pairs = [classify_code(messages) for messages in _iter_messages(pool)]
         labels, scores = [label for label, _ in pairs], [score for _, score in pairs]

@@ -18,6 +18,7 @@ import polars as pl
 
 from codeift.data.cleaning import WORD_PIECE
 from codeift.errors import IFTError
+from codeift.settings import MixSettings
 
 
 def code_count(proportion: int, total: int) -> int:
@@ -77,16 +78,17 @@ def build_mix(
     proportion: int,
     total: int,
     seed: int,
-    nested: bool = True,
-    match: str = "examples",
-    total_tokens: int | None = None,
+    settings: MixSettings | None = None,
     replicate: int = 0,
 ) -> pl.DataFrame:
-    """One mix of the pool in a seeded order (replicate r > 0: the replicate arm's own order).
+    """One mix of the pool in a seeded order (replicate r > 0: the replicate arm's own order);
+    `settings`: config `ift.mix`, its defaults when None.
 
     match=examples: exactly `total` examples, round(p% x total) labelled code.
     match=tokens: a fixed token budget (`total_tokens`, else `token_budget`), p% of it from code,
     so arms are compared at equal training tokens (coding answers are longer)."""
+    settings = settings or MixSettings()
+    nested, match, total_tokens = settings.nested, settings.match, settings.total_tokens
     if match not in ("examples", "tokens"):
         raise IFTError(f"ift.mix.match {match!r}: use examples or tokens")
     order_seed = _order_seed(seed, proportion, nested, replicate)
@@ -146,11 +148,12 @@ def mix_card(
     mix: pl.DataFrame,
     proportion: int,
     pool_report: dict[str, Any],
-    settings: dict[str, Any] | None = None,
+    settings: MixSettings | None = None,
     replicate: int = 0,
 ) -> dict[str, Any]:
     """What the analysis needs to trust a mix: counts by label, token statistics (overall and
-    per label), a content hash, the sources and the cleaning counts of the pool."""
+    per label), a content hash, the sources and the cleaning counts of the pool, and the mix
+    settings it was drawn with (`settings`, its defaults when None)."""
     lengths = [sum(len(m["content"]) for m in messages) for messages in mix["messages"].to_list()]
     tokens = _tokens(mix)
     labels_list = mix["label"].to_list()
@@ -186,7 +189,7 @@ def mix_card(
             / max(sum(tokens), 1),
             4,
         ),
-        "mix_settings": settings or {"nested": True, "match": "examples"},
+        "mix_settings": (settings or MixSettings()).recorded(),
         "content_hash": digest.hexdigest()[:16],
         "sources": pool_report.get("sources", {}),
         "cleaning": pool_report.get("cleaning", {}).get("counts", {}),

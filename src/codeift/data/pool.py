@@ -11,10 +11,11 @@ from typing import Any
 
 import polars as pl
 
-from codeift.data.cleaning import DEFAULT_CLEANING, Measure, clean_record, exact_key, near_key
+from codeift.data.cleaning import Measure, clean_record, exact_key, near_key
 from codeift.data.small_world import PLANTED, PLANTED_VIEWS
 from codeift.data.sources import MESSAGE_DTYPE, SkipLog, iter_source, require_records
 from codeift.errors import IFTError
+from codeift.settings import CleaningSettings
 
 POOL_SCHEMA = {
     "id": pl.Utf8,
@@ -33,14 +34,13 @@ def _pool_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
 
 
 def build_pool(
-    sources: list[dict[str, Any]], seed: int, cleaning: dict[str, Any] | None = None
+    sources: list[dict[str, Any]], seed: int, cleaning: CleaningSettings | None = None
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """All sources, streamed, normalised to chat messages, cleaned and deduplicated."""
-    cleaning = {**DEFAULT_CLEANING, **(cleaning or {})}
-    near = {**DEFAULT_CLEANING["near_duplicates"], **cleaning.get("near_duplicates", {})}
-    if cleaning.get("max_tokens") and not cleaning.get("tokenizer"):
-        raise IFTError("ift.cleaning.max_tokens needs ift.cleaning.tokenizer (a path or hub id)")
-    measure = Measure(cleaning.get("tokenizer"), cleaning.get("tokenizer_revision"))
+    """All sources, streamed, normalised to chat messages, cleaned and deduplicated (`cleaning`:
+    config `ift.cleaning`, its defaults when None)."""
+    cleaning = cleaning or CleaningSettings()
+    near = cleaning.near_duplicates
+    measure = Measure(cleaning.tokenizer, cleaning.tokenizer_revision)
     rows: list[dict[str, Any]] = []
     frames: list[pl.DataFrame] = []
     report: dict[str, Any] = {"sources": {}, "skipped_sample": []}
@@ -89,9 +89,9 @@ def build_pool(
     if not rows and not frames:
         raise IFTError("IFT pool is empty: every record was cleaned away (see the report counts)")
     report["cleaning"] = {
-        "settings": {**cleaning, "near_duplicates": near},
+        "settings": cleaning.recorded(),
         "length_measure": measure.method
-        + ("" if cleaning.get("tokenizer") else " (no tokenizer configured: max_chars applies)"),
+        + ("" if cleaning.tokenizer else " (no tokenizer configured: max_chars applies)"),
         "counts": dict(sorted(totals.items())),
     }
     report["duplicates_removed"] = totals["exact_duplicate"] + totals["near_duplicate"]

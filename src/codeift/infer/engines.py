@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import time
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -148,8 +147,8 @@ def cut_at_stop(text: str, stop: list[str]) -> str:
 def build_vllm(
     model: str,
     settings: InferenceSettings | LabellerSettings,
-    max_num_seqs: int | None = None,
-    tensor_parallel_size: int = 1,
+    max_num_seqs: int | None,
+    tensor_parallel_size: int,
 ) -> Any:
     """vLLM's offline LLM for a model folder or hub id: the one builder that generation and the
     LLM-judge labeller share (CPU environment, executor, seed, memory settings)."""
@@ -303,8 +302,6 @@ class FakeEngine:
         self.stop = list(settings.stop)
 
     def chat(self, conversations: list[Conversation], max_new_tokens: int) -> list[Generation]:
-        # Test-only: a batch that takes as long as a real model's (the engine-sharing tests).
-        time.sleep(float(os.environ.get("CODEIFT_TEST_FAKE_ENGINE_SECONDS", "0")))
         replies = []
         for conversation in conversations:
             prompt = "\n".join(turn["content"] for turn in conversation)

@@ -20,6 +20,7 @@ import itertools
 import json
 import os
 import time
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,11 @@ from codeift.errors import CodeiftError
 from codeift.infer.engines import Generation, base_model_settings, load_engine
 from codeift.infer.identity import model_identity
 from codeift.infer.private import UnsafeEntryError, private_folder, read_private, write_private
-from codeift.infer.server import engine_dir, engine_key, file_lock, idle_seconds, shared_batches
+from codeift.infer.server import engine_dir, engine_key, file_lock, shared_batches
 from codeift.io import file_hash, read_frame, stable_hash, write_parquet
+from codeift.layout import GENERATIONS, TASK, sibling
 from codeift.models.backbones import model_fingerprint
-from codeift.settings import InferenceSettings
+from codeift.settings import EngineSettings, InferenceSettings
 from codeift.study import variant_proportion
 from codeift.tasks import TASK_COLUMNS
 
@@ -64,35 +66,36 @@ def conversations_for(frame: pl.DataFrame) -> list[list[dict[str, str]]]:
 # Printed on each in-process engine load (a shared daemon's start prints "started engine pid").
 LOCAL_LOAD_MARK = "loaded engine in this job for"
 
-# Set by the Snakefile from `tasks` (like the engine knobs: speed only, so not a param).
-PLANNED_TASKS_ENV = "CODEIFT_PLANNED_TASKS"
 
-
-def shares_engines() -> bool:
+def shares_engines(engines: EngineSettings) -> bool:
     """A daemon would outlive a cluster job and hold its GPUs outside the allocation: a job
     under SLURM loads its own engine, as does every job with `engines.idle_seconds: 0`."""
-    return generates_ahead() and "SLURM_JOB_ID" not in os.environ
+    return generates_ahead(engines) and "SLURM_JOB_ID" not in os.environ
 
 
-def generates_ahead() -> bool:
+def generates_ahead(engines: EngineSettings) -> bool:
     """A model's first job generates its other tasks too (with a shared engine, or under SLURM
     with its own: see the module's docstring); `engines.idle_seconds: 0` turns both off."""
-    return idle_seconds() > 0
+    return engines.idle_seconds > 0
 
 
 class ModelEngine:
     """One model's engine for the length of a job: the shared daemon, or loaded in-process on
-    first use and kept for the job's other batches."""
+    first use and kept for the job's other batches. `engines` (config `engines`; the defaults
+    when None) says whether the engine is shared and how."""
 
-    def __init__(self, model_dir: str, settings: InferenceSettings) -> None:
+    def __init__(
+        self, model_dir: str, settings: InferenceSettings, engines: EngineSettings | None = None
+    ) -> None:
         self.model_dir = model_dir
         self.settings = settings
+        self.engines = engines or EngineSettings()
         # Shared engines and replies generated ahead (locally or inside a SLURM group) outlive
         # the job: they are keyed by the folder's contents (infer.identity). A job that
         # generates only its own task needs only the cheap fingerprint.
         self.fingerprint = (
             model_identity(model_dir, engine_dir())
-            if generates_ahead()
+            if generates_ahead(self.engines)
             else model_fingerprint(model_dir)
         )
         self._local: Any = None
@@ -115,9 +118,14 @@ class ModelEngine:
 
     def _generate(self, batches: list[list]) -> tuple[list[list[Generation]], str, str]:
         max_new_tokens = self.settings.max_new_tokens
-        if shares_engines():
+        if shares_engines(self.engines):
             replies, info = shared_batches(
-                self.model_dir, self.fingerprint, self.settings, batches, max_new_tokens
+                self.model_dir,
+                self.fingerprint,
+                self.settings,
+                batches,
+                max_new_tokens,
+                self.engines,
             )
             self.generate_seconds = info.get("generate_seconds")
             return replies, info["engine"], info["version"]
@@ -201,37 +209,42 @@ def take_replies(
     return results, payload["engine"], payload["version"]
 
 
-def planned_siblings(task_path: Path, out_path: Path) -> list[Path]:
-    """Task files of the study's other tasks that this model has not generated yet: in the
-    rule's layout, tasks/<task>.parquet beside ours and generations/.../<task>.parquet beside
-    our output. A task file not built yet is left to its own job."""
-    names = [n for n in os.environ.get(PLANNED_TASKS_ENV, "").split(",") if n]
-    return [
-        task_path.parent / f"{name}.parquet"
-        for name in names
-        if name != task_path.stem
-        and (task_path.parent / f"{name}.parquet").exists()
-        and not (out_path.parent / f"{name}.parquet").exists()
-    ]
+def planned_siblings(task_path: Path, out_path: Path, planned: Sequence[str]) -> list[Path]:
+    """Task files of the study's other `planned` tasks that this model has not generated yet,
+    found through the workflow's layout (codeift.layout): the TASK files beside ours, whose
+    GENERATIONS beside our output do not exist. A task file not built yet is left to its own
+    job; files not in that layout (a call outside the workflow) generate only their own task."""
+    others = [name for name in planned if name != task_path.stem]
+    if not others:
+        return []
+    try:
+        pairs = [
+            (sibling(task_path, TASK, task=name), sibling(out_path, GENERATIONS, task=name))
+            for name in others
+        ]
+    except ValueError as error:
+        print(f"[codeift] no task generated ahead: {error}", flush=True)
+        return []
+    return [task for task, output in pairs if task.exists() and not output.exists()]
 
 
 def tasks_ahead(
-    engine: ModelEngine, task_path: Path, out_path: Path
+    engine: ModelEngine, task_path: Path, out_path: Path, planned: Sequence[str]
 ) -> list[tuple[str, Path, int, list]]:
     """(task, cache path, prompts, conversations) of each planned task of this model not
     generated or cached yet. A task file that cannot be read is left to its own job, which
     reports it."""
     ahead = []
-    for sibling in planned_siblings(task_path, out_path):
-        cache = reply_cache(engine, sibling)
+    for other in planned_siblings(task_path, out_path, planned):
+        cache = reply_cache(engine, other)
         if os.path.lexists(cache):
             continue
         try:
-            frame = read_task(sibling)
+            frame = read_task(other)
         except GenerationError as error:
-            print(f"[codeift] not generated ahead: {sibling} ({error})", flush=True)
+            print(f"[codeift] not generated ahead: {other} ({error})", flush=True)
             continue
-        ahead.append((sibling.stem, cache, frame.height, conversations_for(frame)))
+        ahead.append((other.stem, cache, frame.height, conversations_for(frame)))
     return ahead
 
 
@@ -242,19 +255,25 @@ def generate_task(
     backbone: dict[str, Any],
     variant: str,
     settings: InferenceSettings,
+    engines: EngineSettings | None = None,
+    planned_tasks: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Generate greedy answers to every prompt of one task; write them with provenance."""
+    """Generate greedy answers to every prompt of one task; write them with provenance.
+
+    `engines` (config `engines`, the defaults when None) and `planned_tasks` (the study's task
+    names, whose files this model's first job generates ahead) change how fast, never what is
+    written; the workflow passes them as arguments outside the job's params for that reason."""
     model = Path(model_dir)
     if not (model / "config.json").exists():
         raise GenerationError(f"model folder {model} is missing or incomplete (no config.json)")
     frame = read_task(task_path)
     started = time.time()
     settings = base_model_settings(settings, str(model), variant)
-    engine = ModelEngine(str(model.resolve()), settings)
+    engine = ModelEngine(str(model.resolve()), settings, engines)
     summary: dict[str, Any] = {"examples": frame.height, "stop": list(settings.stop)}
-    if generates_ahead():
+    if generates_ahead(engine.engines):
         results, name, version, ahead = replies_with_ahead(
-            engine, frame, Path(task_path), Path(out_path)
+            engine, frame, Path(task_path), Path(out_path), planned_tasks
         )
         summary["generated_ahead"] = ahead
     else:
@@ -286,7 +305,11 @@ def timed_request(
 
 
 def replies_with_ahead(
-    engine: ModelEngine, frame: pl.DataFrame, task_path: Path, out_path: Path
+    engine: ModelEngine,
+    frame: pl.DataFrame,
+    task_path: Path,
+    out_path: Path,
+    planned: Sequence[str] = (),
 ) -> tuple[list[Generation], str, str, int]:
     """This task's replies, cached by an earlier job of the model or generated now together
     with every planned task of the model not generated yet (one request; each its own batch).
@@ -299,7 +322,7 @@ def replies_with_ahead(
         if cached:
             print("[codeift] replies generated ahead by an earlier job of this model", flush=True)
             return (*cached, 0)
-        ahead = tasks_ahead(engine, task_path, out_path)
+        ahead = tasks_ahead(engine, task_path, out_path, planned)
         # In task order, whichever job of the model comes first: with `batching: model` the
         # batch of a fresh run is the same whatever order its jobs start in.
         own = (task_path.stem, None, frame.height, conversations_for(frame))

@@ -3,7 +3,7 @@
 Each generation job (one backbone x variant x task: the unit of caching) asks for the engine of
 its model. The first job of a model starts a daemon that loads the engine and listens on a Unix
 socket; later jobs of that model on the same machine reuse it; it exits after
-`engine_idle_seconds` without a request. At most `max_engines` daemons live at once: starting
+`engines.idle_seconds` without a request. At most `engines.max_alive` daemons live at once: starting
 another first asks the least recently used idle one to exit (a busy one refuses). Generation
 requests run one at a time, so a job's batch is exactly its task's prompts, as if it had run alone
 (same greedy outputs); `info` and `stop` are answered at once, also while a batch generates.
@@ -38,7 +38,7 @@ from codeift.infer.private import (
     write_private,
 )
 from codeift.io import stable_hash
-from codeift.settings import InferenceSettings
+from codeift.settings import EngineSettings, InferenceSettings
 
 START_TIMEOUT_SECONDS = 1800
 # A live daemon answers `info` from its own thread within milliseconds, even mid-generation; the
@@ -114,29 +114,6 @@ def engine_key(model_fingerprint: str, settings: InferenceSettings) -> str:
     return stable_hash(
         {"model": model_fingerprint, "settings": settings.to_dict()}, length=KEY_LENGTH
     )
-
-
-def idle_seconds() -> float:
-    """Set by the Snakefile from `engines.idle_seconds`; 0 means no shared engines."""
-    return float(os.environ.get("CODEIFT_ENGINE_IDLE_SECONDS", "120"))
-
-
-def max_alive() -> int:
-    return int(os.environ.get("CODEIFT_MAX_ENGINES", "2"))
-
-
-# Generation jobs take priorities 1..MODEL_PRIORITIES; the small jobs that feed them (task files,
-# mixes, base models) go above, so that no task file is left for last: a late task made every
-# model's engine start a second time for its one remaining job (19 starts for 10 models).
-MODEL_PRIORITIES = 10_000
-INPUT_PRIORITY = MODEL_PRIORITIES + 1
-
-
-def model_priority(backbone: str, variant: str) -> int:
-    """Scheduling priority of a model's generation jobs: one fixed value per model, so that
-    Snakemake runs the ready jobs of one model back to back and its engine starts once, instead
-    of interleaving models and reloading evicted engines (33 starts for 10 models, measured)."""
-    return 1 + int(stable_hash([backbone, variant], length=8), 16) % MODEL_PRIORITIES
 
 
 # --------------------------------------------------------------------------- wire format
@@ -335,7 +312,8 @@ def _handle(conn: socket.socket, engine: Any, state: _EngineState, info: dict[st
 
 
 def serve(model_dir: str, settings: InferenceSettings, key: str, idle_limit: float) -> None:
-    """Load the engine, then answer requests until idle for `engine_idle_seconds`."""
+    """Load the engine, then answer requests until idle for `idle_limit` seconds (the
+    config's engines.idle_seconds, given by the job that starts it)."""
     root = engine_dir()
     socket_path = root / f"{key}.sock"
     started = time.time()
@@ -445,11 +423,13 @@ def _tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _start_daemon(model_dir: str, settings: InferenceSettings, key: str) -> None:
+def _start_daemon(
+    model_dir: str, settings: InferenceSettings, key: str, engines: EngineSettings
+) -> None:
     root = engine_dir()
     socket_path = root / f"{key}.sock"
     log_path = root / f"{key}.log"
-    stop_engines(keep=max_alive() - 1)
+    stop_engines(keep=engines.max_alive - 1)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(log_path)  # a fresh log, created exclusively below (never through a link)
     with (
@@ -468,7 +448,7 @@ def _start_daemon(model_dir: str, settings: InferenceSettings, key: str) -> None
                 "--key",
                 key,
                 "--idle",
-                str(idle_seconds()),
+                str(engines.idle_seconds),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -528,10 +508,11 @@ def shared_chat(
     settings: InferenceSettings,
     conversations: list[list[dict[str, str]]],
     max_new_tokens: int,
+    engines: EngineSettings | None = None,
 ) -> tuple[list[Generation], dict]:
     """One batch through the model's shared engine (see shared_batches)."""
     batches, info = shared_batches(
-        model_dir, fingerprint, settings, [conversations], max_new_tokens
+        model_dir, fingerprint, settings, [conversations], max_new_tokens, engines
     )
     return batches[0], info
 
@@ -542,13 +523,16 @@ def shared_batches(
     settings: InferenceSettings,
     batches: list[list[list[dict[str, str]]]],
     max_new_tokens: int,
+    engines: EngineSettings | None = None,
 ) -> tuple[list[list[Generation]], dict]:
     """Generate batches through the model's shared engine in one request, each batch alone,
-    starting the engine if no live one answers.
+    starting the engine if no live one answers. `engines` (config `engines`, the defaults when
+    None) says how long a started engine waits idle and how many may live at once.
 
     A daemon can exit between our check and our request (idle timeout, or evicted by another
     job starting its own engine): a refused connection is retried with a fresh start.
     """
+    engines = engines or EngineSettings()
     key = engine_key(fingerprint, settings)
     root = engine_dir()
     socket_path = root / f"{key}.sock"
@@ -558,7 +542,7 @@ def shared_batches(
             info = _serving(socket_path, model_dir, log_path)
             if info is None:
                 try:
-                    _start_daemon(model_dir, settings, key)
+                    _start_daemon(model_dir, settings, key, engines)
                 except EngineStopped:
                     info = None
                 else:

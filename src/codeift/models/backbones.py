@@ -20,6 +20,7 @@ from codeift.models.chat_templates import TemplateError, assign_chat_template
 from codeift.models.gguf import prepare_gguf
 from codeift.models.pretrain import shipped_base
 from codeift.models.tiny import CHAT_TEMPLATE, build_tiny
+from codeift.settings import DEFAULT_CHAT_TEMPLATE
 
 TOKENIZER_FILES = {
     "tokenizer.json",
@@ -74,7 +75,7 @@ def download_hub(repo_id: str, revision: str | None, name: str = "") -> Path:
 def prepare_backbone(name: str, spec: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     """Entry point of the prepare job: one backbone's base model in `out_dir`."""
     source = spec["source"]
-    template = spec.get("chat_template", "codeift")
+    template = spec.get("chat_template", DEFAULT_CHAT_TEMPLATE)
     if "tiny" in source:
         return build_tiny(source["tiny"], out_dir)
     if "gguf" in source:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codeift.errors import CodeiftError
-from codeift.settings import PeftSettings, TrainSettings
+from codeift.settings import PeftSettings, ResourceSettings, TrainSettings
 
 GB = 1e9
 OVERHEAD_GB = 2.0
@@ -109,7 +109,7 @@ def sft_memory(
     family: str,
     settings: TrainSettings,
     gpus: int,
-    strategy: str = "fsdp",
+    strategy: str = ResourceSettings.default("strategy"),
     shape: Shape | None = None,
 ) -> MemoryEstimate:
     """Peak GPU memory per device of one SFT job (module docstring: the terms); `shape`

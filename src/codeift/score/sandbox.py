@@ -269,7 +269,7 @@ def _run_guarded(source: str, limits: SandboxLimits) -> ProgramRun:
             stdout = _read_capped(out, limits.output_chars)
             stderr = _read_capped(err, limits.output_chars)
     finally:
-        _remove_tree(outer)
+        remove_work_folder(outer)
     return classify(ending, stdout, stderr, limits, nonce)
 
 
@@ -415,7 +415,7 @@ def _read_capped(handle: BinaryIO, limit: int) -> str:
     return f"{text[:half]}\n[... output truncated ...]\n{text[-half:]}"
 
 
-def _remove_tree(path: Path) -> None:
+def remove_work_folder(path: Path) -> None:
     """Remove a host work folder whatever the program did to it; never raises.
 
     Unreadable folders are opened up and retried; what still cannot go (an immutable file, say)

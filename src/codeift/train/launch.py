@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from codeift.errors import CodeiftError
+from codeift.settings import ResourceSettings
 
 ACCELERATE_DIR = Path(__file__).parent / "accelerate"
 STRATEGIES = ("fsdp", "ddp")
@@ -87,7 +88,7 @@ def train_command(
 ) -> list[str]:
     """The command that runs `codeift sft <train_args>` for this allocation."""
     gpus = int(launch.get("gpus", 0))
-    strategy = launch.get("strategy", "fsdp")
+    strategy = launch.get("strategy", ResourceSettings.default("strategy"))
     if strategy not in STRATEGIES:
         raise LaunchError(f"launch strategy {strategy!r} is not allowed (allowed: {STRATEGIES})")
     module = ["-m", "codeift", "sft", *train_args]

@@ -9,6 +9,7 @@ downstream ever sees a partial model.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -31,13 +32,6 @@ from codeift.train.precision import (
 )
 from codeift.train.reporting import reporting_settings
 
-# Test-only: seconds to sleep after each optimizer step of a run that starts from scratch, so a
-# test can make an SFT job outlast a time limit whatever the machine's speed. Read here alone
-# (step_delay_seconds) and never part of a job's settings or params: it cannot change a model,
-# a record or what Snakemake reruns. A run that resumes from a checkpoint does not sleep, so a
-# retry runs at the machine's own speed.
-STEP_DELAY_ENV = "CODEIFT_TEST_SFT_STEP_SECONDS"
-
 
 class TrainError(CodeiftError, RuntimeError):
     """Training cannot start; the message names the backbone folder or mix."""
@@ -55,39 +49,6 @@ def last_checkpoint(checkpoint_dir: Path) -> str | None:
     if not candidates:
         return None
     return str(max(candidates, key=lambda path: int(path.name.split("-")[-1])))
-
-
-def step_delay_seconds() -> float:
-    """The test-only per-step delay from STEP_DELAY_ENV; 0 when unset or empty."""
-    raw = os.environ.get(STEP_DELAY_ENV, "").strip()
-    if not raw:
-        return 0.0
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise TrainError(f"{STEP_DELAY_ENV}={raw!r}: expected a number of seconds") from None
-    if not seconds >= 0:
-        raise TrainError(f"{STEP_DELAY_ENV}={raw!r}: expected a number of seconds >= 0")
-    return seconds
-
-
-def step_delay_callbacks(resuming: bool) -> list[Any]:
-    """The trainer callbacks of the test-only delay: none unless STEP_DELAY_ENV is set and this
-    run starts from scratch. Says in the job's log whether the delay applies."""
-    seconds = step_delay_seconds()
-    if not seconds:
-        return []
-    if resuming:
-        print(f"[codeift] {STEP_DELAY_ENV}={seconds:g}: not applied (resuming)", flush=True)
-        return []
-    from transformers import TrainerCallback
-
-    class StepDelay(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            time.sleep(seconds)
-
-    print(f"[codeift] {STEP_DELAY_ENV}={seconds:g}: sleeping after each step", flush=True)
-    return [StepDelay()]
 
 
 def checkpoint_callbacks() -> list[Any]:
@@ -165,37 +126,36 @@ def load_mix_dataset(mix_path: str | Path) -> Any:
     return Dataset.from_list(frame.to_dicts())
 
 
+# TrainSettings keys that SFTConfig also has but that reach training another way: padding-free
+# steps come from our own collator (step_collator), as TRL's flag refuses max_length without
+# packing.
+NOT_IN_SFT_CONFIG = ("padding_free",)
+
+
 def sft_config(settings: TrainSettings, checkpoint_dir: Path, use_cpu: bool) -> Any:
+    """TRL's SFTConfig: every TrainSettings key that SFTConfig has under the same name, passed
+    by name (so a new shared key reaches TRL without being written here), and the study's own
+    choices beside them."""
     from trl import SFTConfig
 
     precision = training_precision(settings.dtype, use_cpu)
-    bf16 = precision.autocast == "bfloat16"
-    fp16 = precision.autocast == "float16"
+    theirs = {field.name for field in dataclasses.fields(SFTConfig)}
+    shared = {
+        name: value
+        for name, value in settings.to_dict().items()
+        if name in theirs and name not in NOT_IN_SFT_CONFIG
+    }
     return SFTConfig(
+        **shared,
         output_dir=str(checkpoint_dir),
-        num_train_epochs=settings.num_train_epochs,
-        max_steps=settings.max_steps,
-        learning_rate=settings.learning_rate,
-        lr_scheduler_type=settings.lr_scheduler_type,
         warmup_steps=float(settings.warmup_ratio),  # a float < 1 is a ratio
-        weight_decay=settings.weight_decay,
-        per_device_train_batch_size=settings.per_device_train_batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        max_length=settings.max_length,
-        packing=settings.packing,
-        train_sampling_strategy=settings.train_sampling_strategy,
         assistant_only_loss=True,
-        gradient_checkpointing=settings.gradient_checkpointing,
-        bf16=bf16,
-        fp16=fp16,
+        bf16=precision.autocast == "bfloat16",
+        fp16=precision.autocast == "float16",
         use_cpu=use_cpu,
         save_strategy="steps",
-        save_steps=settings.save_steps,
         save_total_limit=2,
-        logging_steps=settings.logging_steps,
-        seed=settings.seed,
         data_seed=settings.seed,
-        report_to=settings.report_to,
         include_num_input_tokens_seen="all",  # padding included: the record's processed_tokens
         dataloader_num_workers=0,
         disable_tqdm=False,
@@ -288,7 +248,7 @@ def train(
             settings,
             checkpoints,
             use_cpu,
-            callbacks=step_delay_callbacks(resuming=resume is not None) + checkpoint_callbacks(),
+            callbacks=checkpoint_callbacks(),
         )
     if resume:
         print(f"[codeift] resuming from {resume}", flush=True)
