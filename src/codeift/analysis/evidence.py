@@ -33,7 +33,7 @@ from codeift.analysis.stats import (
 )
 from codeift.score.answer_text import text_view
 from codeift.settings import AnalysisSettings
-from codeift.study import REFERENCE_ARM, first_seed_proportion
+from codeift.study import LEVELS, MACRO_LEVELS, REFERENCE_ARM, first_seed_proportion
 
 MODES = ("text", "code", "both", "none")
 # The outcome columns a paired comparison can read: the study's metric (the text view) and the
@@ -108,10 +108,8 @@ def interval_table(scores: pl.DataFrame, settings: AnalysisSettings) -> pl.DataF
         sample = accuracy_draws(row["k"], row["n"], settings.bootstrap_samples, rng)
         draws[(row["backbone"], row["variant"], row["task"])] = sample
         rows.append(_interval_row("task", row, row["k"] / row["n"], sample, row["n"], settings))
-    for level, keys in (
-        ("domain", ["backbone", "variant", "domain"]),
-        ("overall", ["backbone", "variant"]),
-    ):
+    for level in MACRO_LEVELS:
+        keys = ["backbone", "variant", *LEVELS[level]]
         for group in counts.partition_by(keys, maintain_order=True):
             first = group.row(0, named=True)
             stacked = np.stack(
@@ -259,10 +257,8 @@ def _aggregate_comparisons(
 ) -> list[dict[str, object]]:
     """Domain and overall rows: macro differences, their paired-bootstrap CI and p-value."""
     rows: list[dict[str, object]] = []
-    for level, keys in (
-        ("domain", ["backbone", "variant", "domain"]),
-        ("overall", ["backbone", "variant"]),
-    ):
+    for level in MACRO_LEVELS:
+        keys = ["backbone", "variant", *LEVELS[level]]
         for group in tasks.partition_by(keys, maintain_order=True):
             first = group.row(0, named=True)
             sample = np.stack(
@@ -313,9 +309,9 @@ def consistency_table(comparisons: pl.DataFrame) -> pl.DataFrame:
     """
     rows: list[dict[str, object]] = []
     tasks = comparisons.filter(pl.col("level") == "task")
-    for level in ("domain", "overall"):
+    for level in MACRO_LEVELS:
         groups = comparisons.filter(pl.col("level") == level)
-        keys = ["domain", "variant"] if level == "domain" else ["variant"]
+        keys = [*LEVELS[level], "variant"]
         for group in groups.sort("proportion", *keys).partition_by(keys, maintain_order=True):
             first = group.row(0, named=True)
             directions = [_direction(d) for d in group["difference"].to_list()]

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from codeift.io import read_frame
-from codeift.study import variant_proportion
+from codeift.study import arm_and_seed, variant_proportion
 
 REQUIRED_COLUMNS: dict[str, type[pl.DataType]] = {
     "id": pl.Utf8,
@@ -60,12 +60,16 @@ def split_replicates(scores: pl.DataFrame) -> pl.DataFrame:
     Every table then reads one outcome per example and arm (evidence.first_seed), the seeds
     table reports the spread, and the null control pairs the seeds.
     """
-    replicate = pl.col("variant").str.extract(r"^code\d+r(\d+)$", 1)
-    if "seed" in scores.columns or scores.select(replicate.is_not_null().any()).item() is False:
+    if "seed" in scores.columns:
+        return scores
+    split = {name: arm_and_seed(name) for name in scores["variant"].unique().to_list()}
+    if all(arm == name for name, (arm, _) in split.items()):
         return scores
     return scores.with_columns(
-        replicate.cast(pl.Int64).fill_null(0).alias("seed"),
-        pl.col("variant").str.replace(r"^(code\d+)r\d+$", "${1}"),
+        pl.col("variant")
+        .replace_strict({name: seed for name, (_, seed) in split.items()}, return_dtype=pl.Int64)
+        .alias("seed"),
+        pl.col("variant").replace_strict({name: arm for name, (arm, _) in split.items()}),
     )
 
 
