@@ -258,7 +258,7 @@ def _by_domain(table: pl.DataFrame, before: list[str]) -> pl.DataFrame:
     order["overall"] = len(DOMAINS) + 1
     rank = pl.col("domain").replace_strict(order, default=len(DOMAINS) + 2)
     level = (
-        [pl.col("level").replace_strict({name: level_rank(name) for name in LEVELS}).alias("_level")]
+        [pl.col("level").replace_strict({n: level_rank(n) for n in LEVELS}).alias("_level")]
         if "level" in before
         else []
     )
