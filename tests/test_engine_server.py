@@ -19,13 +19,12 @@ from codeift.infer.server import (
     engine_dir,
     live_engines,
     model_priority,
-    shared_chat,
     stop_engines,
 )
 from codeift.models.backbones import model_fingerprint
 from codeift.models.tiny import build_tiny
 from codeift.settings import InferenceSettings
-from tests.conftest import short_engine_dir
+from tests.conftest import shared_chat, short_engine_dir
 
 # The fake engine loads no model: these tests are about sharing, not generation.
 SETTINGS = InferenceSettings(engine="fake", dtype="float32", threads=1)

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import importlib
 import re
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import REPO
 
@@ -186,6 +189,30 @@ def test_stage_order_catches_an_upstream_edge():
     assert not _upstream("codeift.score.answers", "codeift.tasks.catalog")
     assert not _upstream("codeift.tasks.catalog", "codeift.study")
     assert not _allowed("codeift.tasks.catalog", "codeift.score.answers")
+
+
+def _errors_imported(module: str) -> set[str]:
+    """The names `module` imports from codeift.errors: the stage errors it raises or catches."""
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    return {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == f"{PACKAGE}.errors"
+        for alias in node.names
+    } - {"CodeiftError"}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_declares_its_public_api_and_errors(stage):
+    """Every stage package has an `__all__` whose names resolve, and it exports each stage error
+    its modules use (codeift.errors holds them all: tests/test_cli.py)."""
+    package = importlib.import_module(f"{PACKAGE}.{stage}")
+    public = getattr(package, "__all__", None)
+    assert public, f"codeift.{stage} declares no __all__"
+    unresolved = [name for name in public if not hasattr(package, name)]
+    assert not unresolved, f"codeift.{stage}.__all__ names {unresolved}, which do not resolve"
+    used = set().union(*(_errors_imported(m) for m in MODULES if _stage(m) == STAGES.index(stage)))
+    assert used <= set(public), f"codeift.{stage}.__all__ lacks its errors {used - set(public)}"
 
 
 def test_no_import_cycle_beyond_the_known_ones():

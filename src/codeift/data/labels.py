@@ -96,3 +96,12 @@ def label_pool(pool: pl.DataFrame, labeller: dict[str, Any] | None = None) -> pl
         pl.lit(name).alias("label_method"),
         pl.Series("label_raw", raw, dtype=pl.Utf8),
     )
+
+
+def label_report(labelled: pl.DataFrame, labeller: dict[str, Any]) -> dict[str, Any]:
+    """What the pool report records of the labelling: how many examples got each label (the
+    mixes draw from these counts) and the labeller's settings, its long prompt left out."""
+    return {
+        "labels": dict(sorted(labelled.group_by("label").len().iter_rows())),
+        "labeller": {k: v for k, v in labeller.items() if k != "prompt"} or {"method": "heuristic"},
+    }

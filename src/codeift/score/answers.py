@@ -34,10 +34,11 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
+from typing import Any
 
 import polars as pl
 
-from codeift.errors import CodeiftError
+from codeift.errors import ScoringError
 from codeift.numbers import (
     DECIMAL_CONTEXT,
     NUMBER_RE,
@@ -96,10 +97,6 @@ _AND_RE = re.compile(r"\s(?:and|&)\s", re.IGNORECASE)
 _LIST_SEPARATOR_RE = re.compile(r"[,;]|\s(?:and|&)\s", re.IGNORECASE)
 _QUOTES = "'\"`“”‘’"
 _EDGE_PUNCTUATION = _QUOTES + "*_.,;:!?()[]{} \t"
-
-
-class ScoringError(CodeiftError, ValueError):
-    """Input that cannot be scored at all (unknown answer type, missing columns)."""
 
 
 @dataclass(frozen=True)
@@ -726,17 +723,6 @@ def printed_value(line: str, answer_type: str) -> str | None:
     return (_clean_text(fields[-1]) if fields else None) or explicit.value
 
 
-PROGRAM_COLUMNS: tuple[str, ...] = (
-    "program_status",
-    "program_output",
-    "program_detail",
-    "program_extracted",
-    "program_method",
-    "program_correct",
-    "program_sandbox",
-)
-
-
 def _add_program_columns(
     scored: pl.DataFrame, rows: list[tuple], runs: list[ProgramRun | None], sandbox_mode: str
 ) -> pl.DataFrame:
@@ -755,3 +741,20 @@ def _add_program_columns(
     ).with_columns(
         (pl.col("correct") | pl.col("program_correct").fill_null(False)).alias("correct_any")
     )
+
+
+def score_summary(scored: pl.DataFrame, sandbox_mode: str) -> dict[str, Any]:
+    """One scoring job's counts for its log: examples, correct, why answers were missing, how
+    the programs ran (and how many were not run), and the sandbox work folders left behind (a
+    non-zero count is a leak worth seeing in the job log)."""
+    missing = scored["missing_reason"].drop_nulls().value_counts(sort=True).rows()
+    statuses = scored["program_status"].drop_nulls().value_counts(sort=True).rows()
+    return {
+        "examples": scored.height,
+        "correct": int(scored["correct"].sum()),
+        "missing": dict(missing),
+        "sandbox": sandbox_mode,
+        "program_status": dict(statuses),
+        "not_run": int((scored["program_status"] == "not_run").sum()),
+        "work_folders_left": sandbox.leftover_count(),
+    }
