@@ -120,3 +120,10 @@ class JailUnavailable(CodeiftError, RuntimeError):
 
 class ScoringError(CodeiftError, ValueError):
     """Input that cannot be scored at all (unknown answer type, missing columns)."""
+
+
+# ------------------------------------------------------------------------------- codeift.analysis
+
+
+class AnalysisError(CodeiftError, ValueError):
+    """A score file or mix card the analysis cannot read; the message names the file."""

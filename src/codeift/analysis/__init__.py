@@ -16,5 +16,6 @@ __all__, __getattr__ = lazy_exports(
         "codeift.analysis.markdown": ("evidence_markdown",),
         "codeift.analysis.power": ("design_table",),
         "codeift.analysis.controls": ("planted_from_cards", "planted_views_from_cards"),
+        "codeift.errors": ("AnalysisError",),
     },
 )

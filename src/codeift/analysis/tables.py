@@ -17,6 +17,7 @@ import polars as pl
 
 from codeift.analysis import controls, evidence, power
 from codeift.analysis.load import check_variants, with_program_view
+from codeift.errors import AnalysisError
 from codeift.settings import AnalysisSettings
 from codeift.study import (
     BASE,
@@ -316,5 +317,5 @@ def mix_table(card_paths: Sequence[str | Path]) -> pl.DataFrame:
                 }
             )
         except (KeyError, TypeError) as error:
-            raise ValueError(f"{path}: mix card lacks {error} (rebuild the mix)") from error
+            raise AnalysisError(f"{path}: mix card lacks {error} (rebuild the mix)") from error
     return pl.DataFrame(rows).sort("proportion", "variant")
