@@ -7,6 +7,7 @@ import hashlib
 import os
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,6 +45,25 @@ def short_engine_dir(workdir: Path) -> str:
     """An engine folder for a test's workdir, short enough for Unix socket paths whatever the
     depth of pytest's tmp folders (deeper under xdist workers)."""
     return f"/tmp/ce-{hashlib.sha256(str(workdir).encode()).hexdigest()[:12]}"
+
+
+def shared_chat(
+    model_dir: str,
+    fingerprint: str,
+    settings: Any,
+    conversations: list,
+    max_new_tokens: int,
+    engines: Any = None,
+) -> tuple[list, dict]:
+    """One batch through the model's shared engine (codeift.infer.server.shared_batches, the
+    call generation makes) and the engine's info; `engines` as config `engines` (the defaults
+    when None)."""
+    from codeift.infer.server import shared_batches
+
+    batches, info = shared_batches(
+        model_dir, fingerprint, settings, [conversations], max_new_tokens, engines
+    )
+    return batches[0], info
 
 
 def shared_file(name: str) -> Path:

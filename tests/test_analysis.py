@@ -191,6 +191,26 @@ def test_load_scores_concatenates_parquet_files(tmp_path: Path) -> None:
     assert tables.overall_table(loaded).equals(tables.overall_table(scores))
 
 
+def test_a_replicate_arm_loads_as_a_seed_of_its_arm(tmp_path: Path) -> None:
+    first = make_scores({("b1", "code0"): (5, 5, 12), ("b1", "code50"): (7, 6, 12)})
+    replicate = make_scores({("b1", "code50r2"): (1, 1, 1)})
+    paths = [tmp_path / "first.parquet", tmp_path / "replicate.parquet"]
+    write_parquet(first, paths[0])
+    write_parquet(replicate, paths[1])
+    loaded = load.load_scores(paths)
+    seeds = loaded.group_by("variant", "seed").len().sort("variant", "seed").rows()
+    assert seeds == [("code0", 0, 40), ("code50", 0, 40), ("code50", 2, 40)]
+    assert "seed" not in load.load_scores(paths[:1]).columns  # no replicate: no seed column
+
+
+def test_arm_and_seed_reads_the_variant_grammar() -> None:
+    assert study.arm_and_seed("code50r2") == ("code50", 2)
+    assert study.arm_and_seed("code50") == ("code50", 0)
+    assert study.arm_and_seed("base") == ("base", 0)
+    with pytest.raises(ValueError, match="code50x"):
+        study.arm_and_seed("code50x")
+
+
 def test_load_scores_names_file_and_missing_column(tmp_path: Path) -> None:
     good = tmp_path / "good.parquet"
     bad = tmp_path / "bad.parquet"
@@ -316,6 +336,9 @@ def test_mix_cards_become_a_table_and_a_summary_section(tmp_path):
         path = tmp_path / f"code{proportion}.card.json"
         path.write_text(json.dumps(_card(proportion, code, tokens, code_tokens)))
         paths.append(path)
+    replicate = tmp_path / "code50r1.card.json"
+    replicate.write_text(json.dumps({**_card(50, 5, 400, 300), "replicate": 1}))
+    assert tables.mix_table([replicate])["variant"].to_list() == ["code50r1"]
     mixes = tables.mix_table(paths)
     assert mixes["variant"].to_list() == ["code0", "code50"]
     assert mixes["code_example_share"].to_list() == [0.0, 0.5]

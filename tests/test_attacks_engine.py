@@ -27,8 +27,9 @@ import polars as pl
 import psutil
 import pytest
 
-from codeift.infer.server import engine_key, live_engines, shared_chat, stop_engines
+from codeift.infer.server import engine_key, live_engines, stop_engines
 from codeift.settings import EngineSettings, InferenceSettings
+from tests.conftest import shared_chat
 
 SETTINGS = InferenceSettings(engine="fake", dtype="float32", threads=1)
 # Shared engines on, one alive at a time (config `engines`, passed to each call).

@@ -20,13 +20,12 @@ from codeift.infer.server import (
     EngineError,
     engine_dir,
     live_engines,
-    shared_chat,
     stop_engines,
 )
 from codeift.models.backbones import model_fingerprint
 from codeift.models.tiny import build_tiny
 from codeift.settings import EngineSettings, InferenceSettings
-from tests.conftest import short_engine_dir
+from tests.conftest import shared_chat, short_engine_dir
 from tests.hooks.codeift_test_hooks import use_hooks
 
 # The fake engine loads no model: these tests are about sharing, not generation.

@@ -11,8 +11,9 @@ import importlib.util
 import pytest
 
 from codeift.data.small_world import CODE_SKILLS, SKILL_TASKS, generate_conversations
-from codeift.score.answers import ANSWER_TYPES, answers_match, extract_answer, program_answer
+from codeift.score.answers import answers_match, extract_answer, program_answer
 from codeift.score.sandbox import extract_program, run_programs
+from codeift.study import ANSWER_TYPES
 from codeift.tasks.catalog import load_catalog
 from tests.conftest import REPO
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import importlib
 import re
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import REPO
 
@@ -15,14 +18,17 @@ PACKAGE = "codeift"
 
 # Who may import whom, as data. A module belongs to the first group its dotted name (below
 # `codeift.`) starts with; it may import its own group and the groups or single modules listed.
-# errors, io, study, settings and layout (where each rule's files go under `results`) are the
-# foundation every stage shares. No stage imports config: stages receive their typed settings
-# from the CLI. cli is the composition root.
-FOUNDATION = {"errors", "io", "study", "settings", "layout"}
+# errors, io, study (the vocabulary), numbers (how a number is read and written), words (the
+# generators' word lists), settings and layout (where each rule's files go under `results`) are
+# the foundation every stage shares. No stage imports config: stages receive their typed
+# settings from the CLI. cli is the composition root.
+FOUNDATION = {"errors", "io", "study", "numbers", "words", "settings", "layout"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "io": set(),
     "study": {"errors"},
+    "numbers": set(),
+    "words": set(),
     "settings": {"errors"},
     "layout": set(),
     "resources": {"errors", "settings", "retries"},
@@ -39,14 +45,13 @@ ALLOWED: dict[str, set[str]] = {
     # hub artifacts (listing, download, offline resolution): below every stage that loads one
     "hub": {"errors", "io"},
     "score": FOUNDATION,
-    # a task's answer type is the scorer's (score.answers): tasks sit on top of scoring
-    "tasks": FOUNDATION | {"score", "hub"},
-    # the small world draws its words from the task vocabulary (tasks.vocab) so that the IFT data
-    # shares nouns with the tasks; the LLM judge labeller uses the one vLLM builder
-    # (infer.engines), never generation or the engine server
-    "data": FOUNDATION | {"tasks.vocab", "infer.engines", "hub"},
+    # answer types (study) and gold numbers (numbers) come from the foundation, never the scorer
+    "tasks": FOUNDATION | {"hub"},
+    # the LLM judge labeller uses the one vLLM builder (infer.engines), never generation or the
+    # engine server (an upstream edge: UPSTREAM_EDGES)
+    "data": FOUNDATION | {"infer.engines", "hub"},
     # the tiny tokenizer and the pretraining corpus are built from the small world's generator
-    "models": FOUNDATION | {"tasks.vocab", "data.small_world", "hub"},
+    "models": FOUNDATION | {"data.small_world", "hub"},
     "train": FOUNDATION,
     # generation loads a backbone (models.backbones) and a task file (tasks)
     "infer": FOUNDATION | {"models", "tasks"},
@@ -59,6 +64,19 @@ ALLOWED: dict[str, set[str]] = {
     "gpu_smoke": {"errors", "config"},
     "cli": {"*"},
     "__main__": {"cli"},
+}
+
+# The stages in data-flow order: a stage may import an earlier one, never a later one (the
+# workflow runs them in this order, and a later stage's code changes more often).
+STAGES = ("data", "models", "train", "tasks", "infer", "score", "analysis")
+# Imports from an earlier stage into a later one that exist today, each with why and what would
+# end it. An upstream edge not listed fails.
+UPSTREAM_EDGES: dict[tuple[str, str], str] = {
+    (
+        "codeift.data.judge",
+        "codeift.infer.engines",
+    ): "the LLM judge labeller builds its engine with the one vLLM builder; moving build_vllm "
+    "below the stages (with its test hooks, issue 27 item 6) would end it",
 }
 
 # Import cycles that exist today, each with why and what would end it. A cycle not listed fails.
@@ -141,6 +159,63 @@ def test_import_rules_catch_a_wrong_edge():
     assert not _allowed("codeift.train.sft", "codeift.config")
     assert _allowed("codeift.data.judge", "codeift.infer.engines")
     assert _allowed("codeift.cli", "codeift.train.sft")
+
+
+def _stage(module: str) -> int | None:
+    """The position in STAGES of a module's stage; None outside the stages."""
+    parts = module.split(".")
+    return STAGES.index(parts[1]) if len(parts) > 1 and parts[1] in STAGES else None
+
+
+def _upstream(source: str, target: str) -> bool:
+    """Whether `source` sits in an earlier stage than `target`, which it imports."""
+    earlier, later = _stage(source), _stage(target)
+    return earlier is not None and later is not None and earlier < later
+
+
+def test_no_stage_imports_a_later_stage_beyond_the_known_edges():
+    for edge in UPSTREAM_EDGES:
+        assert edge[1] in GRAPH[edge[0]], f"{edge[0]} no longer imports {edge[1]}: drop the entry"
+    wrong = sorted(
+        f"{source} imports {target}"
+        for source, targets in GRAPH.items()
+        for target in targets
+        if _upstream(source, target) and (source, target) not in UPSTREAM_EDGES
+    )
+    assert not wrong, "upstream imports against STAGES (tests/test_layout.py):\n" + "\n".join(wrong)
+
+
+def test_stage_order_catches_an_upstream_edge():
+    """The order is not vacuous: tasks importing the scorer is upstream, the reverse is not."""
+    assert _upstream("codeift.tasks.catalog", "codeift.score.answers")
+    assert _upstream("codeift.data.mix", "codeift.analysis.tables")
+    assert not _upstream("codeift.score.answers", "codeift.tasks.catalog")
+    assert not _upstream("codeift.tasks.catalog", "codeift.study")
+    assert not _allowed("codeift.tasks.catalog", "codeift.score.answers")
+
+
+def _errors_imported(module: str) -> set[str]:
+    """The names `module` imports from codeift.errors: the stage errors it raises or catches."""
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    return {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == f"{PACKAGE}.errors"
+        for alias in node.names
+    } - {"CodeiftError"}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_declares_its_public_api_and_errors(stage):
+    """Every stage package has an `__all__` whose names resolve, and it exports each stage error
+    its modules use (codeift.errors holds them all: tests/test_cli.py)."""
+    package = importlib.import_module(f"{PACKAGE}.{stage}")
+    public = getattr(package, "__all__", None)
+    assert public, f"codeift.{stage} declares no __all__"
+    unresolved = [name for name in public if not hasattr(package, name)]
+    assert not unresolved, f"codeift.{stage}.__all__ names {unresolved}, which do not resolve"
+    used = set().union(*(_errors_imported(m) for m in MODULES if _stage(m) == STAGES.index(stage)))
+    assert used <= set(public), f"codeift.{stage}.__all__ lacks its errors {used - set(public)}"
 
 
 def test_no_import_cycle_beyond_the_known_ones():

@@ -9,16 +9,16 @@ import re
 import polars as pl
 import pytest
 
+from codeift.numbers import canonical_number
 from codeift.score.answers import (
-    ANSWER_TYPES,
     Extraction,
     ScoringError,
     answers_match,
-    canonical_number,
     extract_answer,
     program_answer,
     score_frame,
 )
+from codeift.study import ANSWER_TYPES
 from codeift.tasks import build_task_frame, load_catalog
 from tests.conftest import SHARED_DATA
 

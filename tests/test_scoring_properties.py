@@ -16,11 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from codeift.numbers import canonical_number
 from codeift.score import answer_text
 from codeift.score.answers import (
-    ANSWER_TYPES,
     answers_match,
-    canonical_number,
     extract_answer,
     normalise_text,
     program_answer,
@@ -28,6 +27,7 @@ from codeift.score.answers import (
     split_list,
 )
 from codeift.score.sandbox import ProgramRun
+from codeift.study import ANSWER_TYPES
 
 EXAMPLES = 300  # per property; the whole file runs in well under a minute on 2 shared cores
 PROPERTY = settings(

@@ -9,7 +9,8 @@ from collections import Counter
 import polars as pl
 import pytest
 
-from codeift.score.answers import PLURAL_FORMS, canonical_number
+from codeift.numbers import canonical_number
+from codeift.score.answers import PLURAL_FORMS
 from codeift.tasks import (
     TASK_COLUMNS,
     TaskError,
@@ -20,7 +21,7 @@ from codeift.tasks import (
 )
 from codeift.tasks import hub as hub_module
 from codeift.tasks.logical import forward_chain
-from codeift.tasks.vocab import ANIMALS, FEMALE_NAMES, MALE_NAMES, WORDS
+from codeift.words import ANIMALS, FEMALE_NAMES, MALE_NAMES, WORDS
 from tests.conftest import SHARED_DATA
 
 DOMAINS = {

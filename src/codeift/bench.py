@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from codeift.errors import CodeiftError
+from codeift.errors import BenchError
 from codeift.models.flops import generation_flops, parameter_split, training_flops
 
 _STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
@@ -36,10 +36,6 @@ _REQUEST = re.compile(
     r"(?P<generated>\d+)$",
     re.MULTILINE,
 )
-
-
-class BenchError(CodeiftError, ValueError):
-    """The run cannot be read; the message names the log."""
 
 
 @dataclass

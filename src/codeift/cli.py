@@ -44,7 +44,7 @@ def cmd_prepare_backbone(args: argparse.Namespace) -> None:
 
 
 def cmd_build_pool(args: argparse.Namespace) -> None:
-    from codeift.data.labels import label_pool
+    from codeift.data.labels import label_pool, label_report
     from codeift.data.pool import build_pool
 
     cleaning = CleaningSettings.from_json(args.cleaning)
@@ -52,11 +52,7 @@ def cmd_build_pool(args: argparse.Namespace) -> None:
     given = _json(args.labeller)
     labeller = LabellerSettings.from_mapping(given)
     labelled = label_pool(pool, labeller)
-    report["labels"] = dict(sorted(labelled.group_by("label").len().iter_rows()))
-    # The report names the labeller keys the config set (the prompt left out), or its method.
-    report["labeller"] = {k: v for k, v in given.items() if k != "prompt"} or {
-        "method": labeller.method
-    }
+    report.update(label_report(labelled, given, labeller))
     write_parquet(labelled, args.out)
     write_json(report, args.report)
     print(json.dumps(report))
@@ -143,46 +139,28 @@ def cmd_generate(args: argparse.Namespace) -> None:
 def cmd_score(args: argparse.Namespace) -> None:
     import logging
 
-    from codeift.score.answers import score_frame
-    from codeift.score.sandbox import leftover_count, require
+    from codeift.score.answers import score_frame, score_summary
+    from codeift.score.sandbox import require
 
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(levelname)s %(message)s")
     # Before any reply is read: a node without the jail fails the job whatever its replies hold.
     require(args.sandbox)
     scored = score_frame(pl.read_parquet(args.generations), sandbox_mode=args.sandbox)
     write_parquet(scored, args.out)
-    missing = scored["missing_reason"].drop_nulls().value_counts(sort=True).rows()
-    statuses = scored["program_status"].drop_nulls().value_counts(sort=True).rows()
-    print(
-        json.dumps(
-            {
-                "examples": scored.height,
-                "correct": int(scored["correct"].sum()),
-                "missing": dict(missing),
-                "sandbox": args.sandbox,
-                "program_status": dict(statuses),
-                "not_run": int((scored["program_status"] == "not_run").sum()),
-                "work_folders_left": leftover_count(),
-            }
-        )
-    )
+    print(json.dumps(score_summary(scored, args.sandbox)))
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
     from codeift.analysis.aggregate import run_analysis
     from codeift.analysis.controls import planted_from_cards, planted_views_from_cards
 
-    paths = (
-        [line for line in Path(args.score_list).read_text().splitlines() if line]
-        if args.score_list
-        else args.scores
-    )
     settings = AnalysisSettings.from_json(args.analysis)
     # The config's controls.planted, where given, overrides what the mix cards record.
     stated = json.loads(args.controls)
     planted = stated.get("planted") or planted_from_cards(args.cards)
     views = stated.get("views") or planted_views_from_cards(args.cards)
-    run_analysis(paths, Path(args.outdir), Path(args.figdir), settings, args.cards, planted, views)
+    outdir, figdir = Path(args.outdir), Path(args.figdir)
+    run_analysis(args.scores, outdir, figdir, settings, args.cards, planted, views)
 
 
 def cmd_power(args: argparse.Namespace) -> None:
@@ -331,7 +309,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     aggregate = commands.add_parser("aggregate")
     aggregate.add_argument("--scores", nargs="*", default=[])
-    aggregate.add_argument("--score-list", help="file with one score path per line")
     aggregate.add_argument("--cards", nargs="*", default=[], help="mix data cards (JSON)")
     aggregate.add_argument("--outdir", required=True)
     aggregate.add_argument("--figdir", required=True)

@@ -21,17 +21,13 @@ from typing import Any
 import yaml
 
 from codeift.config import load_yaml, validate_config
-from codeift.errors import CodeiftError
+from codeift.errors import CodeiftError, SmokeError
 
 RESULTS = "results-gpu-smoke"
 # Two arms and the base per backbone (6 models: 6 engine loads), one pass over the mix.
 PROPORTIONS = [0, 100]
 SFT_STEPS = 60
 ITEMS_PER_TASK = 10
-
-
-class SmokeError(CodeiftError, RuntimeError):
-    """This machine cannot run the GPU smoke test; the message says what is missing."""
 
 
 def reduced_config(real: dict[str, Any], bwrap: bool, results: str = RESULTS) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from codeift.errors import CodeiftError
+from codeift.errors import ArtifactMissing, CodeiftError
 from codeift.io import write_json
 
 PREFETCH_COMMAND = "python -m codeift prefetch --configfile <your config>"
@@ -50,11 +50,6 @@ GATED_HINT = (
     "(Llama 2 and 3, Mistral-7B-v0.1 and Gemma are)"
 )
 HASH_CHUNK = 1 << 20
-
-
-class ArtifactMissing(CodeiftError, FileNotFoundError):
-    """A hub artifact that is not in the local cache while downloads are off (or that cannot be
-    downloaded); the message names the artifact and the prefetch command."""
 
 
 @dataclass(frozen=True)

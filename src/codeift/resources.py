@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from codeift.errors import CodeiftError
+from codeift.errors import ResourceError
 from codeift.settings import ResourceSettings
 
 STAGES = ("sft", "generate")
@@ -56,10 +56,6 @@ DEFAULT_JUDGE_POOL: dict[str, Any] = {"gpus": 1, "cpus": 8, "mem_mb": 64000, "ru
 
 _SIZE = re.compile(r"^\s*(?:(\d+)\s*x\s*)?(\d+(?:\.\d+)?)\s*([KMBT])\s*$", re.IGNORECASE)
 _UNITS = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
-
-
-class ResourceError(CodeiftError, ValueError):
-    """A size label or resource request that cannot be used; names the config key."""
 
 
 def parse_size(label: str, key: str = "size") -> float:

@@ -25,7 +25,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from codeift.errors import CodeiftError
+from codeift.errors import RetryError
 from codeift.layout import LOGS
 from codeift.layout import path as path_in
 from codeift.settings import TrainSettings
@@ -38,10 +38,6 @@ _TIMEOUT = re.compile(r"DUE TO TIME LIMIT|TIMEOUT", re.I)
 # Every stage ends its log with this line (cli.main): a log without it and without a Python
 # traceback was cut short from outside, as a time limit does.
 _FINISHED = re.compile(r"^\[codeift\] \S+ done in|^Traceback|^codeift \S+: ", re.M)
-
-
-class RetryError(CodeiftError, ValueError):
-    """A request that no retry can fix, or one above a site cap; names the key and the numbers."""
 
 
 def classify_failure(log_text: str | None) -> str:

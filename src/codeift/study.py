@@ -1,5 +1,7 @@
-"""The study's vocabulary, in one place: variants and arms, the reference arm, the domains, and
-the registry of outputs (tables and figures) that the workflow, the report and the analysis read.
+"""The study's vocabulary, in one place: variants and arms, the reference arm, the domains, the
+answer types, the levels results are aggregated at, and the registry of outputs (tables and
+figures) that the workflow, the report and the analysis read. Every stage imports it downward
+(tasks, scoring and analysis alike), so no stage keeps a copy of a name another stage defines.
 
 A variant is `base` (the untuned backbone) or an arm `code{p}` (tuned on a mix with p% coding
 examples); a replicate arm `code{p}r{r}` repeats arm `code{p}` with another mix order and SFT
@@ -16,6 +18,17 @@ from codeift.errors import ConfigError
 BASE = "base"
 REFERENCE_ARM = "code0"
 DOMAINS = ("symbolic", "logical", "arithmetic")
+# How a task states its gold answer and how the scorer reads a reply (codeift.score.answers).
+ANSWER_TYPES: tuple[str, ...] = ("number", "yesno", "truefalse", "list", "text")
+# The levels a result is reported at, finest first, each with the keys that group it within one
+# backbone x variant: a task; a domain (the macro average of its tasks); overall (the macro
+# average of all tasks). Every coarser level averages the task level, never a pooled count.
+LEVELS: dict[str, tuple[str, ...]] = {
+    "task": ("domain", "task"),
+    "domain": ("domain",),
+    "overall": (),
+}
+MACRO_LEVELS = tuple(level for level in LEVELS if level != "task")
 VARIANT_PATTERN = r"base|code\d+(?:r\d+)?"
 ARM_PATTERN = r"code\d+(?:r\d+)?"
 _ARM_RE = re.compile(r"code(\d+)(?:r(\d+))?")
@@ -33,6 +46,15 @@ def parse_arm(variant: str) -> tuple[int, int]:
             f"variant {variant!r}: expected 'base', 'code<percent>' or 'code<percent>r<replicate>'"
         )
     return int(match.group(1)), int(match.group(2) or 0)
+
+
+def arm_and_seed(variant: str) -> tuple[str, int]:
+    """(the arm a variant belongs to, its seed): a replicate arm code{p}r{r} is seed r of arm
+    code{p}; base and a first-seed arm are seed 0 of themselves."""
+    if variant == BASE:
+        return BASE, 0
+    proportion, replicate = parse_arm(variant)
+    return variant_name(proportion), replicate
 
 
 def variant_proportion(variant: str) -> int | None:
@@ -57,6 +79,11 @@ def variant_rank(variant: str) -> int:
     return -1 if proportion is None else proportion
 
 
+def level_rank(level: str) -> int:
+    """Sort key: the levels of LEVELS, finest first."""
+    return list(LEVELS).index(level)
+
+
 def domain_rank(domain: str) -> int:
     """Sort key following the paper's domain order; unknown domains go last."""
     return DOMAINS.index(domain) if domain in DOMAINS else len(DOMAINS)
@@ -76,7 +103,8 @@ class Output:
         return [f"{figure_dir}/{self.name}.png"]
 
 
-RESULT_TABLES = ("overall", "domain", "task")
+# One result table a level, coarsest first (the order the summary reads them in).
+RESULT_TABLES = tuple(reversed(LEVELS))
 EVIDENCE_TABLES = (
     "intervals",
     "comparisons",

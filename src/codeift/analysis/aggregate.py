@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -24,16 +24,10 @@ from codeift.analysis.markdown import (
     mix_markdown,
     summary_report,
 )
-from codeift.analysis.tables import (
-    domain_table,
-    evidence_tables,
-    mix_table,
-    overall_table,
-    task_table,
-)
+from codeift.analysis.tables import LEVEL_TABLES, evidence_tables, mix_table
 from codeift.io import write_text
 from codeift.settings import AnalysisSettings
-from codeift.study import MIX_TABLE, RESULT_TABLES, SUMMARY_FILE
+from codeift.study import LEVELS, MIX_TABLE, OUTPUTS, RESULT_TABLES, SUMMARY_FILE, Output
 
 
 def write_tables(
@@ -51,11 +45,7 @@ def write_tables(
     settings = settings or AnalysisSettings()
     found = found if found is not None else evidence_tables(scores, settings)
     first = evidence.first_seed(scores)
-    tables = {
-        "overall": overall_table(first),
-        "domain": domain_table(first),
-        "task": task_table(first),
-    }
+    tables = {name: LEVEL_TABLES[name](first) for name in RESULT_TABLES}
     outdir = Path(outdir)
     written: dict[str, Path] = {}
     for name in RESULT_TABLES:
@@ -74,7 +64,7 @@ def write_tables(
 
 def _write_pair(table: pl.DataFrame, markdown: str, outdir: Path, name: str) -> dict[str, Path]:
     """One table as CSV and as Markdown; returns their names and paths."""
-    csv_path, md_path = outdir / f"{name}.csv", outdir / f"{name}.md"
+    csv_path, md_path = (Path(path) for path in Output(name, "table").files(str(outdir), ""))
     write_text(table.write_csv(float_precision=6, null_value=""), csv_path)
     write_text(markdown + "\n", md_path)
     return {f"{name}.csv": csv_path, f"{name}.md": md_path}
@@ -100,19 +90,39 @@ def run_analysis(
     intervals = found["intervals"].select(
         "level", "backbone", "variant", "domain", "task", "ci_low", "ci_high"
     )
-    figdir = Path(figdir)
-    plot_overall(
-        _with_intervals(overall_table(scores), intervals, "overall"), figdir / "overall.png"
-    )
-    plot_domain(domain_table(scores), figdir / "domain.png", found["comparisons"])
-    plot_task(_with_intervals(task_table(scores), intervals, "task"), figdir / "task.png")
-    plot_reasoning_mode(found["reasoning_mode"], figdir / "reasoning_mode.png")
-    plot_controls(found["controls"], settings.alpha, figdir / "controls.png")
-    plot_views(found["views"], figdir / "views.png")
+    plots = _figure_plots(scores, found, intervals, settings)
+    for output in OUTPUTS:
+        if output.kind == "figure":
+            [path] = output.files(str(outdir), str(figdir))
+            plots[output.name](Path(path))
+
+
+def _figure_plots(
+    scores: pl.DataFrame,
+    found: dict[str, pl.DataFrame],
+    intervals: pl.DataFrame,
+    settings: AnalysisSettings,
+) -> dict[str, Callable[[Path], None]]:
+    """How each figure of codeift.study.FIGURES is drawn, from the first-seed scores and the
+    evidence tables; the registry names the figures and their files."""
+    return {
+        "overall": lambda path: plot_overall(
+            _with_intervals(LEVEL_TABLES["overall"](scores), intervals, "overall"), path
+        ),
+        "domain": lambda path: plot_domain(
+            LEVEL_TABLES["domain"](scores), path, found["comparisons"]
+        ),
+        "task": lambda path: plot_task(
+            _with_intervals(LEVEL_TABLES["task"](scores), intervals, "task"), path
+        ),
+        "reasoning_mode": lambda path: plot_reasoning_mode(found["reasoning_mode"], path),
+        "controls": lambda path: plot_controls(found["controls"], settings.alpha, path),
+        "views": lambda path: plot_views(found["views"], path),
+    }
 
 
 def _with_intervals(table: pl.DataFrame, intervals: pl.DataFrame, level: str) -> pl.DataFrame:
     """Attach the bootstrap interval of each row (joined on the keys of that level)."""
-    keys = ["backbone", "variant"] + (["domain", "task"] if level == "task" else [])
+    keys = ["backbone", "variant", *LEVELS[level]]
     rows = intervals.filter(pl.col("level") == level).select(*keys, "ci_low", "ci_high")
     return table.join(rows, on=keys, how="left", nulls_equal=True)

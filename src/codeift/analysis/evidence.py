@@ -33,7 +33,7 @@ from codeift.analysis.stats import (
 )
 from codeift.score.answer_text import text_view
 from codeift.settings import AnalysisSettings
-from codeift.study import REFERENCE_ARM, first_seed_proportion
+from codeift.study import LEVELS, MACRO_LEVELS, REFERENCE_ARM, first_seed_proportion
 
 MODES = ("text", "code", "both", "none")
 # The outcome columns a paired comparison can read: the study's metric (the text view) and the
@@ -89,6 +89,23 @@ def _pair(x: pl.DataFrame, y: pl.DataFrame) -> PairedCounts:
 # ---------------------------------------------------------------- accuracy intervals
 
 
+def _macro_groups(
+    tasks: pl.DataFrame, draws: dict[tuple[str, str, str], np.ndarray]
+) -> Iterator[tuple[str, pl.DataFrame, dict[str, object], np.ndarray]]:
+    """Each domain and overall group of task rows (within one backbone x variant; LEVELS), with
+    its first row labelled for the level (task None, domain None overall) and the mean of its
+    tasks' bootstrap draws: the draws of the level's macro average, never a pooled count."""
+    for level in MACRO_LEVELS:
+        keys = ["backbone", "variant", *LEVELS[level]]
+        for group in tasks.partition_by(keys, maintain_order=True):
+            first = group.row(0, named=True)
+            sample = np.stack(
+                [draws[(first["backbone"], first["variant"], t)] for t in group["task"]]
+            ).mean(axis=0)
+            label = {**first, "domain": first["domain"] if level == "domain" else None}
+            yield level, group, {**label, "task": None}, sample
+
+
 def interval_table(scores: pl.DataFrame, settings: AnalysisSettings) -> pl.DataFrame:
     """Accuracy with bootstrap CIs at task, domain and overall level for every backbone x variant.
 
@@ -108,26 +125,9 @@ def interval_table(scores: pl.DataFrame, settings: AnalysisSettings) -> pl.DataF
         sample = accuracy_draws(row["k"], row["n"], settings.bootstrap_samples, rng)
         draws[(row["backbone"], row["variant"], row["task"])] = sample
         rows.append(_interval_row("task", row, row["k"] / row["n"], sample, row["n"], settings))
-    for level, keys in (
-        ("domain", ["backbone", "variant", "domain"]),
-        ("overall", ["backbone", "variant"]),
-    ):
-        for group in counts.partition_by(keys, maintain_order=True):
-            first = group.row(0, named=True)
-            stacked = np.stack(
-                [draws[(first["backbone"], first["variant"], t)] for t in group["task"]]
-            )
-            accuracy = float((group["k"] / group["n"]).mean())
-            label = {
-                **first,
-                "domain": first["domain"] if level == "domain" else None,
-                "task": None,
-            }
-            rows.append(
-                _interval_row(
-                    level, label, accuracy, stacked.mean(axis=0), int(group["n"].sum()), settings
-                )
-            )
+    for level, group, label, sample in _macro_groups(counts, draws):
+        accuracy = float((group["k"] / group["n"]).mean())
+        rows.append(_interval_row(level, label, accuracy, sample, int(group["n"].sum()), settings))
     return pl.DataFrame(rows, schema=_INTERVAL_SCHEMA)
 
 
@@ -259,39 +259,31 @@ def _aggregate_comparisons(
 ) -> list[dict[str, object]]:
     """Domain and overall rows: macro differences, their paired-bootstrap CI and p-value."""
     rows: list[dict[str, object]] = []
-    for level, keys in (
-        ("domain", ["backbone", "variant", "domain"]),
-        ("overall", ["backbone", "variant"]),
-    ):
-        for group in tasks.partition_by(keys, maintain_order=True):
-            first = group.row(0, named=True)
-            sample = np.stack(
-                [draws[(first["backbone"], first["variant"], task)] for task in group["task"]]
-            ).mean(axis=0)
-            difference = float(group["difference"].mean())
-            low, high = percentile_interval(sample, settings.alpha)
-            only_x, only_y = int(group["only_variant"].sum()), int(group["only_reference"].sum())
-            rows.append(
-                {
-                    **{name: first[name] for name in ("backbone", "variant", "proportion")},
-                    "level": level,
-                    "reference": REFERENCE_ARM,
-                    "domain": first["domain"] if level == "domain" else None,
-                    "task": None,
-                    "n_tasks": group.height,
-                    "n_pairs": int(group["n_pairs"].sum()),
-                    "accuracy": float(group["accuracy"].mean()),
-                    "reference_accuracy": float(group["reference_accuracy"].mean()),
-                    "difference": difference,
-                    "ci_low": low,
-                    "ci_high": high,
-                    "only_variant": only_x,
-                    "only_reference": only_y,
-                    "odds_ratio": discordant_odds_ratio(only_x, only_y),
-                    "test": "paired_bootstrap",
-                    "p_value": bootstrap_p_value(sample, difference),
-                }
-            )
+    for level, group, first, sample in _macro_groups(tasks, draws):
+        difference = float(group["difference"].mean())
+        low, high = percentile_interval(sample, settings.alpha)
+        only_x, only_y = int(group["only_variant"].sum()), int(group["only_reference"].sum())
+        rows.append(
+            {
+                **{name: first[name] for name in ("backbone", "variant", "proportion")},
+                "level": level,
+                "reference": REFERENCE_ARM,
+                "domain": first["domain"],
+                "task": None,
+                "n_tasks": group.height,
+                "n_pairs": int(group["n_pairs"].sum()),
+                "accuracy": float(group["accuracy"].mean()),
+                "reference_accuracy": float(group["reference_accuracy"].mean()),
+                "difference": difference,
+                "ci_low": low,
+                "ci_high": high,
+                "only_variant": only_x,
+                "only_reference": only_y,
+                "odds_ratio": discordant_odds_ratio(only_x, only_y),
+                "test": "paired_bootstrap",
+                "p_value": bootstrap_p_value(sample, difference),
+            }
+        )
     return rows
 
 
@@ -313,9 +305,9 @@ def consistency_table(comparisons: pl.DataFrame) -> pl.DataFrame:
     """
     rows: list[dict[str, object]] = []
     tasks = comparisons.filter(pl.col("level") == "task")
-    for level in ("domain", "overall"):
+    for level in MACRO_LEVELS:
         groups = comparisons.filter(pl.col("level") == level)
-        keys = ["domain", "variant"] if level == "domain" else ["variant"]
+        keys = [*LEVELS[level], "variant"]
         for group in groups.sort("proportion", *keys).partition_by(keys, maintain_order=True):
             first = group.row(0, named=True)
             directions = [_direction(d) for d in group["difference"].to_list()]

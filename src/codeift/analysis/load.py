@@ -8,8 +8,9 @@ from pathlib import Path
 
 import polars as pl
 
+from codeift.errors import AnalysisError
 from codeift.io import read_frame
-from codeift.study import variant_proportion
+from codeift.study import arm_and_seed, variant_proportion
 
 REQUIRED_COLUMNS: dict[str, type[pl.DataType]] = {
     "id": pl.Utf8,
@@ -40,14 +41,14 @@ LOG = logging.getLogger("codeift.analysis.load")
 def load_scores(paths: Sequence[str | Path]) -> pl.DataFrame:
     """Concatenate score files, failing loudly so a half-written stage never reaches a table."""
     if not paths:
-        raise ValueError("load_scores: no score files given")
+        raise AnalysisError("load_scores: no score files given")
     frames = [_read_score_file(Path(path)) for path in paths]
     scores = split_replicates(pl.concat(frames, how="diagonal_relaxed"))
     keys = ["backbone", "variant", "task", "id", *(["seed"] if "seed" in scores.columns else [])]
     duplicated = scores.select(keys).is_duplicated()
     if duplicated.any():
         first = scores.filter(duplicated).row(0, named=True)
-        raise ValueError(
+        raise AnalysisError(
             "load_scores: example scored twice (same file given twice?): "
             f"{first['backbone']}/{first['variant']}/{first['task']} id={first['id']}"
         )
@@ -60,12 +61,16 @@ def split_replicates(scores: pl.DataFrame) -> pl.DataFrame:
     Every table then reads one outcome per example and arm (evidence.first_seed), the seeds
     table reports the spread, and the null control pairs the seeds.
     """
-    replicate = pl.col("variant").str.extract(r"^code\d+r(\d+)$", 1)
-    if "seed" in scores.columns or scores.select(replicate.is_not_null().any()).item() is False:
+    if "seed" in scores.columns:
+        return scores
+    split = {name: arm_and_seed(name) for name in scores["variant"].unique().to_list()}
+    if all(arm == name for name, (arm, _) in split.items()):
         return scores
     return scores.with_columns(
-        replicate.cast(pl.Int64).fill_null(0).alias("seed"),
-        pl.col("variant").str.replace(r"^(code\d+)r\d+$", "${1}"),
+        pl.col("variant")
+        .replace_strict({name: seed for name, (_, seed) in split.items()}, return_dtype=pl.Int64)
+        .alias("seed"),
+        pl.col("variant").replace_strict({name: arm for name, (arm, _) in split.items()}),
     )
 
 
@@ -77,11 +82,11 @@ def _read_score_file(path: Path) -> pl.DataFrame:
             pl.col(name).cast(dtype, strict=True) for name, dtype in REQUIRED_COLUMNS.items()
         )
     except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError) as error:
-        raise ValueError(f"{path}: column has the wrong type: {error}") from error
+        raise AnalysisError(f"{path}: column has the wrong type: {error}") from error
     try:
         check_variants(frame)
     except ValueError as error:
-        raise ValueError(f"{path}: {error}") from error
+        raise AnalysisError(f"{path}: {error}") from error
     return _checked_program_view(frame, path)
 
 
@@ -100,7 +105,7 @@ def _checked_program_view(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
         return with_program_view(_typed(frame, path, PROGRAM_STATUS))
     if len(present) < len(PROGRAM_VIEW_COLUMNS):
         absent = [name for name in PROGRAM_VIEW_COLUMNS if name not in present]
-        raise ValueError(
+        raise AnalysisError(
             f"{path}: has {', '.join(present)} but not {', '.join(absent)}: the program view "
             "is all or none of these columns (rescore the file)"
         )
@@ -109,7 +114,7 @@ def _checked_program_view(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
     wrong = frame.filter(pl.col("correct_any").fill_null(False) != expected)
     if wrong.height:
         row = wrong.row(0, named=True)
-        raise ValueError(
+        raise AnalysisError(
             f"{path}: id={row['id']} task={row['task']}: correct_any={row['correct_any']} but "
             f"correct={row['correct']}, program_correct={row['program_correct']} (expected "
             "correct or program_correct)"
@@ -126,7 +131,7 @@ def _typed(frame: pl.DataFrame, path: Path, columns: dict[str, type[pl.DataType]
             if name in frame.columns
         )
     except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError) as error:
-        raise ValueError(f"{path}: program column has the wrong type: {error}") from error
+        raise AnalysisError(f"{path}: program column has the wrong type: {error}") from error
 
 
 def with_program_view(scores: pl.DataFrame) -> pl.DataFrame:
@@ -156,6 +161,6 @@ def check_variants(scores: pl.DataFrame) -> None:
     for variant, proportion in pairs.iter_rows():
         expected = variant_proportion(variant)
         if proportion != expected:
-            raise ValueError(
+            raise AnalysisError(
                 f"variant {variant!r} has proportion {proportion!r}, expected {expected!r}"
             )

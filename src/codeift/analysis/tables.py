@@ -17,8 +17,18 @@ import polars as pl
 
 from codeift.analysis import controls, evidence, power
 from codeift.analysis.load import check_variants, with_program_view
+from codeift.errors import AnalysisError
 from codeift.settings import AnalysisSettings, MixSettings
-from codeift.study import BASE, DOMAINS, REFERENCE_ARM, domain_rank, variant_rank
+from codeift.study import (
+    BASE,
+    DOMAINS,
+    LEVELS,
+    REFERENCE_ARM,
+    domain_rank,
+    level_rank,
+    variant_name,
+    variant_rank,
+)
 
 MODEL_KEYS = ["backbone", "family", "size_label", "variant", "proportion"]
 
@@ -59,20 +69,28 @@ def task_table(scores: pl.DataFrame) -> pl.DataFrame:
         pl.col("missing_reason").is_not_null().sum().cast(pl.Int64).alias("n_missing"),
     )
     table = table.with_columns((pl.col("n_correct") / pl.col("n")).alias("accuracy"))
-    return _sort_rows(_add_deltas(table, ["backbone", "domain", "task"]))
+    return _sort_rows(_add_deltas(table, ["backbone", *LEVELS["task"]]))
 
 
 def domain_table(scores: pl.DataFrame) -> pl.DataFrame:
     """Per backbone x variant x domain macro accuracy, so each task in a domain counts equally."""
-    return _sort_rows(_macro(task_table(scores), ["domain"]))
+    return _sort_rows(_macro(task_table(scores), LEVELS["domain"]))
 
 
 def overall_table(scores: pl.DataFrame) -> pl.DataFrame:
     """Per backbone x variant macro accuracy over all tasks, the paper's headline number."""
-    return _sort_rows(_macro(task_table(scores), []))
+    return _sort_rows(_macro(task_table(scores), LEVELS["overall"]))
 
 
-def _macro(tasks: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+# The result table of each level (codeift.study.RESULT_TABLES names them).
+LEVEL_TABLES: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
+    "task": task_table,
+    "domain": domain_table,
+    "overall": overall_table,
+}
+
+
+def _macro(tasks: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
     """Average task accuracies within a group, then recompute deltas at that level."""
     table = tasks.group_by([*MODEL_KEYS, *keys]).agg(
         pl.len().cast(pl.Int64).alias("n_tasks"),
@@ -102,7 +120,6 @@ def _add_deltas(
 
 # ---------------------------------------------------------------- the two views of an answer
 
-_VIEW_LEVELS = (("task", ["domain", "task"]), ("domain", ["domain"]), ("overall", []))
 _COMPARISON_KEYS = ["level", "backbone", "variant", "domain", "task"]
 
 
@@ -136,7 +153,7 @@ def views_table(
         (pl.col("n_program_ok") / pl.col("n")).alias("program_ok_share"),
     )
     levels = []
-    for level, keys in _VIEW_LEVELS:
+    for level, keys in LEVELS.items():
         table = tasks.group_by([*MODEL_KEYS, *keys]).agg(
             pl.col("n_tasks").sum(),
             *(pl.col(name).sum() for name in ("n", "n_programs", "n_program_ok", "n_not_run")),
@@ -242,7 +259,7 @@ def _by_domain(table: pl.DataFrame, before: list[str]) -> pl.DataFrame:
     order["overall"] = len(DOMAINS) + 1
     rank = pl.col("domain").replace_strict(order, default=len(DOMAINS) + 2)
     level = (
-        [pl.col("level").replace_strict({"task": 0, "domain": 1, "overall": 2}).alias("_level")]
+        [pl.col("level").replace_strict({n: level_rank(n) for n in LEVELS}).alias("_level")]
         if "level" in before
         else []
     )
@@ -287,8 +304,7 @@ def mix_table(card_paths: Sequence[str | Path]) -> pl.DataFrame:
             settings = {**MixSettings().recorded(), **card.get("mix_settings", {})}
             rows.append(
                 {
-                    "variant": f"code{card['proportion']}"
-                    + (f"r{card['replicate']}" if card.get("replicate") else ""),
+                    "variant": variant_name(card["proportion"], card.get("replicate", 0)),
                     "proportion": int(card["proportion"]),
                     "examples": int(card["examples"]),
                     "code_examples": int(labels.get("code", 0)),
@@ -302,5 +318,5 @@ def mix_table(card_paths: Sequence[str | Path]) -> pl.DataFrame:
                 }
             )
         except (KeyError, TypeError) as error:
-            raise ValueError(f"{path}: mix card lacks {error} (rebuild the mix)") from error
+            raise AnalysisError(f"{path}: mix card lacks {error} (rebuild the mix)") from error
     return pl.DataFrame(rows).sort("proportion", "variant")

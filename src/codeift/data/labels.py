@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import polars as pl
 
@@ -98,3 +99,16 @@ def label_pool(pool: pl.DataFrame, labeller: LabellerSettings | None = None) -> 
         pl.lit(name).alias("label_method"),
         pl.Series("label_raw", raw, dtype=pl.Utf8),
     )
+
+
+def label_report(
+    labelled: pl.DataFrame, given: dict[str, Any], labeller: LabellerSettings
+) -> dict[str, Any]:
+    """What the pool report records of the labelling: how many examples got each label (the
+    mixes draw from these counts) and the labeller keys the config set (`given`, its long
+    prompt left out), or the method of the settings when it set none."""
+    return {
+        "labels": dict(sorted(labelled.group_by("label").len().iter_rows())),
+        "labeller": {k: v for k, v in given.items() if k != "prompt"}
+        or {"method": labeller.method},
+    }

@@ -25,7 +25,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from codeift.tasks.vocab import ANIMALS, COLOURS, SPECIES, article
+from codeift.words import ANIMALS, COLOURS, SPECIES, article
 
 # Task -> the direction the embedded IFT data plants in (most-code arm - code0): gain, lose, none.
 PLANTED: dict[str, str] = {

@@ -27,7 +27,7 @@ from typing import Any
 
 import polars as pl
 
-from codeift.errors import CodeiftError
+from codeift.errors import GenerationError
 from codeift.infer.engines import Generation, base_model_settings, load_engine
 from codeift.infer.identity import model_identity
 from codeift.infer.private import UnsafeEntryError, private_folder, read_private, write_private
@@ -38,10 +38,6 @@ from codeift.models.backbones import model_fingerprint
 from codeift.settings import EngineSettings, InferenceSettings
 from codeift.study import variant_proportion
 from codeift.tasks import TASK_COLUMNS
-
-
-class GenerationError(CodeiftError, RuntimeError):
-    """Generation cannot run; the message names the model folder or task file."""
 
 
 def package_versions() -> str:

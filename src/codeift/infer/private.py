@@ -19,16 +19,11 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
-from codeift.errors import CodeiftError
+from codeift.errors import UnsafeEntryError
 
 FOLDER_MODE = 0o700
 FILE_MODE = 0o600
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
-
-
-class UnsafeEntryError(CodeiftError, RuntimeError):
-    """An engine-folder entry that is not ours, not private, a symlink or of the wrong type.
-    Not an OSError: it must never be taken for an engine that went away (and retried)."""
 
 
 def _describe(info: os.stat_result) -> str:

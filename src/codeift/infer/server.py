@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from codeift.errors import CodeiftError
+from codeift.errors import EngineError, EngineStopped
 from codeift.infer.engines import Generation, load_engine
 from codeift.infer.private import (
     UnsafeEntryError,
@@ -44,14 +44,6 @@ START_TIMEOUT_SECONDS = 1800
 # A live daemon answers `info` from its own thread within milliseconds, even mid-generation; the
 # margin is for a machine loaded by other jobs (on 2 cores, SFT beside generation).
 INFO_TIMEOUT_SECONDS = 30.0
-
-
-class EngineError(CodeiftError, RuntimeError):
-    """The shared engine could not start or answer; the message points at its log."""
-
-
-class EngineStopped(EngineError):
-    """The engine stopped cleanly before this job used it (evicted by another job's start)."""
 
 
 # A Unix socket's path is limited to 107 bytes; ours are <engine dir>/<engine key>.sock.
@@ -500,21 +492,6 @@ def _serving(socket_path: Path, model_dir: str, log_path: Path) -> dict[str, Any
     while socket_path.exists() and time.time() < deadline:
         time.sleep(0.2)
     return None
-
-
-def shared_chat(
-    model_dir: str,
-    fingerprint: str,
-    settings: InferenceSettings,
-    conversations: list[list[dict[str, str]]],
-    max_new_tokens: int,
-    engines: EngineSettings | None = None,
-) -> tuple[list[Generation], dict]:
-    """One batch through the model's shared engine (see shared_batches)."""
-    batches, info = shared_batches(
-        model_dir, fingerprint, settings, [conversations], max_new_tokens, engines
-    )
-    return batches[0], info
 
 
 def shared_batches(

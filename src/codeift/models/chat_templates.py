@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from codeift.errors import CodeiftError
+from codeift.errors import TemplateError
 
 # `{{ ... }}` output blocks and the message-content expression inside one (`message['content']`,
 # `message["content"]` or `message.content`, whatever the loop variable is called).
@@ -34,10 +34,6 @@ PROBES: list[list[dict[str, str]]] = [
         {"role": "assistant", "content": "2 + 3 = 5\nThe answer is 5."},
     ],
 ]
-
-
-class TemplateError(CodeiftError, ValueError):
-    """A chat template that cannot be marked for assistant-only loss; the message says why."""
 
 
 def _split_concatenation(expression: str) -> list[str]:

@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from codeift.errors import CodeiftError
+from codeift.errors import SftMemoryError
 from codeift.settings import PeftSettings, ResourceSettings, TrainSettings
 
 GB = 1e9
@@ -47,10 +47,6 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}  # any other ("auto"):
 # Activation bytes per token, hidden unit and dtype byte of one transformer layer's forward.
 LAYER_ACTIVATION_FACTOR = 34
 QLORA_BYTES_PER_PARAMETER = 0.55
-
-
-class SftMemoryError(CodeiftError, ValueError):
-    """A request that cannot hold its job: names the backbone and the numbers."""
 
 
 @dataclass(frozen=True)

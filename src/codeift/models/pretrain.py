@@ -34,8 +34,8 @@ from typing import Any
 
 from codeift.data.small_world import ITEMS, run_program, written_list
 from codeift.io import atomic_path, stable_hash, write_json
-from codeift.tasks.vocab import ALL_NAMES, ANIMALS, COLOURS, SPECIES, article
-from codeift.tasks.vocab import WORDS as NOUNS
+from codeift.words import ALL_NAMES, ANIMALS, COLOURS, SPECIES, article
+from codeift.words import WORDS as NOUNS
 
 # The small world's everyday nouns: the corpus and the IFT data share one vocabulary.
 WORDS = ITEMS

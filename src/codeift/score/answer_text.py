@@ -15,11 +15,11 @@ cannot be told from an equation reliably.
 The other helpers here turn written shapes into the canonical ones the matcher compares:
 LaTeX fractions (`\\frac{1}{2}` -> `1/2`), number words ("forty-two" -> 42, through the
 maintained `text2num` package), numbered or bulleted lines as list items, negated candidates
-("not 5, it is 7"), self-corrections ("no, wait, yes"), Unicode number notation
-(`normalise_numerals`) and an invented next question (`committed_text`). Every function is
-total: on any string it returns a value, never raises, and runs in time linear in the input (no
-regex here can backtrack catastrophically or rescan a run; tests/test_scoring_properties.py
-checks both, up to 1 MB).
+("not 5, it is 7"), self-corrections ("no, wait, yes") and an invented next question
+(`committed_text`); Unicode number notation is `codeift.numbers.normalise_numerals`. Every
+function is total: on any string it returns a value, never raises, and runs in time linear in
+the input (no regex here can backtrack catastrophically or rescan a run;
+tests/test_scoring_properties.py checks both, up to 1 MB).
 """
 
 from __future__ import annotations
@@ -27,9 +27,7 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
-import unicodedata
 from collections.abc import Callable, Iterator
-from fractions import Fraction
 
 # A fenced block (``` or ~~~, three or more, at a line start, indented or not) up to its closing
 # fence or, when a generation was cut off inside it, to the end of the text. The one grammar of a
@@ -256,57 +254,6 @@ def stated_candidates(
         if found:
             return [(match, is_negated(scope, match.start())) for match in found]
     return []
-
-
-# Written numbers that Unicode normalisation (NFKC) misreads: it turns "4²" into "42", "2½"
-# into "21⁄2" (read as 21), and a thin-space or apostrophe grouped "1 000 000" into three
-# numbers. `normalise_numerals` runs before NFKC and writes them the way the number grammar reads.
-_GROUP_SEPARATORS = "\u2009\u202f\u00a0\u2007'\u2019"
-_GROUPED_RE = re.compile(
-    r"(?<![\d.," + _GROUP_SEPARATORS + r"])\d{1,3}(?:[" + _GROUP_SEPARATORS + r"]\d{3})+"
-    r"(?![\d" + _GROUP_SEPARATORS + "])"
-)
-_SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
-_POWER_RE = re.compile(
-    r"(?<!\d)(\d{1,6})([" + _SUPERSCRIPTS + r"]{1,2})(?![" + _SUPERSCRIPTS + "])"
-)
-_POWER_MAX_DIGITS = 40  # "12³" is 1728; a power longer than this stays written as "b^e"
-_VULGAR = "¼½¾⅐⅑⅒⅓⅔⅕⅖⅗⅘⅙⅚⅛⅜⅝⅞"
-_VULGAR_RE = re.compile(r"(?<![\d.])(\d{1,9})?[ \t\u2009\u202f\u00a0]?([" + _VULGAR + "])")
-# A dash used as a minus sign ("–5", "12 – 5"); between two digits with no space it is a range
-# ("40–45"), written "40 to 45" so that a hedge reads as one.
-_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff0d"
-_RANGE_DASH_RE = re.compile(r"(?<=\d)[\u2012\u2013\u2014](?=\d)")
-_DASH_RE = re.compile("[" + _DASHES + r"](?=[ \t]?\d)")
-
-
-def normalise_numerals(text: str) -> str:
-    """Numbers as the number grammar reads them, before NFKC can misread them: digit groups
-    joined ("1 000 000", "1'000" -> "1000000", "1000"), powers evaluated ("4²" -> "16"),
-    vulgar fractions as fractions ("2½" -> "5/2", "¾" -> "3/4"), a fraction slash as "/", a
-    range dash as "to" and any other dash before a digit as a minus sign."""
-    text = _GROUPED_RE.sub(lambda m: re.sub("[" + _GROUP_SEPARATORS + "]", "", m.group(0)), text)
-    text = _POWER_RE.sub(_power, text)
-    text = _VULGAR_RE.sub(_vulgar, text.replace("\u2044", "/"))
-    text = _RANGE_DASH_RE.sub(" to ", text)
-    return _DASH_RE.sub("-", text)
-
-
-def _power(match: re.Match[str]) -> str:
-    base = int(match.group(1))
-    exponent = int(match.group(2).translate(str.maketrans(_SUPERSCRIPTS, "0123456789")))
-    digits = exponent * len(match.group(1))  # an upper bound on the power's length
-    return str(base**exponent) if digits <= _POWER_MAX_DIGITS else f"{base}^{exponent}"
-
-
-_VULGAR_VALUES = {
-    char: Fraction(unicodedata.numeric(char)).limit_denominator(10) for char in _VULGAR
-}
-
-
-def _vulgar(match: re.Match[str]) -> str:
-    total = int(match.group(1) or 0) + _VULGAR_VALUES[match.group(2)]
-    return f"{total.numerator}/{total.denominator}"
 
 
 # A base model that has answered goes on to invent the next exercise ("Question: ... Answer:

@@ -15,13 +15,8 @@ Two views of a response are scored, and they never mix:
   of its last printed line for text and lists, the last number for numbers; a traced program
   prints its steps first and its answer last).
 
-Numbers: "1,234.50" is 1234.5; a dot-grouped number with a decimal comma ("1.000,50") or with
-two or more dot groups ("1.000.000") is read the European way (1000.5, 1000000); a lone "1.000"
-stays 1 (the tasks are English, where the dot is decimal); a comma before one or two digits is
-decimal ("3,5" is 3.5), before three a group; Indian ("1,00,000"), thin-space and apostrophe
-groups are joined. Fractions (3/4, \\frac{3}{4}, "2½") become decimals; "4²" is 16, "–5" is -5
-(`codeift.score.answer_text.normalise_numerals`, before NFKC could misread them). Nothing here
-raises on any text, whatever its size (no int(str) conversion), and every pass is linear in it.
+Numbers are read by one grammar, `codeift.numbers` (shared with the task stage's gold answers).
+Nothing here raises on any text, whatever its size, and every pass is linear in it.
 
 The reading is a careful grader's (issue 25): an equation's result, not its first operand
 ("12 - 5 = 7" is 7); a hedge between values is no answer (`missing_reason` "ambiguous": "5 or
@@ -34,16 +29,25 @@ reply cut off mid-sentence commits to nothing before its last clause (`missing_r
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, InvalidOperation, localcontext
+from decimal import Decimal, localcontext
+from typing import Any
 
 import polars as pl
 
-from codeift.errors import CodeiftError
+from codeift.errors import ScoringError
+from codeift.numbers import (
+    DECIMAL_CONTEXT,
+    NUMBER_RE,
+    canonical_number,
+    format_decimal,
+    normalise_numerals,
+    strip_currency,
+    token_decimal,
+)
 from codeift.score import sandbox
 from codeift.score.answer_text import (
     committed_text,
@@ -53,13 +57,11 @@ from codeift.score.answer_text import (
     leading_word_number,
     list_lines,
     normalise_latex,
-    normalise_numerals,
     stated_candidates,
     text_view,
 )
 from codeift.score.sandbox import ProgramRun, SandboxLimits, extract_program
-
-ANSWER_TYPES: tuple[str, ...] = ("number", "yesno", "truefalse", "list", "text")
+from codeift.study import ANSWER_TYPES
 
 # Singular -> plural of the nouns that tasks ask for by name (the bAbI animals). A model that
 # answers "wolves" where bAbI's gold is "wolf" has reasoned correctly, so matching ignores
@@ -79,21 +81,10 @@ PLURAL_FORMS: dict[str, str] = {
 }
 _SINGULAR_OF = {plural: singular for singular, plural in PLURAL_FORMS.items()}
 
-# A number token: optional sign, then a European-grouped number ("1.000,50", "1.000.000"; see
-# the module docstring), or digits with well-formed thousands commas, optional decimals or a
-# simple fraction. The look-behind keeps "x2" or the "5" of "2.5" from counting as numbers.
-_NUMBER_RE = re.compile(
-    r"(?<![\w.])(?<!\d,)-?(?:\d{1,3}(?:\.\d{3})+,\d+(?!\d|\.\d)|\d{1,3}(?:\.\d{3}){2,}(?!\d|[.,]\d)"
-    r"|\d{1,2}(?:,\d{2})+,\d{3}(?![\d,])|\d+,\d{1,2}(?!\d|[.,]\d)"
-    r"|(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+|/\d+)?)"
-)
 _ANSWER_IS_RE = re.compile(
     r"\b(?:final\s+)?answer\s*(?:is\s*:?|:|=|would\s+be|will\s+be)|^[ \t]*####",
     re.IGNORECASE | re.MULTILINE,
 )
-# Decimal arithmetic on numbers of any size: no exponent overflow, no traps, so matching a
-# 100,000-digit number neither raises nor silently agrees through float infinity.
-_DECIMAL = Context(prec=50, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[])
 _REL_TOL, _ABS_TOL = Decimal("1e-9"), Decimal("1e-6")
 _BOXED_RE = re.compile(r"\\boxed\s*\{")
 _TEXT_WRAPPER_RE = re.compile(r"\\(?:text|textbf|mathrm)\s*\{([^{}]*)\}")
@@ -108,10 +99,6 @@ _QUOTES = "'\"`“”‘’"
 _EDGE_PUNCTUATION = _QUOTES + "*_.,;:!?()[]{} \t"
 
 
-class ScoringError(CodeiftError, ValueError):
-    """Input that cannot be scored at all (unknown answer type, missing columns)."""
-
-
 @dataclass(frozen=True)
 class Extraction:
     """What was read from a response; `value` is None exactly when `missing_reason` is set."""
@@ -119,69 +106,6 @@ class Extraction:
     value: str | None
     method: str
     missing_reason: str | None
-
-
-def canonical_number(value: object) -> str | None:
-    """The canonical string of a number ("1,234.50" -> "1234.5", 5.0 -> "5"), or None.
-
-    Gold answers and extracted answers go through this one function so that their string forms
-    agree exactly for the common case of whole numbers.
-    """
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        return _format_decimal(Decimal(repr(value)) if isinstance(value, float) else Decimal(value))
-    decimal = _parse_number_token(str(value))
-    return None if decimal is None else _format_decimal(decimal)
-
-
-def _parse_number_token(text: str) -> Decimal | None:
-    """Parse one number written the way people write it: $, commas, %, a trailing unit word."""
-    cleaned = _strip_currency(normalise_numerals(text.strip()))
-    match = _NUMBER_RE.search(cleaned)
-    if match is None or cleaned[: match.start()].strip(" -+") or _has_second_number(cleaned, match):
-        return None
-    return _token_decimal(match.group(0))
-
-
-def _strip_currency(text: str) -> str:
-    return text.replace("$", "").replace("€", "").replace("£", "")
-
-
-def _token_decimal(token: str) -> Decimal | None:
-    """The value of one _NUMBER_RE token, European grouping included."""
-    if "," in token and "." in token and token.rfind(",") > token.rfind("."):
-        token = token.replace(".", "").replace(",", ".")  # 1.000,50
-    elif token.count(".") > 1:
-        token = token.replace(".", "")  # 1.000.000
-    elif token.count(",") == 1 and "." not in token and len(token.rsplit(",", 1)[1]) < 3:
-        token = token.replace(",", ".")  # 3,5: a decimal comma (a group has three digits)
-    else:
-        token = token.replace(",", "")
-    try:
-        with localcontext(_DECIMAL):
-            if "/" in token:
-                numerator, denominator = token.split("/")
-                if Decimal(denominator) == 0:
-                    return None
-                return Decimal(numerator) / Decimal(denominator)
-            return Decimal(token)
-    except (InvalidOperation, ValueError):
-        return None
-
-
-def _has_second_number(text: str, first: re.Match[str]) -> bool:
-    return _NUMBER_RE.search(text, first.end()) is not None
-
-
-def _format_decimal(decimal: Decimal) -> str:
-    """Plain digits, no exponent, no trailing zeros; exact at any size (never int(str))."""
-    text = format(decimal, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
 
 
 def _to_decimal(text: str) -> Decimal | None:
@@ -271,7 +195,7 @@ _OPERAND_RE = re.compile(r"[ \t]*(?:[-+*/×x÷^][ \t]*\d|=)")
 def _hedged(scope: str, first: re.Match[str], second: re.Match[str]) -> bool:
     """Whether two number candidates are alternatives ("5 or 7", "between 40 and 45")."""
     join = scope[first.end() : second.start()]
-    if len(join) > _JOIN_MAX or _token_decimal(first.group(0)) == _token_decimal(second.group(0)):
+    if len(join) > _JOIN_MAX or token_decimal(first.group(0)) == token_decimal(second.group(0)):
         return False
     if _HEDGE_JOIN_RE.fullmatch(join):
         return True
@@ -301,16 +225,16 @@ def _parse_number(segment: str) -> _Parsed:
     """The number an answer segment states: in its first sentence, after any self-correction,
     an equation's result, skipping denied ones ("not 5, it is 7" -> 7); a hedge between two
     ("5 or 7") is no answer; else a leading number word ("forty-two")."""
-    text = _strip_currency(segment)
+    text = strip_currency(segment)
     for scope in _answer_scopes(text):
-        stated = [m for m, negated in stated_candidates(scope, _NUMBER_RE.finditer) if not negated]
+        stated = [m for m, negated in stated_candidates(scope, NUMBER_RE.finditer) if not negated]
         stated = _equation_result(scope, stated)
         for index, match in enumerate(stated):
-            decimal = _token_decimal(match.group(0))
+            decimal = token_decimal(match.group(0))
             if decimal is not None:
                 if index + 1 < len(stated) and _hedged(scope, match, stated[index + 1]):
                     return _HEDGE
-                return _format_decimal(decimal)
+                return format_decimal(decimal)
     word = leading_word_number(segment)
     return None if word is None else str(word)
 
@@ -459,7 +383,7 @@ def _fallback_number(text: str, reply: bool = True) -> tuple[str | None, str]:
     clauses before are working (missing "unfinished"). A hedge ("12 or 13") is no answer
     ("ambiguous"). Else a leading number word. A program's output (`reply` False) is never cut
     off at a token limit: its last number stands wherever its last line ends."""
-    cleaned = _strip_currency(text)
+    cleaned = strip_currency(text)
     start = _last_end(_QUESTION_END_RE, cleaned)  # a question's numbers are its givens
     unfinished = reply and _ends_mid_sentence(cleaned)
     if unfinished:
@@ -467,15 +391,15 @@ def _fallback_number(text: str, reply: bool = True) -> tuple[str | None, str]:
     scope = cleaned[start:]
     results = [
         match
-        for match in _NUMBER_RE.finditer(scope)
+        for match in NUMBER_RE.finditer(scope)
         if not is_negated(scope, match.start()) and not _OPERAND_RE.match(scope, match.end())
     ]
     for index in range(len(results) - 1, -1, -1):
-        decimal = _token_decimal(results[index].group(0))
+        decimal = token_decimal(results[index].group(0))
         if decimal is not None:
             if index > 0 and _hedged(scope, results[index - 1], results[index]):
                 return None, "ambiguous"
-            return _format_decimal(decimal), "last_number"
+            return format_decimal(decimal), "last_number"
     for line in (scope, *_non_empty_lines(scope)[-1:]):
         word = leading_word_number(line)
         if word is not None:
@@ -647,7 +571,7 @@ def _numbers_match(extracted: str, gold: str) -> bool:
     left, right = _to_decimal(extracted), _to_decimal(gold)
     if left is None or right is None:
         return False
-    with localcontext(_DECIMAL):
+    with localcontext(DECIMAL_CONTEXT):
         tolerance = max(_REL_TOL * max(abs(left), abs(right)), _ABS_TOL)
         return abs(left - right) <= tolerance
 
@@ -799,17 +723,6 @@ def printed_value(line: str, answer_type: str) -> str | None:
     return (_clean_text(fields[-1]) if fields else None) or explicit.value
 
 
-PROGRAM_COLUMNS: tuple[str, ...] = (
-    "program_status",
-    "program_output",
-    "program_detail",
-    "program_extracted",
-    "program_method",
-    "program_correct",
-    "program_sandbox",
-)
-
-
 def _add_program_columns(
     scored: pl.DataFrame, rows: list[tuple], runs: list[ProgramRun | None], sandbox_mode: str
 ) -> pl.DataFrame:
@@ -828,3 +741,20 @@ def _add_program_columns(
     ).with_columns(
         (pl.col("correct") | pl.col("program_correct").fill_null(False)).alias("correct_any")
     )
+
+
+def score_summary(scored: pl.DataFrame, sandbox_mode: str) -> dict[str, Any]:
+    """One scoring job's counts for its log: examples, correct, why answers were missing, how
+    the programs ran (and how many were not run), and the sandbox work folders left behind (a
+    non-zero count is a leak worth seeing in the job log)."""
+    missing = scored["missing_reason"].drop_nulls().value_counts(sort=True).rows()
+    statuses = scored["program_status"].drop_nulls().value_counts(sort=True).rows()
+    return {
+        "examples": scored.height,
+        "correct": int(scored["correct"].sum()),
+        "missing": dict(missing),
+        "sandbox": sandbox_mode,
+        "program_status": dict(statuses),
+        "not_run": int((scored["program_status"] == "not_run").sum()),
+        "work_folders_left": sandbox.leftover_count(),
+    }

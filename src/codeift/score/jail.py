@@ -37,7 +37,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from codeift.errors import CodeiftError
+from codeift.errors import JailUnavailable
 from codeift.score.cgroups import CgroupParent, pid_alive
 from codeift.settings import ScoringSettings
 
@@ -138,10 +138,6 @@ _CLONE_THREAD = 0x00010000
 _AF_UNIX = 1
 _TIOCSTI = 0x5412
 _TIOCLINUX = 0x541C
-
-
-class JailUnavailable(CodeiftError, RuntimeError):
-    """The boundary cannot be set up here; the message says why (it becomes each row's detail)."""
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ so the later stages (prompting, scoring, reporting) never care where an item cam
 
 from __future__ import annotations
 
+from codeift.errors import TaskError
 from codeift.tasks.catalog import load_catalog, resolve_task
-from codeift.tasks.errors import TaskError
 from codeift.tasks.frame import TASK_COLUMNS, build_task_frame
 from codeift.tasks.hub import map_hub_records
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 
-from codeift.tasks.vocab import ALL_NAMES, COUNTABLES
+from codeift.words import ALL_NAMES, COUNTABLES
 
 # --- GSM8K-style: a multi-step story ------------------------------------------------------------
 

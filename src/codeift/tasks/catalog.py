@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from codeift.score.answers import ANSWER_TYPES
+from codeift.study import ANSWER_TYPES
 from codeift.tasks.errors import task_error
 from codeift.tasks.generators import check_params, get_generator
 from codeift.tasks.hub import ANSWER_PARSERS, TRANSFORMS, template_fields

@@ -1,12 +1,8 @@
-"""The one error type for bad task configuration or bad source data."""
+"""How a task error names where the problem is (TaskError itself lives in codeift.errors)."""
 
 from __future__ import annotations
 
-from codeift.errors import CodeiftError
-
-
-class TaskError(CodeiftError, ValueError):
-    """Bad input for a task; the message names the task, the record and the field or key."""
+from codeift.errors import TaskError
 
 
 def task_error(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from codeift.hub import PREFETCH_COMMAND, dataset_artifact, snapshot
-from codeift.score.answers import canonical_number
+from codeift.numbers import canonical_number
 from codeift.tasks.errors import TaskError, task_error
 
 Record = dict[str, str]

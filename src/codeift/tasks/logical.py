@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from functools import cache
 
-from codeift.tasks.vocab import (
+from codeift.words import (
     ALL_NAMES,
     ANIMALS,
     ATTRIBUTES,

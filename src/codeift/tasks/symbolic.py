@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 
-from codeift.tasks.vocab import ALL_NAMES, WORDS
+from codeift.words import ALL_NAMES, WORDS
 
 
 def _concat_question(position: str, words: list[str]) -> str:

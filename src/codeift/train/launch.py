@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from codeift.errors import CodeiftError
+from codeift.errors import LaunchError
 from codeift.settings import ResourceSettings
 
 ACCELERATE_DIR = Path(__file__).parent / "accelerate"
@@ -31,10 +31,6 @@ STRATEGIES = ("fsdp", "ddp")
 WORKER_VARIABLES = ("LOCAL_RANK", "WORLD_SIZE")
 # Set by SLURM in a job (and each of its steps) allocated GPUs on this node, device files or not.
 SLURM_GPUS_VARIABLE = "SLURM_GPUS_ON_NODE"
-
-
-class LaunchError(CodeiftError, ValueError):
-    """A launch request that cannot be met; names what was asked for."""
 
 
 def is_worker(environ: dict[str, str] | None = None) -> bool:

@@ -19,16 +19,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from codeift.errors import CodeiftError
+from codeift.errors import PeftError
 from codeift.settings import PeftSettings, TrainSettings
 
 # The adapter's subfolder inside a published model folder (not at the top: a top-level
 # adapter_config.json would make transformers load the folder as an adapter, not a model).
 ADAPTER_DIR = "adapter"
-
-
-class PeftError(CodeiftError, RuntimeError):
-    """A PEFT request this machine cannot meet (QLoRA without CUDA or bitsandbytes)."""
 
 
 def peft_settings(settings: TrainSettings) -> PeftSettings | None:

@@ -14,7 +14,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from codeift.errors import CodeiftError
+from codeift.errors import ReportingError
 from codeift.settings import TrainSettings
 
 # Set by the workflow: the study's train.report_to, and the root of the SFT jobs' logs.
@@ -29,10 +29,6 @@ PACKAGES = {
     "wandb": ("wandb",),
     "mlflow": ("mlflow",),
 }
-
-
-class ReportingError(CodeiftError, RuntimeError):
-    """A report_to choice whose package is missing; names the key and the package."""
 
 
 def tensorboard_dir(out_dir: Path, log_root: str | None) -> Path:

@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from codeift.errors import CodeiftError
+from codeift.errors import GpuOutOfMemory, TrainError
 from codeift.io import publish, write_json
 from codeift.settings import TrainSettings
 from codeift.train import lora
@@ -31,10 +31,6 @@ from codeift.train.precision import (
     training_precision,
 )
 from codeift.train.reporting import reporting_settings
-
-
-class TrainError(CodeiftError, RuntimeError):
-    """Training cannot start; the message names the backbone folder or mix."""
 
 
 def last_checkpoint(checkpoint_dir: Path) -> str | None:
@@ -73,10 +69,6 @@ def checkpoint_callbacks() -> list[Any]:
                 control.should_save = False
 
     return [MidRunCheckpointsOnly()]
-
-
-class GpuOutOfMemory(TrainError):
-    """A CUDA out-of-memory error in SFT: a retry with the same request fails the same way."""
 
 
 def backbone_name(model_path: Path) -> str:

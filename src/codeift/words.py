@@ -1,6 +1,9 @@
-"""Embedded word lists for the offline generators.
+"""Embedded word lists for the offline generators: the task generators (codeift.tasks), the small
+world's IFT conversations (codeift.data.small_world) and the tiny bases' pretraining corpus
+(codeift.models.pretrain) draw from the same lists, so the IFT data and the tasks share nouns.
+It sits below every stage, which all import it downward.
 
-Generators must run without downloads, so their vocabulary lives here. Names avoid ordinary
+Generators must run without downloads, so their words live here. Names avoid ordinary
 English words ("Mark", "Grace", "Ruby") so that a name never reads as an attribute or a colour.
 """
 
