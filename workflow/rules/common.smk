@@ -127,23 +127,36 @@ def cluster_resources(stage):
 
         return value
 
-    # A value the same for every backbone, attempt and failure kind is given as is: Snakemake
-    # evaluates each resource function for every job, a sweep's dry-run cost (bench_dryrun.py).
+    # A value the same for every backbone, attempt this run can make and failure kind is given
+    # as is: Snakemake evaluates each resource function for every job, a sweep's dry-run cost
+    # (scripts/bench_dryrun.py). Without retries only the first attempt exists.
     backbones = sorted(config["backbones"]) if stage in STAGES else [None]
     resources = {}
     for key in resource_names(stage):
         values = {
             stage_request(stage, backbone, attempt, failure)[key]
             for backbone in backbones
-            for attempt in range(1, PLAIN_CHECK_ATTEMPTS + 1)
+            for attempt in range(1, LAST_ATTEMPT + 1)
             for failure in (None, *FAILURES)
         }
         resources[key] = values.pop() if len(values) == 1 else resource(key)
     return resources
 
 
-# Attempts compared before a resource is taken as fixed: the profile retries twice.
-PLAIN_CHECK_ATTEMPTS = 5
+def last_attempt():
+    """The last attempt a job of this run can make: 1 + its retries (the profile's `retries`,
+    or `preemptible-retries` on a cluster), or the attempt a cluster job step was started with
+    (`--attempt`). Snakemake sets no rule's own `retries:` here. Unknown settings (a linter's
+    parse): 5, more than the profile's two retries."""
+    execution = getattr(workflow, "execution_settings", None)
+    if execution is None:
+        return 5
+    remote = getattr(workflow, "remote_execution_settings", None)
+    retries = max(execution.retries, getattr(remote, "preemptible_retries", None) or 0)
+    return max(execution.attempt, 1 + retries)
+
+
+LAST_ATTEMPT = last_attempt()
 
 
 # Per-job functions call these once per backbone (or arm, or task), not once per job: the config
@@ -181,12 +194,30 @@ def train_threads(wildcards):
     return train_of(wildcards.backbone, wildcards.arm).threads
 
 
+def sft_threads():
+    """The sft rule's threads: one number where every backbone x arm has the same (Snakemake
+    then calls nothing per job), else train_threads."""
+    values = {
+        train_of(backbone, arm).threads
+        for backbone in config["backbones"]
+        for arm in arms(config)
+    }
+    return values.pop() if len(values) == 1 else train_threads
+
+
 def inference_settings_json(wildcards):
     return inference_json_of(wildcards.backbone)
 
 
 def inference_threads(wildcards):
     return inference_of(wildcards.backbone).threads
+
+
+def generate_threads():
+    """The generate rule's threads: one number where every backbone has the same, else
+    inference_threads (as sft_threads)."""
+    values = {inference_of(backbone).threads for backbone in config["backbones"]}
+    return values.pop() if len(values) == 1 else inference_threads
 
 
 def task_entry_json(wildcards):

@@ -11,7 +11,7 @@ rule sft:
         f"{R}/logs/sft/{{backbone}}/{{arm}}.log",
     conda:
         "../envs/train.yaml"
-    threads: train_threads
+    threads: sft_threads()
     resources:
         **cluster_resources("sft"),
     params:
