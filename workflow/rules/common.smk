@@ -127,36 +127,25 @@ def cluster_resources(stage):
 
         return value
 
-    # A value the same for every backbone, attempt this run can make and failure kind is given
-    # as is: Snakemake evaluates each resource function for every job, a sweep's dry-run cost
-    # (scripts/bench_dryrun.py). Without retries only the first attempt exists.
+    # A value the same for every backbone, attempt and failure kind is given as is: Snakemake
+    # evaluates each resource function for every job, a sweep's dry-run cost (bench_dryrun.py).
     backbones = sorted(config["backbones"]) if stage in STAGES else [None]
     resources = {}
     for key in resource_names(stage):
         values = {
             stage_request(stage, backbone, attempt, failure)[key]
             for backbone in backbones
-            for attempt in range(1, LAST_ATTEMPT + 1)
+            for attempt in range(1, PLAIN_CHECK_ATTEMPTS + 1)
             for failure in (None, *FAILURES)
         }
         resources[key] = values.pop() if len(values) == 1 else resource(key)
     return resources
 
 
-def last_attempt():
-    """The last attempt a job of this run can make: 1 + its retries (the profile's `retries`,
-    or `preemptible-retries` on a cluster), or the attempt a cluster job step was started with
-    (`--attempt`). Snakemake sets no rule's own `retries:` here. Unknown settings (a linter's
-    parse): 5, more than the profile's two retries."""
-    execution = getattr(workflow, "execution_settings", None)
-    if execution is None:
-        return 5
-    remote = getattr(workflow, "remote_execution_settings", None)
-    retries = max(execution.retries, getattr(remote, "preemptible_retries", None) or 0)
-    return max(execution.attempt, 1 + retries)
-
-
-LAST_ATTEMPT = last_attempt()
+# Attempts compared before a resource is taken as fixed: the profile retries twice. (The run's
+# own retries are not known while the Snakefile is read: Snakemake 9 sets its execution
+# settings afterwards.)
+PLAIN_CHECK_ATTEMPTS = 5
 
 
 # Per-job functions call these once per backbone (or arm, or task), not once per job: the config
