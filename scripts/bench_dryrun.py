@@ -4,7 +4,10 @@ Builds a sweep config from config/paper.yaml (N copies of a 7B backbone x P prop
 tasks: about 15,000 jobs by default) and a touch-only Snakefile of the same shape (the same
 rules, files, wildcards and dependencies; no params, resources, priorities, groups or config
 checks), dry-runs both in the same run, alternating, and prints the seconds of each and their
-ratio (the workflow's over the touch-only one). Nothing is written outside a temporary folder.
+ratio (the workflow's over the touch-only one), in wall-clock seconds and in CPU seconds (user +
+system of the dry run's process): on a machine whose cores other work shares, the CPU ratio is
+the one that load does not move. The best (least) of the repeats counts. Nothing is written
+outside a temporary folder.
 
     python scripts/bench_dryrun.py [--backbones 25] [--proportions 24] [--repeats 1]
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -138,15 +142,20 @@ def sweep_config(backbones: int, proportions: int) -> dict:
     return config
 
 
-def dry_run(snakefile: Path, workdir: Path, configfile: Path) -> tuple[float, int]:
-    """Seconds of `snakemake -n --quiet rules` and the jobs it planned."""
+def dry_run(snakefile: Path, workdir: Path, configfile: Path) -> tuple[float, float, int]:
+    """Wall-clock and CPU seconds of `snakemake -n --quiet rules`, and the jobs it planned."""
     command = [
         *(sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--cores", "1"),
         *("-s", str(snakefile), "-d", str(workdir), "--configfile", str(configfile)),
     ]
+    before = os.times()
     started = time.perf_counter()
     run = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     seconds = time.perf_counter() - started
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
     if run.returncode != 0:
         raise SystemExit(f"{snakefile} failed:\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}")
     total = next(
@@ -154,7 +163,7 @@ def dry_run(snakefile: Path, workdir: Path, configfile: Path) -> tuple[float, in
         for line in (run.stdout + run.stderr).splitlines()
         if line.startswith("total")
     )
-    return seconds, total
+    return seconds, cpu, total
 
 
 def main(argv: list[str]) -> int:
@@ -170,21 +179,29 @@ def main(argv: list[str]) -> int:
         touch = root / "Snakefile.touch"
         touch.write_text(TOUCH_SNAKEFILE)
         times: dict[str, list[float]] = {"workflow": [], "touch": []}
+        cpus: dict[str, list[float]] = {"workflow": [], "touch": []}
         jobs: dict[str, int] = {}
         for _ in range(args.repeats):
             for name, snakefile in (("workflow", REPO / "Snakefile"), ("touch", touch)):
                 (root / name).mkdir(exist_ok=True)
-                seconds, jobs[name] = dry_run(snakefile, root / name, configfile)
+                seconds, cpu, jobs[name] = dry_run(snakefile, root / name, configfile)
                 times[name].append(seconds)
+                cpus[name].append(cpu)
     if jobs["workflow"] != jobs["touch"]:
         raise SystemExit(f"not the same shape: {jobs}")
     best = {name: min(values) for name, values in times.items()}
+    best_cpu = {name: min(values) for name, values in cpus.items()}
     result = {
         "jobs": jobs["workflow"],
         "workflow_seconds": round(best["workflow"], 2),
         "touch_seconds": round(best["touch"], 2),
         "ratio": round(best["workflow"] / best["touch"], 3),
+        "workflow_cpu_seconds": round(best_cpu["workflow"], 2),
+        "touch_cpu_seconds": round(best_cpu["touch"], 2),
+        "cpu_ratio": round(best_cpu["workflow"] / best_cpu["touch"], 3),
         "runs": {name: [round(v, 2) for v in values] for name, values in times.items()},
+        "cpu_runs": {name: [round(v, 2) for v in values] for name, values in cpus.items()},
+        "load_average": [round(load, 2) for load in os.getloadavg()],
     }
     print(json.dumps(result, indent=2))
     return 0

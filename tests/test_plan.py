@@ -80,3 +80,22 @@ def test_assumptions_from_the_command_line() -> None:
         Assumptions.from_pairs(["engine_start=3"])
     with pytest.raises(ConfigError, match="not known"):
         Assumptions(gpu="tpu").gpu_class()
+
+
+def test_hub_tasks_take_the_catalogues_pinned_rows(study: dict) -> None:
+    """GSM8K's test split is 1,319 problems (Cobbe et al. 2021), the catalogue's pinned rows;
+    coin_flip's rows are null (unverified): the assumed count is used and the plan says so."""
+    study["tasks"] = {
+        "gsm8k": {"domain": "arithmetic", "source": "hub"},
+        "coin_flip": {"domain": "symbolic", "source": "hub"},
+        "proofwriter": {"domain": "logical", "source": "hub"},
+        "svamp": {"domain": "arithmetic", "source": "hub", "size": 300},
+    }
+    assumed = Assumptions(**{**ASSUMED.__dict__, "hub_task_examples": 700})
+    row = _rows(study, assumed)["generate[tiny-llama]"]
+    # proofwriter: 174,476 test rows before its `where` filter (an upper bound).
+    prompts = 1319 + 700 + 174_476 + 300
+    assert row.tokens_per_job == prompts * (50 + 200)
+    assert "coin_flip: rows unverified (null), 700 assumed each" in row.note
+    assert "proofwriter: rows before `where`, an upper bound" in row.note
+    assert "gsm8k" not in row.note and "svamp" not in row.note

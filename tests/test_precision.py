@@ -76,6 +76,26 @@ def test_a_local_job_trains_where_this_machine_has_a_gpu_a_cluster_job_where_it_
     assert precision.job_on_gpu(0, local=True) is True
 
 
+def test_torch_is_asked_for_a_gpu_only_where_a_driver_is(monkeypatch):
+    """No GPU driver's device files: no GPU, and torch is not imported to say so (it is not
+    importable here: sys.modules maps it to None). With one, torch's answer is the answer."""
+    import sys
+    import types
+
+    precision.cuda_here.cache_clear()
+    monkeypatch.setattr(precision, "GPU_DEVICE_PATHS", ("/nonexistent/nvidiactl",))
+    monkeypatch.setitem(sys.modules, "torch", None)
+    assert precision.cuda_here() is False
+    precision.cuda_here.cache_clear()
+    monkeypatch.setattr(precision, "GPU_DEVICE_PATHS", ("/nonexistent/nvidiactl", "/"))
+    with pytest.raises(ImportError):
+        precision.cuda_here()
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(is_available=lambda: True))
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    assert precision.cuda_here() is True
+    precision.cuda_here.cache_clear()
+
+
 def test_a_cpu_trains_bf16_as_autocast_over_float32_weights_and_a_gpu_in_the_dtype():
     assert training_precision("bfloat16", use_cpu=True) == Precision("float32", "bfloat16")
     assert training_precision("float32", use_cpu=True) == Precision("float32", None)

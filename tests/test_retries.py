@@ -14,7 +14,9 @@ from codeift.retries import (
     classify_failure,
     keep_global_batch,
     launch_settings,
+    oom_halvings,
     previous_failure,
+    record_gpu_oom,
     retry_request,
 )
 from codeift.settings import TrainSettings
@@ -99,3 +101,81 @@ def test_more_gpus_keep_the_planned_global_batch() -> None:
     assert allocation_launch({"gpus": 4}, {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}) == {"gpus": 4}
     assert allocation_launch(launch, {"SLURM_GPUS_ON_NODE": "16"}) == launch
     assert launch_settings(settings, {"gpus": 4}) is settings
+
+
+def test_out_of_memory_at_the_gpu_cap_halves_the_micro_batch(tmp_path) -> None:
+    """Each attempt that ran out of GPU memory is noted in the checkpoint folder; a retry with
+    more GPUs keeps the micro-batch, one on no more GPUs halves it (4 x 8 x 4 GPUs = 128)."""
+    settings = TrainSettings(per_device_train_batch_size=4, gradient_accumulation_steps=8)
+    checkpoints = tmp_path / "checkpoints"
+    assert oom_halvings(checkpoints, 4, settings) == 0  # a first attempt
+    record_gpu_oom(checkpoints, 4, 0)
+    assert oom_halvings(checkpoints, 8, settings) == 0  # the retry got 8 GPUs
+    assert oom_halvings(checkpoints, 4, settings) == 1  # no more GPUs than before
+    record_gpu_oom(checkpoints, 8, 0)
+    record_gpu_oom(checkpoints, 8, 0)  # a second rank's note of the same error
+    assert oom_halvings(checkpoints, 8, settings) == 1  # at the cap of 8
+    wider = {"gpus": 8, "strategy": "fsdp", "planned_gpus": 4}
+    halved = launch_settings(settings, wider, 1)
+    assert (halved.per_device_train_batch_size, halved.gradient_accumulation_steps) == (2, 8)
+    record_gpu_oom(checkpoints, 8, 1)
+    quartered = launch_settings(settings, wider, oom_halvings(checkpoints, 8, settings))
+    assert (quartered.per_device_train_batch_size, quartered.gradient_accumulation_steps) == (
+        1,
+        16,
+    )
+    record_gpu_oom(checkpoints, 8, 2)
+    with pytest.raises(RetryError, match="micro-batch of 1 already"):
+        oom_halvings(checkpoints, 8, settings)
+    # On the planned GPUs (no planned_gpus in the launch) the halving applies as well.
+    same = launch_settings(settings, {"gpus": 4, "strategy": "fsdp"}, 1)
+    assert (same.per_device_train_batch_size, same.gradient_accumulation_steps) == (2, 16)
+
+
+def test_the_halved_micro_batch_reaches_the_sft_config(tmp_path, monkeypatch) -> None:
+    """Two attempts of `codeift sft` on the same single GPU: the first runs out of GPU memory,
+    the second trains with half the micro-batch and twice the accumulation, from the same
+    params (settings and launch JSON unchanged), so Snakemake sees nothing to rerun."""
+    import argparse
+
+    import codeift.train.sft as sft
+    from codeift.cli import cmd_sft
+
+    seen: list[TrainSettings] = []
+
+    def fake_train(model, mix, out, checkpoints, settings):
+        seen.append(settings)
+        if len(seen) == 1:
+            raise sft.GpuOutOfMemory("CUDA out of memory training backbone x")
+        return {"world_size": 1, "global_step": 1, "train_loss": 0.0, "seconds": 0.0}
+
+    monkeypatch.setattr(sft, "train", fake_train)
+    monkeypatch.setenv("SLURM_GPUS_ON_NODE", "1")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    for name in ("LOCAL_RANK", "WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(name, raising=False)
+    planned = TrainSettings(per_device_train_batch_size=4, gradient_accumulation_steps=2)
+    args = argparse.Namespace(
+        model="m",
+        mix="x.parquet",
+        out="out",
+        checkpoints=str(tmp_path / "checkpoints"),
+        settings=planned.to_json(),
+        launch='{"gpus": 1, "strategy": "fsdp"}',
+    )
+    with pytest.raises(sft.GpuOutOfMemory):
+        cmd_sft(argparse.Namespace(**vars(args)))
+    cmd_sft(argparse.Namespace(**vars(args)))
+    first, retry = seen
+    assert (first.per_device_train_batch_size, first.gradient_accumulation_steps) == (4, 2)
+    assert (retry.per_device_train_batch_size, retry.gradient_accumulation_steps) == (2, 4)
+    config = sft.sft_config(retry, tmp_path / "checkpoints", use_cpu=True)
+    assert (config.per_device_train_batch_size, config.gradient_accumulation_steps) == (2, 4)
+    assert (
+        retry.param_dict()
+        | {
+            "per_device_train_batch_size": 4,
+            "gradient_accumulation_steps": 2,
+        }
+        == planned.param_dict()
+    )

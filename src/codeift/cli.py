@@ -73,7 +73,7 @@ def cmd_build_mix(args: argparse.Namespace) -> None:
 
 
 def cmd_sft(args: argparse.Namespace) -> None:
-    from codeift.retries import allocation_launch, launch_settings
+    from codeift.retries import allocation_launch, launch_settings, oom_halvings, record_gpu_oom
     from codeift.train.launch import allocated_launch, free_port, needs_relaunch, train_command
 
     # A retry given more GPUs after running out of GPU memory trains on all of them (the planned
@@ -90,10 +90,27 @@ def cmd_sft(args: argparse.Namespace) -> None:
         if code:
             raise SystemExit(f"distributed training exited with code {code}")
         return
-    from codeift.train.sft import describe, train
+    from codeift.train.sft import GpuOutOfMemory, describe, train
 
-    settings = launch_settings(TrainSettings.from_json(args.settings), launch)
-    record = train(args.model, args.mix, args.out, args.checkpoints, settings)
+    # A retry at the GPU cap after running out of GPU memory halves the micro-batch and doubles
+    # the accumulation (the global batch kept): noted in the checkpoint folder, not a param.
+    planned = TrainSettings.from_json(args.settings)
+    gpus = int(launch.get("gpus", 0))
+    halvings = oom_halvings(args.checkpoints, gpus, planned)
+    settings = launch_settings(planned, launch, halvings)
+    if halvings and os.environ.get("RANK", "0") == "0":
+        print(
+            f"[codeift] out of GPU memory before on {max(gpus, 1)} GPU(s): micro-batch "
+            f"{settings.per_device_train_batch_size} x accumulation "
+            f"{settings.gradient_accumulation_steps} (planned {planned.per_device_train_batch_size}"
+            f" x {planned.gradient_accumulation_steps}; the same global batch)",
+            flush=True,
+        )
+    try:
+        record = train(args.model, args.mix, args.out, args.checkpoints, settings)
+    except GpuOutOfMemory:
+        record_gpu_oom(args.checkpoints, gpus, halvings)
+        raise
     if record["world_size"] == 1 or os.environ.get("RANK", "0") == "0":
         print(describe(record))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 import math
 import re
@@ -167,14 +168,22 @@ def _validator(schema: dict[str, Any]) -> Any:
     return strict(schema)
 
 
+@functools.cache
+def _schema_validator(schema_path: str) -> Any:
+    """The schema's validator, built once per process from libyaml's parse where PyYAML has it
+    (the same data; the workflow's dry run pays for the pure-Python parse otherwise)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with open(schema_path, encoding="utf-8") as handle:
+        return _validator(yaml.load(handle, Loader=loader))
+
+
 def validate_config(
     config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH
 ) -> dict[str, Path]:
     """Check the config against the schema and the study's own rules; raise ConfigError.
     Returns each path key's resolved path (also logged), as the run will use it."""
     check_config_size(config)
-    schema = load_yaml(schema_path)
-    validator = _validator(schema)
+    validator = _schema_validator(str(schema_path))
     errors = sorted(
         validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.path))
     )

@@ -9,9 +9,12 @@ generation, one engine start per model (backbone x variant: a model's tasks shar
 load). Memory is codeift.models.memory's estimate for SFT and what vLLM reserves for
 generation. Every assumption is stated in the output and can be set (`--set key=value`).
 
-Lengths that only the data can tell (mean tokens of an IFT conversation and of a prompt; the
-size of a hub task that uses its whole split) are assumptions too; replies are counted at
-max_new_tokens, an upper bound.
+A task's prompts are its config `size`, else its generator's size, else (a hub task using its
+whole split) the row count the task catalogue pins (`hub.rows`, which a build checks): before a
+`where` filter that count is an upper bound, and where the catalogue has none (`rows: null`,
+unverified) the plan assumes `hub_task_examples` and says which tasks it did that for. Lengths
+that only the data can tell (mean tokens of an IFT conversation and of a prompt) are assumptions
+too; replies are counted at max_new_tokens, an upper bound.
 """
 
 from __future__ import annotations
@@ -69,7 +72,8 @@ class Assumptions:
     )
     prompt_tokens: int = field(default=200, metadata={"help": "mean tokens of a task prompt"})
     hub_task_examples: int = field(
-        default=1000, metadata={"help": "examples of a hub task without `size` (whole split)"}
+        default=1000,
+        metadata={"help": "examples of a whole-split hub task whose catalogue rows are null"},
     )
     pool_conversations: int = field(
         default=90_000, metadata={"help": "conversations the LLM judge labels (build_pool)"}
@@ -146,20 +150,50 @@ def sft_flops(config: dict[str, Any], backbone: str, tokens: float) -> float:
     return work
 
 
-def task_examples(config: dict[str, Any], assumed: Assumptions) -> dict[str, int]:
-    """Examples per task: its `size`, else the assumed whole hub split (or the generator's)."""
+@dataclass(frozen=True)
+class TaskSize:
+    """A task's prompts in the plan and where the count comes from: `size` (the config's),
+    `generator` (its default size), `rows` (the catalogue's pinned hub.rows), `rows_before_where`
+    (pinned rows before the `where` filter: an upper bound) or `assumed` (hub.rows is null:
+    unverified, `hub_task_examples` used)."""
+
+    examples: int
+    basis: str
+
+
+def task_sizes(config: dict[str, Any], assumed: Assumptions) -> dict[str, TaskSize]:
+    """Prompts per task (TaskSize): its `size`, else the generator's, else the catalogue's rows."""
     from codeift.tasks import resolve_task
 
     sizes = {}
     for name, entry in config["tasks"].items():
         spec = resolve_task(name, entry)
         if spec["size"]:
-            sizes[name] = int(spec["size"])
+            sizes[name] = TaskSize(int(spec["size"]), "size")
         elif spec["source"] == "generator":
-            sizes[name] = int((spec["generator"] or {}).get("size") or assumed.hub_task_examples)
+            sizes[name] = TaskSize(int(spec["generator"]["size"]), "generator")
+        elif spec["hub"].get("rows") is None:
+            sizes[name] = TaskSize(assumed.hub_task_examples, "assumed")
+        elif spec["hub"].get("where"):
+            sizes[name] = TaskSize(int(spec["hub"]["rows"]), "rows_before_where")
         else:
-            sizes[name] = assumed.hub_task_examples
+            sizes[name] = TaskSize(int(spec["hub"]["rows"]), "rows")
     return sizes
+
+
+def _sizes_note(sizes: dict[str, TaskSize], assumed: Assumptions) -> str:
+    """What the generation row's prompt count rests on, where it is not a pinned count."""
+    unverified = sorted(name for name, size in sizes.items() if size.basis == "assumed")
+    filtered = sorted(name for name, size in sizes.items() if size.basis == "rows_before_where")
+    notes = []
+    if unverified:
+        notes.append(
+            f"{', '.join(unverified)}: rows unverified (null), "
+            f"{assumed.hub_task_examples} assumed each"
+        )
+    if filtered:
+        notes.append(f"{', '.join(filtered)}: rows before `where`, an upper bound")
+    return "; ".join(notes)
 
 
 def plan(config: dict[str, Any], assumed: Assumptions) -> list[RulePlan]:
@@ -173,7 +207,9 @@ def plan(config: dict[str, Any], assumed: Assumptions) -> list[RulePlan]:
         rows.append(_judge_row(config, assumed, gpu))
     backbones = sorted(config["backbones"])
     n_arms, n_variants = len(arms(config)), len(variants(config))
-    sizes = task_examples(config, assumed)
+    sized = task_sizes(config, assumed)
+    sizes = {name: size.examples for name, size in sized.items()}
+    sizes_note = _sizes_note(sized, assumed)
     for backbone in backbones:
         gpus = int(train_launch(config, backbone)["gpus"])
         tokens = sft_tokens(config, backbone, assumed)
@@ -204,7 +240,8 @@ def plan(config: dict[str, Any], assumed: Assumptions) -> list[RulePlan]:
                 prompts * (assumed.prompt_tokens + settings.max_new_tokens),
                 n_variants * hours,
                 memory,
-                note=f"{len(sizes)} tasks, {prompts} prompts and 1 engine load per model",
+                note=f"{len(sizes)} tasks, {prompts} prompts and 1 engine load per model"
+                + (f"; {sizes_note}" if sizes_note else ""),
             )
         )
     n_models = len(backbones) * n_variants
@@ -303,7 +340,8 @@ def render(rows: list[RulePlan], assumed: Assumptions) -> str:
         f"generation; engine start {assumed.engine_start_seconds:g} s per model; "
         f"{assumed.example_tokens} tokens per IFT conversation (at most max_length); "
         f"{assumed.prompt_tokens} tokens per prompt, replies at max_new_tokens; "
-        f"{assumed.hub_task_examples} examples per hub task without a size. Set any with "
+        "hub tasks without a size at the catalogue's pinned rows "
+        f"({assumed.hub_task_examples} examples where those are unverified). Set any with "
         "`--set key=value`.",
     ]
     return "\n".join(lines)

@@ -8,8 +8,11 @@ request grows only what ran out:
 - a GPU out-of-memory error gets more GPUs (doubled, up to `resources.limits.gpus`); the job then
   keeps the global batch by dividing its gradient accumulation over the GPUs it has
   (`keep_global_batch`), so the trained model's hyperparameters, and the job's params, do not
-  change. Where the GPUs are at their cap, the job halves its micro-batch and doubles the
-  accumulation instead (the same global batch);
+  change. Where the GPUs are at their cap (the retry has no more GPUs than the attempt that ran
+  out), the job halves its micro-batch and doubles the accumulation instead (the same global
+  batch): each SFT job notes its out-of-memory errors (GPUs, halvings) in its checkpoint folder,
+  which survives a failed attempt, and the next attempt reads them (oom_halvings). A runtime
+  override, not a param: a retry never makes Snakemake rerun a finished job;
 - a time-out (the log ends without the job's own end line) gets more time, up to
   `resources.limits.runtime`, the partition's limit;
 - a host out-of-memory kill gets more memory, up to `resources.limits.mem_mb`;
@@ -20,9 +23,12 @@ A first request above a cap is refused when the config is validated (check_limit
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from codeift.errors import RetryError
@@ -150,11 +156,65 @@ def allocation_launch(launch: dict[str, Any], environ: dict[str, str]) -> dict[s
     return {**launch, "gpus": have, "planned_gpus": planned}
 
 
-def launch_settings(settings: TrainSettings, launch: dict[str, Any]) -> TrainSettings:
-    """The settings a job trains with on its launch: the planned global batch on its GPUs."""
-    if "planned_gpus" not in launch:
+def launch_settings(
+    settings: TrainSettings, launch: dict[str, Any], halvings: int = 0
+) -> TrainSettings:
+    """The settings a job trains with on its launch: the planned global batch on its GPUs, in
+    micro-batches halved `halvings` times (oom_halvings)."""
+    if "planned_gpus" not in launch and not halvings:
         return settings
-    return keep_global_batch(settings, int(launch["planned_gpus"]), int(launch["gpus"]))
+    gpus = int(launch.get("gpus", 0))
+    planned = int(launch.get("planned_gpus", gpus))
+    return keep_global_batch(settings, planned, gpus, halvings)
+
+
+# In the job's checkpoint folder (a param, not an output: Snakemake keeps it when an attempt
+# fails, and the finished job removes it with its checkpoints).
+GPU_OOM_FILE = "codeift_gpu_oom.json"
+
+
+def _oom_events(checkpoints: str | Path) -> list[dict[str, int]]:
+    path = Path(checkpoints) / GPU_OOM_FILE
+    try:
+        events = json.loads(path.read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as error:
+        raise RetryError(f"{path}: unreadable ({error}); delete it to start afresh") from None
+    return [{"gpus": int(e["gpus"]), "halvings": int(e["halvings"])} for e in events]
+
+
+def record_gpu_oom(checkpoints: str | Path, gpus: int, halvings: int) -> None:
+    """Note that the job ran out of GPU memory on `gpus` GPUs with its micro-batch halved
+    `halvings` times. Every rank that ran out may call it: the same event is noted once."""
+    events = _oom_events(checkpoints)
+    event = {"gpus": max(int(gpus), 1), "halvings": int(halvings)}
+    if event in events:
+        return
+    path = Path(checkpoints) / GPU_OOM_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps([*events, event]))
+    partial.replace(path)
+
+
+def oom_halvings(checkpoints: str | Path, gpus: int, settings: TrainSettings) -> int:
+    """How many times this attempt halves its micro-batch: none where it has more GPUs than
+    every attempt that ran out of GPU memory (the retry got more GPUs); else once more than the
+    attempt that ran out on as many GPUs as it has (the GPUs are at their cap). Refused where
+    the micro-batch is 1 already: no retry with the same request can fit."""
+    ran_out = [e["halvings"] for e in _oom_events(checkpoints) if e["gpus"] >= max(gpus, 1)]
+    if not ran_out:
+        return 0
+    halvings = max(ran_out) + 1
+    if settings.per_device_train_batch_size // 2 ** (halvings - 1) <= 1:
+        raise RetryError(
+            f"out of GPU memory on {gpus} GPU(s) with a micro-batch of 1 already "
+            f"({Path(checkpoints) / GPU_OOM_FILE}): give the backbone more GPUs than "
+            "resources.limits.gpus allows, turn on train.gradient_checkpointing, or lower "
+            "train.max_length"
+        )
+    return halvings
 
 
 def log_tail(path: str, size: int = 20_000) -> str | None:

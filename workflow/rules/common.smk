@@ -167,7 +167,9 @@ def cluster_resources(stage):
     return resources
 
 
-# Attempts compared before a resource is taken as fixed: the profile retries twice.
+# Attempts compared before a resource is taken as fixed: the profile retries twice. (The run's
+# own retries are not known while the Snakefile is read: Snakemake 9 sets its execution
+# settings afterwards.)
 PLAIN_CHECK_ATTEMPTS = 5
 
 
@@ -206,12 +208,30 @@ def train_threads(wildcards):
     return train_of(wildcards.backbone, wildcards.arm).threads
 
 
+def sft_threads():
+    """The sft rule's threads: one number where every backbone x arm has the same (Snakemake
+    then calls nothing per job), else train_threads."""
+    values = {
+        train_of(backbone, arm).threads
+        for backbone in config["backbones"]
+        for arm in arms(config)
+    }
+    return values.pop() if len(values) == 1 else train_threads
+
+
 def inference_settings_json(wildcards):
     return inference_json_of(wildcards.backbone)
 
 
 def inference_threads(wildcards):
     return inference_of(wildcards.backbone).threads
+
+
+def generate_threads():
+    """The generate rule's threads: one number where every backbone has the same, else
+    inference_threads (as sft_threads)."""
+    values = {inference_of(backbone).threads for backbone in config["backbones"]}
+    return values.pop() if len(values) == 1 else inference_threads
 
 
 def task_entry_json(wildcards):

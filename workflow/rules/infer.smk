@@ -19,7 +19,7 @@ rule generate:
         GENERATE_GROUP
     conda:
         "../envs/infer.yaml"
-    threads: inference_threads
+    threads: generate_threads()
     # A model's engine generates one batch at a time: `--resources engine_slots=1` keeps a
     # second generation job from holding a core while it waits (make run-real).
     resources:

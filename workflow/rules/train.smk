@@ -11,7 +11,7 @@ rule sft:
         f"{R}/{LOGS['sft']}",
     conda:
         "../envs/train.yaml"
-    threads: train_threads
+    threads: sft_threads()
     resources:
         **cluster_resources("sft"),
     params:

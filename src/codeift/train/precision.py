@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,17 @@ def machine_class(on_gpu: bool, flags: frozenset[str] | None = None) -> str:
     return "cpu-bf16" if native_bf16(flags) else "cpu"
 
 
+# Device files a GPU driver puts in place (NVIDIA's, ROCm's, WSL's): with none of them, torch
+# sees no GPU, so the answer needs no torch import (a second or more of every workflow's dry run).
+GPU_DEVICE_PATHS = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/kfd", "/dev/dxg")
+
+
 @functools.cache
 def cuda_here() -> bool:
-    """Whether this process sees a CUDA GPU (torch is asked once per process)."""
+    """Whether this process sees a CUDA GPU (torch is asked once per process, and only where a
+    GPU driver's device files exist)."""
+    if not any(os.path.exists(path) for path in GPU_DEVICE_PATHS):
+        return False
     import torch
 
     return bool(torch.cuda.is_available())
