@@ -86,6 +86,8 @@ def train(config: dict, results: Path, work: Path, backbone: str, arm: str, args
         save_steps=args.every,
     )
     checkpoints, kept = work / arm / "checkpoints", work / arm / "kept"
+    if (work / arm / "final" / "config.json").exists():
+        return kept  # trained by an earlier call: the curve resumes at evaluation
     stop = threading.Event()
     watcher = threading.Thread(target=keep_checkpoints, args=(checkpoints, kept, stop))
     watcher.start()
@@ -121,6 +123,9 @@ def evaluate(config: dict, results: Path, work: Path, backbone: str, arm: str, s
     for task in tasks:
         stem = work / arm / f"step{step:04d}" / task
         generations, scores = stem.with_suffix(".gen.parquet"), stem.with_suffix(".parquet")
+        if scores.exists():  # evaluated by an earlier call
+            rows.append(accuracy(pl.read_parquet(scores), arm, step, task))
+            continue
         run(
             [
                 sys.executable, "-m", "codeift", "generate",
@@ -203,7 +208,9 @@ def main() -> None:
     for arm in args.arms:
         rows += [dict(row, arm=arm) for row in base_rows(results, backbone, args.tasks)]
         for step in range(args.every, args.steps + 1, args.every):
+            # The stage removes its checkpoints once it has saved the final model.
             model = folders[arm] / f"checkpoint-{step}"
+            model = model if model.exists() or step != args.steps else work / arm / "final"
             rows += evaluate(config, results, work, backbone, arm, step, model, args.tasks)
     rows.sort(key=lambda r: (r["task"], r["arm"], r["step"]))
     note = (
