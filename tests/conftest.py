@@ -156,3 +156,14 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
             return test_group(nodeid)
 
     return GroupScheduling(config, log)
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """`a/{b,c}.md` -> a/b.md, a/c.md: the shorthand the docs and the layout block use for paths."""
+    import re
+
+    match = re.search(r"\{([^{}]*)\}", pattern)
+    if not match:
+        return [pattern]
+    head, tail = pattern[: match.start()], pattern[match.end() :]
+    return [p for part in match.group(1).split(",") for p in expand_braces(head + part + tail)]

@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from codeift import settings as settings_module
+from tests.conftest import expand_braces
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src" / "codeift"
@@ -208,13 +209,7 @@ PATH = re.compile(
 )
 
 
-def expand(pattern: str) -> list[str]:
-    """`a/{b,c}.md` -> a/b.md, a/c.md."""
-    match = re.search(r"\{([^{}]*)\}", pattern)
-    if not match:
-        return [pattern]
-    head, tail = pattern[: match.start()], pattern[match.end() :]
-    return [p for part in match.group(1).split(",") for p in expand(head + part + tail)]
+expand = expand_braces
 
 
 def repository_paths(text: str) -> set[str]:

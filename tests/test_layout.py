@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, expand_braces
 
 SRC = REPO / "src"
 PACKAGE = "codeift"
@@ -255,13 +255,7 @@ def _readme_layout() -> list[str]:
     return re.search(r"```\n(.*?)```", section, re.S).group(1).splitlines()
 
 
-def _expand(pattern: str) -> list[str]:
-    """`a/{b,c}.smk` -> a/b.smk, a/c.smk (the layout block's shorthand)."""
-    match = re.search(r"\{([^}]*)\}", pattern)
-    if not match:
-        return [pattern]
-    head, tail = pattern[: match.start()], pattern[match.end() :]
-    return [path for part in match.group(1).split(",") for path in _expand(head + part + tail)]
+_expand = expand_braces
 
 
 def _layout_entries(lines: list[str]) -> tuple[set[str], list[str]]:
