@@ -322,6 +322,16 @@ def by_folder(paths: list[str]) -> list[str]:
     return [f"| `{folder}` | {count} |" for folder, count in sorted(counts.items())]
 
 
+def by_type(results: list[FileResult]) -> dict[str, Counter[str]]:
+    """Compared files counted by top folder and suffix (`models/*.safetensors`): where the
+    identical and the masked files are, at a glance."""
+    groups: dict[str, Counter[str]] = defaultdict(Counter)
+    for result in results:
+        top = result.path.split("/", 1)[0] + "/" if "/" in result.path else ""
+        groups[f"{top}*{Path(result.path).suffix or Path(result.path).name}"][result.status] += 1
+    return groups
+
+
 def report(c: Comparison, a: Path, b: Path, prefixes: Prefixes) -> str:
     expected = len(c.only_a) + len(c.only_b) - len(c.unexpected_only())
     lines = [
@@ -339,6 +349,17 @@ def report(c: Comparison, a: Path, b: Path, prefixes: Prefixes) -> str:
         f"{sum(n['B'] for n in c.skipped.values())} |",
         "",
     ]
+    lines += [
+        "By folder and file type",
+        "",
+        "| files | byte-identical | equal after masking | different |",
+    ]
+    lines += ["| --- | ---: | ---: | ---: |"]
+    for group, counts in sorted(by_type(c.results).items()):
+        lines += [
+            f"| `{group}` | {counts['identical']} | {counts['masked']} | {counts['different']} |"
+        ]
+    lines += [""]
     if expected:
         lines += [f"Only-in files under {', '.join(c.expected_only)} are expected: {expected}.", ""]
     masked: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
