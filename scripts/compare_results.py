@@ -335,8 +335,8 @@ def by_type(results: list[FileResult]) -> dict[str, Counter[str]]:
 def report(c: Comparison, a: Path, b: Path, prefixes: Prefixes) -> str:
     expected = len(c.only_a) + len(c.only_b) - len(c.unexpected_only())
     lines = [
-        f"A: `{a}` (folder prefix `{prefixes.a}`)",
-        f"B: `{b}` (folder prefix `{prefixes.b}`)",
+        f"- A: `{a}` (folder prefix `{prefixes.a}`)",
+        f"- B: `{b}` (folder prefix `{prefixes.b}`)",
         "",
         "| class | files |",
         "| --- | ---: |",
@@ -350,7 +350,7 @@ def report(c: Comparison, a: Path, b: Path, prefixes: Prefixes) -> str:
         "",
     ]
     lines += [
-        "By folder and file type",
+        "### By folder and file type",
         "",
         "| files | byte-identical | equal after masking | different |",
     ]
@@ -368,7 +368,7 @@ def report(c: Comparison, a: Path, b: Path, prefixes: Prefixes) -> str:
             masked[(mask, key)][0] += 1
             masked[(mask, key)][1] += count
     if masked:
-        lines += ["Masked values", "", "| mask | key or column | files | values |"]
+        lines += ["### Masked values", "", "| mask | key or column | files | values |"]
         lines += ["| --- | --- | ---: | ---: |"]
         lines += [f"| {m} | `{k}` | {f} | {v} |" for (m, k), (f, v) in sorted(masked.items())]
         lines += ["", "| mask | why |", "| --- | --- |"]
@@ -376,21 +376,28 @@ def report(c: Comparison, a: Path, b: Path, prefixes: Prefixes) -> str:
         lines += [f"| {m.name} | {m.reason} |" for m in MASKS if m.name in used]
         lines += [""]
     if c.skipped:
-        lines += ["Skipped", "", "| path | files in A | files in B | why |"]
+        lines += ["### Skipped", "", "| path | files in A | files in B | why |"]
         lines += ["| --- | ---: | ---: | --- |"]
         for entry, counts in sorted(c.skipped.items()):
             lines += [f"| `{entry}` | {counts['A']} | {counts['B']} | {SKIPPED[entry]} |"]
         lines += [""]
     for title, paths in (("Only in A", c.only_a), ("Only in B", c.only_b)):
         if paths:
-            lines += [title, "", "| folder | files |", "| --- | ---: |", *by_folder(paths), ""]
+            lines += [
+                f"### {title}",
+                "",
+                "| folder | files |",
+                "| --- | ---: |",
+                *by_folder(paths),
+                "",
+            ]
     if c.by_status("different"):
-        lines += ["Different", ""]
+        lines += ["### Different", ""]
         for result in c.by_status("different"):
             lines += [f"- `{result.path}`"] + [f"  - {d}" for d in result.differences]
         lines += [""]
     if c.by_status("masked"):
-        lines += ["Equal after masking", ""]
+        lines += ["### Equal after masking", ""]
         for result in c.by_status("masked"):
             masks = ", ".join(f"{k} ({m}, {n})" for (m, k), n in sorted(result.masked.items()))
             lines += [f"- `{result.path}`: {masks}"]
