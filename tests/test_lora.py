@@ -1,8 +1,11 @@
-"""LoRA through PEFT on a shipped tiny base: only the adapter trains, its loss falls, the published
-folder is base + adapter merged, generation loads it, and an unset `peft` changes nothing."""
+"""LoRA and QLoRA through PEFT on a shipped tiny base: only the adapter trains, its loss falls, the
+published folder is base + adapter merged, generation loads it, a killed run resumes, and an unset
+`peft` changes nothing. QLoRA's 4-bit base runs on the CPU through bitsandbytes' CPU backend (the
+`qlora` extra, installed by `make setup`)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 
@@ -19,6 +22,12 @@ from codeift.train.lora import ADAPTER_DIR, PeftError, quantization_kwargs
 from codeift.train.reporting import TENSORBOARD_ENV
 
 LORA = {"method": "lora", "r": 4, "alpha": 8, "dropout": 0.0}
+QLORA = {**LORA, "method": "qlora"}
+
+needs_bitsandbytes = pytest.mark.skipif(
+    importlib.util.find_spec("bitsandbytes") is None,
+    reason="QLoRA needs bitsandbytes (pip install -e '.[qlora]'; make setup installs it)",
+)
 
 
 def test_unset_peft_keeps_the_sft_params_string(config: dict) -> None:
@@ -72,9 +81,19 @@ def test_a_backbone_cannot_set_report_to(config: dict) -> None:
     assert env["CODEIFT_TRAIN_REPORT_TO"] == "tensorboard"
 
 
-def test_qlora_without_a_gpu_fails_by_name() -> None:
-    with pytest.raises(PeftError, match="train.peft.method.*CUDA"):
+def test_qlora_without_bitsandbytes_or_with_an_old_one_fails_by_name(monkeypatch) -> None:
+    from importlib import metadata
+
+    from codeift.train import lora
+
+    monkeypatch.setattr(lora.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(PeftError, match="train.peft.method.*bitsandbytes.*not installed"):
         quantization_kwargs(PeftSettings(method="qlora"), None, use_cpu=True)
+    monkeypatch.undo()
+    monkeypatch.setattr(lora.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(metadata, "version", lambda name: "0.46.1")  # refuses float storage
+    with pytest.raises(PeftError, match=r"train.peft.method.*bitsandbytes>=0.47.0.*0.46.1"):
+        quantization_kwargs(PeftSettings(method="qlora"), None, use_cpu=False)
     assert quantization_kwargs(PeftSettings(method="lora"), None, use_cpu=True) == {}
 
 
@@ -111,15 +130,20 @@ def lora_run(tmp_path_factory):
     return root, record
 
 
-def _linear_adapter_size(model, r: int) -> int:
-    """r x (in + out) for every linear layer but the output head: what `all-linear` adapts."""
+def _adapted_linears(model) -> list:
+    """Every linear layer but the output head: what `all-linear` adapts."""
     import torch
 
-    return sum(
-        r * (module.in_features + module.out_features)
+    return [
+        module
         for name, module in model.named_modules()
         if isinstance(module, torch.nn.Linear) and not name.endswith("lm_head")
-    )
+    ]
+
+
+def _linear_adapter_size(model, r: int) -> int:
+    """r x (in + out) summed over the adapted linear layers: the adapter's size."""
+    return sum(r * (module.in_features + module.out_features) for module in _adapted_linears(model))
 
 
 @pytest.mark.slow
@@ -180,14 +204,80 @@ def test_generation_loads_the_merged_model(lora_run, tmp_path) -> None:
     assert len(replies) == 1 and replies[0].n_response_tokens > 0
 
 
+@pytest.fixture(scope="module")
+def qlora_run(lora_run):
+    """One QLoRA SFT run (4-bit NF4 base, bitsandbytes' CPU backend) on the same base and mix."""
+    from codeift.train.sft import train
+
+    root, _ = lora_run
+    settings = TrainSettings(
+        max_steps=10,
+        per_device_train_batch_size=4,
+        max_length=256,
+        learning_rate=3e-3,
+        warmup_ratio=0.0,
+        lr_scheduler_type="constant",
+        dtype="float32",
+        logging_steps=1,
+        save_steps=100,
+        threads=1,
+        peft=QLORA,
+        report_to="none",
+    )
+    record = train(root / "base", root / "mix.parquet", root / "qtuned", root / "qckpt", settings)
+    return root, record
+
+
+@needs_bitsandbytes
+@pytest.mark.slow
+def test_qlora_trains_only_the_adapter_on_a_4bit_base(qlora_run) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    root, record = qlora_run
+    base = AutoModelForCausalLM.from_pretrained(root / "base")
+    # Every adapted linear layer of the base trained as bitsandbytes' 4-bit layer.
+    assert record["linear4bit_layers"] == len(_adapted_linears(base)) > 0
+    assert record["trainable_parameters"] == _linear_adapter_size(base, QLORA["r"])
+    # 4-bit packed: the frozen base counts fewer (packed) elements than its float weights.
+    base_count = sum(p.numel() for p in base.parameters())
+    assert record["total_parameters"] < base_count
+    losses = record["loss_history"]
+    assert len(losses) == 10
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    # Published merged into the unquantised base: the adapted weights moved, nothing else did.
+    merged = dict(AutoModelForCausalLM.from_pretrained(root / "qtuned").named_parameters())
+    moved = {name for name, p in base.named_parameters() if not p.equal(merged[name])}
+    assert moved and all(name.endswith("proj.weight") for name in moved)
+    assert merged["model.embed_tokens.weight"].dtype == torch.float32
+
+
+@needs_bitsandbytes
+@pytest.mark.slow
+def test_generation_loads_the_merged_qlora_model(qlora_run) -> None:
+    from codeift.infer.engines import load_engine
+    from codeift.settings import InferenceSettings
+
+    root, _ = qlora_run
+    settings = InferenceSettings(engine="hf", max_new_tokens=8, dtype="float32", threads=1)
+    engine = load_engine(str(root / "qtuned"), settings)
+    replies = engine.chat([[{"role": "user", "content": "Reverse the list [1, 2, 3]."}]], 8)
+    assert len(replies) == 1 and replies[0].n_response_tokens > 0
+
+
 class _Stop(Exception):
     """Raised by the test's callback: the job dies after its checkpoint."""
 
 
 @pytest.mark.slow
-def test_a_killed_lora_run_resumes_from_its_adapter_checkpoint(lora_run, tmp_path, monkeypatch):
-    """The checkpoint of a LoRA run is the adapter (and optimizer) state; the rerun resumes from it
-    and still publishes the merged model."""
+@pytest.mark.parametrize(
+    "peft", [LORA, pytest.param(QLORA, marks=needs_bitsandbytes)], ids=["lora", "qlora"]
+)
+def test_a_killed_lora_run_resumes_from_its_adapter_checkpoint(
+    peft, lora_run, tmp_path, monkeypatch
+):
+    """The checkpoint of a LoRA or QLoRA run is the adapter (and optimizer) state; the rerun
+    resumes from it and still publishes the merged model."""
     from transformers import TrainerCallback
 
     from codeift.train import sft
@@ -208,7 +298,7 @@ def test_a_killed_lora_run_resumes_from_its_adapter_checkpoint(lora_run, tmp_pat
         logging_steps=1,
         save_steps=3,
         threads=1,
-        peft=LORA,
+        peft=peft,
         report_to="none",
     )
     args = (root / "base", root / "mix.parquet", tmp_path / "tuned", tmp_path / "ckpt", settings)
@@ -227,9 +317,13 @@ def test_a_killed_lora_run_resumes_from_its_adapter_checkpoint(lora_run, tmp_pat
 
 
 @pytest.mark.slow
-def test_lora_trains_data_parallel_and_rank_zero_merges(lora_run, tmp_path) -> None:
+@pytest.mark.parametrize(
+    "peft", [LORA, pytest.param(QLORA, marks=needs_bitsandbytes)], ids=["lora", "qlora"]
+)
+def test_lora_trains_data_parallel_and_rank_zero_merges(peft, lora_run, tmp_path) -> None:
     """Two processes (torchrun, DDP on CPU: the multi-GPU path FSDP shares): every rank trains
-    the adapter, rank 0 merges it and publishes one model."""
+    the adapter (on its own 4-bit copy of the base for QLoRA), rank 0 merges it and publishes
+    one model."""
     import subprocess
     import sys
 
@@ -243,7 +337,7 @@ def test_lora_trains_data_parallel_and_rank_zero_merges(lora_run, tmp_path) -> N
         "learning_rate": 1e-3,
         "save_steps": 100,
         "threads": 1,
-        "peft": LORA,
+        "peft": peft,
         "report_to": "none",
     }
     command = [
@@ -256,7 +350,12 @@ def test_lora_trains_data_parallel_and_rank_zero_merges(lora_run, tmp_path) -> N
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     record = json.loads((tmp_path / "tuned" / "codeift_training.json").read_text())
     assert record["world_size"] == 2 and record["global_step"] == 2
-    assert record["trainable_parameters"] < record["total_parameters"] / 10
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(root / "base")
+    assert record["trainable_parameters"] == _linear_adapter_size(base, LORA["r"])
+    four_bit = len(_adapted_linears(base)) if peft["method"] == "qlora" else 0
+    assert record.get("linear4bit_layers", 0) == four_bit
     assert (tmp_path / "tuned" / "model.safetensors").exists()
 
 

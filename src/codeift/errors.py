@@ -69,7 +69,7 @@ class LaunchError(CodeiftError, ValueError):
 
 
 class PeftError(CodeiftError, RuntimeError):
-    """A PEFT request this machine cannot meet (QLoRA without CUDA or bitsandbytes)."""
+    """A PEFT request this machine cannot meet (QLoRA without bitsandbytes, or one too old)."""
 
 
 class ReportingError(CodeiftError, RuntimeError):

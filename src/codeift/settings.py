@@ -140,7 +140,7 @@ class PeftSettings(Settings):
     """A LoRA or QLoRA adapter trained instead of every weight (config `train.peft`)."""
 
     SECTION = "train.peft"
-    method: str = _field("lora", "lora, or qlora: LoRA on a 4-bit base (needs CUDA, bitsandbytes)")
+    method: str = _field("lora", "lora, or qlora: LoRA on a 4-bit base (bitsandbytes; GPU or CPU)")
     r: int = _field(16, "rank of each adapter")
     alpha: int = _field(32, "adapter scale numerator: updates are scaled by alpha / r")
     dropout: float = _field(0.05, "dropout on the adapter's input")

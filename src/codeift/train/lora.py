@@ -47,21 +47,43 @@ def lora_config(peft: PeftSettings) -> Any:
     )
 
 
-def quantization_kwargs(peft: PeftSettings | None, dtype: Any, use_cpu: bool) -> dict[str, Any]:
-    """`from_pretrained` keyword arguments of the base: a 4-bit NF4 base for QLoRA, nothing
-    otherwise. QLoRA needs CUDA and bitsandbytes; without either it fails here, by name."""
-    if peft is None or peft.method != "qlora":
-        return {}
-    if use_cpu:
-        raise PeftError(
-            "config key 'train.peft.method': qlora needs a CUDA GPU (bitsandbytes 4-bit); this "
-            "job has none (use method: lora on a CPU)"
-        )
+# The oldest bitsandbytes whose 4-bit NF4 base trains here on a CPU as on a GPU: its CPU backend
+# dequantises packed weights stored in the training dtype (`bnb_4bit_quant_storage`, below) from
+# 0.47.0; 0.46.1 (transformers' own floor) refuses any storage but uint8 on a CPU. Measured with
+# transformers 5.19, peft 0.21, torch 2.13 (docs/lora.md).
+BITSANDBYTES_MIN = "0.47.0"
+
+
+def require_bitsandbytes() -> str:
+    """The installed bitsandbytes version, or a PeftError naming the config key, the package and
+    the version needed: checked before the base is loaded, so the job fails at once and says
+    what to install rather than deep inside transformers' quantiser."""
+    from importlib import metadata
+
+    from packaging.version import Version
+
     if importlib.util.find_spec("bitsandbytes") is None:
         raise PeftError(
             "config key 'train.peft.method': qlora needs the bitsandbytes package "
-            "(pip install bitsandbytes), which is not installed"
+            f"(pip install 'bitsandbytes>={BITSANDBYTES_MIN}', or the qlora extra), which is "
+            "not installed"
         )
+    installed = metadata.version("bitsandbytes")
+    if Version(installed) < Version(BITSANDBYTES_MIN):
+        raise PeftError(
+            f"config key 'train.peft.method': qlora needs bitsandbytes>={BITSANDBYTES_MIN} "
+            f"(its CPU backend, and transformers' 4-bit loader); {installed} is installed"
+        )
+    return installed
+
+
+def quantization_kwargs(peft: PeftSettings | None, dtype: Any, use_cpu: bool) -> dict[str, Any]:
+    """`from_pretrained` keyword arguments of the base: a 4-bit NF4 base for QLoRA, nothing
+    otherwise. bitsandbytes quantises on a CUDA GPU or, from BITSANDBYTES_MIN, on the CPU (its
+    CPU backend), so a CPU job trains the same 4-bit base a GPU job does, only slower."""
+    if peft is None or peft.method != "qlora":
+        return {}
+    require_bitsandbytes()
     from transformers import BitsAndBytesConfig
 
     return {
@@ -71,19 +93,29 @@ def quantization_kwargs(peft: PeftSettings | None, dtype: Any, use_cpu: bool) ->
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype,
             # Packed 4-bit weights stored in the training dtype: what FSDP needs to shard them
-            # alongside the rest (transformers' FSDP + QLoRA recipe); no effect on one GPU.
+            # alongside the rest (transformers' FSDP + QLoRA recipe); no effect on one device.
             bnb_4bit_quant_storage=dtype,
         ),
-        # Each process quantises its copy onto its own GPU (a multi-GPU job has one per GPU).
-        "device_map": {"": int(os.environ.get("LOCAL_RANK", "0"))},
+        # Each process quantises its copy onto its own GPU (a multi-GPU job has one per GPU);
+        # a CPU job, every rank included, onto the CPU.
+        "device_map": {"": "cpu"} if use_cpu else {"": int(os.environ.get("LOCAL_RANK", "0"))},
     }
 
 
-def parameter_counts(model: Any) -> dict[str, int]:
-    """Trainable and total parameters of the model being trained (the adapter's share)."""
+def parameter_counts(model: Any, peft: PeftSettings | None = None) -> dict[str, int]:
+    """Trainable and total parameters of the model being trained (the adapter's share; a 4-bit
+    base counts its packed elements), and for QLoRA how many of its layers are bitsandbytes'
+    4-bit linear layers: the record shows the run trained on a 4-bit base."""
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"trainable_parameters": int(trainable), "total_parameters": int(total)}
+    counts = {"trainable_parameters": int(trainable), "total_parameters": int(total)}
+    if peft is not None and peft.method == "qlora":
+        import bitsandbytes as bnb
+
+        counts["linear4bit_layers"] = sum(
+            isinstance(module, bnb.nn.Linear4bit) for module in model.modules()
+        )
+    return counts
 
 
 def merge_adapter(

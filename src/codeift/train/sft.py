@@ -270,7 +270,7 @@ def train(
         "precision": precision.record(configured, use_cpu),
     }
     if peft:
-        record.update(lora.parameter_counts(trainer.model))
+        record.update(lora.parameter_counts(trainer.model, peft))
     merge = (model_path, dtype) if peft else None
     save_final_model(trainer, tokenizer, record, Path(out_dir), checkpoints, precision, merge)
     return record
