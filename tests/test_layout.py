@@ -316,3 +316,96 @@ def test_layout_parser_reads_the_tree_shape():
     package, others = _layout_entries(lines)
     assert package == {"cli.py", "data/", "data/mix.py", "io.py"}
     assert others == ["Snakefile", "workflow/a.smk", "workflow/b.smk", "tests/"]
+
+
+# ------------------------------------------------------------- tests/ mirrors the stage folders
+
+TESTS = REPO / "tests"
+# The test modules that stay at the top of tests/, beside conftest.py, each with why: their
+# subject is a top-level module of src/codeift (which sits at the package's top for the same
+# reason), several stages at once, or the whole repository. A test of one stage's modules goes
+# in tests/<stage>/ instead, the folder named after that stage's package.
+CROSS_STAGE_TESTS: dict[str, str] = {
+    "test_attacks_config.py": "codeift.config: every stage's keys refused at validation, and by "
+    "Snakemake before any job",
+    "test_bench.py": "codeift.bench: a run's Snakemake log, generation logs and model FLOPs",
+    "test_cli.py": "codeift.cli: every stage's command and error",
+    "test_config.py": "codeift.config: the arms, variants and settings of every stage",
+    "test_defaults.py": "each default written once across src/ and workflow/",
+    "test_determinism.py": "the data and task stages through the CLI, byte for byte",
+    "test_docs.py": "README, docs/, the schema, the envs and code comments against the tree",
+    "test_envs.py": "each rule's conda env (workflow/envs) against what its stage imports",
+    "test_gpu_smoke.py": "codeift.gpu_smoke: the real study reduced and validated",
+    "test_layout.py": "the import rules between the stages, and this layout",
+    "test_lint.py": "ruff, snakefmt and snakemake --lint over the repository",
+    "test_plan.py": "codeift.plan: GPU hours of training and generation",
+    "test_prefetch.py": "codeift.hub and the prefetch of what every stage loads",
+    "test_real_models.py": "end to end on a real model (Snakemake, slow)",
+    "test_report.py": "end to end, then snakemake --report (slow)",
+    "test_resources.py": "codeift.resources: each rule's cluster request",
+    "test_results_layout.py": "codeift.layout: the paths the rules and the stages share",
+    "test_retries.py": "codeift.retries: requests grown on retry within the site's caps",
+    "test_settings.py": "codeift.settings: the typed settings of every stage against the schema",
+    "test_site_profile.py": "the SLURM profile's sbatch lines for every rule",
+    "test_slurm.py": "end to end on a loopback SLURM cluster (slow)",
+    "test_workflow.py": "end to end through Snakemake (slow)",
+}
+
+
+def _misplaced_tests(tests: Path, src: Path, stages: tuple[str, ...]) -> list[str]:
+    """What breaks the tests/ layout: a folder of test modules that is not a stage package of
+    src/codeift or is not itself a package (its modules would import under their bare names), a
+    test module at the top that CROSS_STAGE_TESTS does not list or a listed one that is gone,
+    and two test modules of one file name (conftest.test_group groups by it)."""
+    wrong = []
+    for folder in sorted(p for p in tests.iterdir() if p.is_dir() and any(p.glob("test_*.py"))):
+        if folder.name not in stages or not (src / folder.name / "__init__.py").is_file():
+            wrong.append(f"tests/{folder.name}/ is not a stage package of src/{PACKAGE}")
+        if not (folder / "__init__.py").is_file():
+            wrong.append(f"tests/{folder.name}/ has no __init__.py")
+    top = {p.name for p in tests.glob("test_*.py")}
+    wrong += [
+        f"tests/{name} is not listed in CROSS_STAGE_TESTS"
+        for name in sorted(top)
+        if name not in CROSS_STAGE_TESTS
+    ]
+    wrong += [
+        f"CROSS_STAGE_TESTS lists tests/{name}, which is gone: drop the entry"
+        for name in sorted(set(CROSS_STAGE_TESTS) - top)
+    ]
+    names = sorted(p.name for p in tests.rglob("test_*.py"))
+    wrong += [
+        f"two test modules named {name}" for name in sorted(set(names)) if names.count(name) > 1
+    ]
+    return wrong
+
+
+def test_tests_mirror_the_stage_folders():
+    wrong = _misplaced_tests(TESTS, SRC / PACKAGE, STAGES)
+    assert not wrong, "tests/ layout (tests/test_layout.py, CROSS_STAGE_TESTS):\n" + "\n".join(
+        wrong
+    )
+
+
+def test_tests_layout_check_catches_a_misplaced_module(tmp_path):
+    """The check is not vacuous: on a small tree it names each kind of misplacement."""
+    src, tests = tmp_path / "src", tmp_path / "tests"
+    (src / "score").mkdir(parents=True)
+    (src / "score" / "__init__.py").touch()
+    for path in ("score/__init__.py", "score/test_a.py", "helpers/test_b.py", "test_a.py"):
+        (tests / path).parent.mkdir(parents=True, exist_ok=True)
+        (tests / path).touch()
+    for name in CROSS_STAGE_TESTS:
+        (tests / name).touch()
+    (tests / "test_cli.py").unlink()
+    assert _misplaced_tests(tests, src, ("score",)) == [
+        f"tests/helpers/ is not a stage package of src/{PACKAGE}",
+        "tests/helpers/ has no __init__.py",
+        "tests/test_a.py is not listed in CROSS_STAGE_TESTS",
+        "CROSS_STAGE_TESTS lists tests/test_cli.py, which is gone: drop the entry",
+        "two test modules named test_a.py",
+    ]
+    (tests / "helpers" / "test_b.py").unlink()
+    (tests / "test_a.py").unlink()
+    (tests / "test_cli.py").touch()
+    assert _misplaced_tests(tests, src, ("score",)) == []

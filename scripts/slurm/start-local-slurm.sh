@@ -9,9 +9,10 @@
 #   CODEIFT_SLURM_MEM_MB RealMemory of the node (default: 85% of MemTotal)
 #   CODEIFT_SLURM_GPUS   GPUs the node declares as the generic resource `gpu` (default 2; 0 for
 #                        none), so jobs asking for GPUs (`--gpus=2`) are scheduled, see
-#                        SLURM_GPUS_ON_NODE, and run on CPU (tests/test_launch.py). slurmd drops
-#                        GPUs without device files, so each is a character device that is
-#                        /dev/null (1:3) under the state folder: nothing a program can use.
+#                        SLURM_GPUS_ON_NODE, and run on CPU (tests/train/test_launch.py).
+#                        slurmd drops GPUs without device files, so each is a character device
+#                        that is /dev/null (1:3) under the state folder: nothing a program can
+#                        use.
 #
 # Stop it with scripts/slurm/stop-local-slurm.sh (by PID, never by process name).
 set -euo pipefail

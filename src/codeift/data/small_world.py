@@ -13,7 +13,7 @@ built with a known answer (docs/small-world.md, "The small world"):
 
 `PLANTED` writes this down as data (task -> expected direction of the most-code arm against
 code0), and every conversation records the skill it teaches. Prompts are phrased unlike the
-evaluation prompts (tests/test_small_world.py checks that no four-word run is shared), so a
+evaluation prompts (tests/data/test_small_world.py checks that no four-word run is shared), so a
 recovered effect is transfer of a skill, not string matching.
 """
 
@@ -62,7 +62,7 @@ ITEMS = (
     "copper orchid saddle tunnel walnut zebra ember glacier lantern nectar oyster quartz raven "
     "spruce tulip velvet willow yarrow"
 ).split()
-# First names none of the evaluation tasks uses (tests/test_small_world.py: no shared wording).
+# First names none of the evaluation tasks uses (tests/data/test_small_world.py: no shared wording).
 PEOPLE = (
     "Ann Cara Dan Eve Finn Gia Ivy Kim Pia Rosa Sam Tara Umar Vic Wes Yuki Bram Dara Elio Hana "
     "Ines Joss Kofi Lale"

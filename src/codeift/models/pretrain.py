@@ -88,8 +88,8 @@ def phase_one_fields(recipe_fields: dict[str, Any]) -> dict[str, Any]:
 
 
 # Phase two (1,600 steps of 16 x 256 tokens) ran on the phase-one checkpoints shipped before it
-# (`pretrain --start-from`; tests/test_pretrain.py shows on a reduced recipe that this gives the
-# bytes of a run from scratch): 12 minutes for Llama instead of 41.
+# (`pretrain --start-from`; tests/models/test_pretrain.py shows on a reduced recipe that this
+# gives the bytes of a run from scratch): 12 minutes for Llama instead of 41.
 RECIPES = {
     "llama": PretrainRecipe(architecture="llama", seed=0, skills_steps=1600),
     "qwen2": PretrainRecipe(architecture="qwen2", seed=1, skills_steps=1600),

@@ -19,7 +19,7 @@ maintained `text2num` package), numbered or bulleted lines as list items, negate
 (`committed_text`); Unicode number notation is `codeift.numbers.normalise_numerals`. Every
 function is total: on any string it returns a value, never raises, and runs in time linear in
 the input (no regex here can backtrack catastrophically or rescan a run;
-tests/test_scoring_properties.py checks both, up to 1 MB).
+tests/score/test_scoring_properties.py checks both, up to 1 MB).
 """
 
 from __future__ import annotations

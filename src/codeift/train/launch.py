@@ -9,7 +9,7 @@ Inside a SLURM allocation the process count is the allocation's, read from SLURM
 (SLURM_GPUS_ON_NODE): the job starts one process per GPU it was given, and refuses to start when
 that differs from what the rule asked for, since the GPU count sets the global batch.
 
-On CPU (tests/test_launch.py) both launchers start gloo processes; accelerate then runs plain
+On CPU (tests/train/test_launch.py) both launchers start gloo processes; accelerate then runs plain
 data parallelism (its FSDP needs an accelerator), so the FSDP config is proven on CPU only up to
 the launch itself.
 """

@@ -11,7 +11,7 @@ import pytest
 
 from codeift.infer import generate as generation
 from codeift.infer.server import live_engines, stop_engines
-from tests.test_engine_server import NO_SHARING, _generate, _study_folders
+from tests.infer.test_engine_server import NO_SHARING, _generate, _study_folders
 
 
 @pytest.fixture

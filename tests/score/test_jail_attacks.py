@@ -29,9 +29,9 @@ import pytest
 from codeift.score import jail, sandbox
 from codeift.score.answers import score_frame
 from codeift.score.sandbox import SandboxLimits
+from tests.conftest import REPO
 
 LIMITS = SandboxLimits(wall_seconds=6.0, cpu_seconds=3)
-REPO = Path(__file__).resolve().parents[1]
 
 # The runner without the audit hook: limits, work folder, then the program, nothing else.
 BARE_RUNNER = textwrap.dedent(
@@ -481,7 +481,7 @@ def test_odd_bytes_in_output_are_stored_as_text(layers):
 def test_ci_runs_the_suite_as_root():
     """Root is where a careless jail leaks most, so CI must exercise it there."""
     if os.environ.get("CI") == "true":
-        assert os.geteuid() == 0, "CI must run tests/test_jail_attacks.py as root"
+        assert os.geteuid() == 0, "CI must run tests/score/test_jail_attacks.py as root"
 
 
 # --- memory held outside the address space limit (issue 25, item 5) ----------------------------

@@ -1,4 +1,4 @@
-"""One rank of the FSDP2 check in tests/test_launch.py (run under torchrun, gloo, CPU).
+"""One rank of the FSDP2 check in tests/train/test_launch.py (run under torchrun, gloo, CPU).
 
 Usage: torchrun --nproc_per_node 2 fsdp2_worker.py BASE_DIR OUT_DIR
 

@@ -20,7 +20,7 @@ from codeift.errors import IFTError
 from codeift.settings import CleaningSettings, LabellerSettings, MixSettings
 from tests.conftest import REPO, shared_file
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures"
 SELF_INSTRUCT_FIELDS = {"input": "instances.0.input", "output": "instances.0.output"}
 
 
