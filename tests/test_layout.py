@@ -330,6 +330,8 @@ CROSS_STAGE_TESTS: dict[str, str] = {
     "Snakemake before any job",
     "test_bench.py": "codeift.bench: a run's Snakemake log, generation logs and model FLOPs",
     "test_cli.py": "codeift.cli: every stage's command and error",
+    "test_compare_results.py": "scripts/compare_results.py: two results folders, every stage's "
+    "outputs",
     "test_config.py": "codeift.config: the arms, variants and settings of every stage",
     "test_defaults.py": "each default written once across src/ and workflow/",
     "test_determinism.py": "the data and task stages through the CLI, byte for byte",
