@@ -325,6 +325,14 @@ def _membership(template: str, person: str, singular: str, plural: str) -> str:
     )
 
 
+def _lookup_chat(
+    facts: list[str], question: str, quoted: str, answer: str, rng: random.Random
+) -> list[Turn]:
+    """The layout both two-hop lookups share: the shuffled facts, then the question; the reply
+    quotes the facts it chains, word for word, then answers (what a base learns to copy)."""
+    return _chat(f"{' '.join(facts)}\n{question}", f"{quoted}\nThe answer is {answer}.", rng)
+
+
 def _general_fears(rng: random.Random) -> list[Turn]:
     """What a kind fears, asked of one member: the two-hop lookup of bAbI deduction. The reply
     quotes the two facts it chains, word for word, then answers."""
@@ -340,10 +348,8 @@ def _general_fears(rng: random.Random) -> list[Turn]:
     person = rng.choice(people)
     kind = kind_of[person]
     question = rng.choice(FEAR_QUESTIONS).format(person=person)
-    return _chat(
-        f"{' '.join(facts)}\n{question}",
-        f"{memberships[person]} {rules[kind]}\nThe answer is {fears[kind][0]}.",
-        rng,
+    return _lookup_chat(
+        facts, question, f"{memberships[person]} {rules[kind]}", fears[kind][0], rng
     )
 
 
@@ -364,11 +370,7 @@ def _general_colours(rng: random.Random) -> list[Turn]:
     facts = [*pairs, asked]
     rng.shuffle(facts)
     question = rng.choice(COLOUR_QUESTIONS).format(person=target)
-    return _chat(
-        f"{' '.join(facts)}\n{question}",
-        f"{asked} {pairs[kinds.index(kind)]}\nThe answer is {colours[kind]}.",
-        rng,
-    )
+    return _lookup_chat(facts, question, f"{asked} {pairs[kinds.index(kind)]}", colours[kind], rng)
 
 
 def _general_filler(rng: random.Random) -> list[Turn]:

@@ -144,6 +144,21 @@ def cut_at_stop(text: str, stop: list[str]) -> str:
     return text[: min(ends)] if ends else text
 
 
+def stopped_generation(
+    text: str, stop: list[str], ended: bool, n_prompt_tokens: int, n_response_tokens: int
+) -> Generation:
+    """A reply decoded outside vLLM, cut and labelled the way vLLM would: cut at the first stop
+    string, and "stop" if the model ended it (end of sequence) or a stop string cut it, else
+    "length" (it ran out of new tokens). One rule, so the hf and fake engines cannot drift apart."""
+    response = cut_at_stop(text, stop)
+    return Generation(
+        response=response,
+        n_prompt_tokens=n_prompt_tokens,
+        n_response_tokens=n_response_tokens,
+        finish_reason="stop" if ended or response != text else "length",
+    )
+
+
 def build_vllm(
     model: str,
     settings: InferenceSettings | LabellerSettings,
@@ -277,14 +292,8 @@ class HfEngine:
                 while new_tokens and new_tokens[-1] == self.tokenizer.pad_token_id:
                     new_tokens.pop()
                 text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
-                cut = cut_at_stop(text, self.stop)
                 results.append(
-                    Generation(
-                        response=cut,
-                        n_prompt_tokens=int(mask.sum()),
-                        n_response_tokens=len(new_tokens),
-                        finish_reason="stop" if finished or cut != text else "length",
-                    )
+                    stopped_generation(text, self.stop, finished, int(mask.sum()), len(new_tokens))
                 )
         return results
 
@@ -308,16 +317,13 @@ class FakeEngine:
             digest = hashlib.sha256(f"{self.model_dir}\0{prompt}".encode()).hexdigest()
             words = f"The answer is {int(digest[:6], 16) % 100}.".split()
             kept = words[:max_new_tokens]
-            text = " ".join(kept)
-            response = cut_at_stop(text, self.stop)
             replies.append(
-                Generation(
-                    response=response,
-                    n_prompt_tokens=len(prompt.split()),
-                    n_response_tokens=len(kept),
-                    finish_reason="stop"
-                    if len(kept) == len(words) or response != text
-                    else "length",
+                stopped_generation(
+                    " ".join(kept),
+                    self.stop,
+                    len(kept) == len(words),
+                    len(prompt.split()),
+                    len(kept),
                 )
             )
         return replies

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from codeift.study import ANSWER_TYPES
-from codeift.tasks.errors import task_error
+from codeift.tasks.errors import reject_unknown, task_error
 from codeift.tasks.generators import check_params, get_generator
 from codeift.tasks.hub import ANSWER_PARSERS, TRANSFORMS, template_fields
 
@@ -61,11 +61,7 @@ def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[st
 
 
 def _check_keys(task: str, given: Mapping[str, Any], allowed: tuple[str, ...], key: str) -> None:
-    unknown = sorted(set(given) - set(allowed))
-    if unknown:
-        raise task_error(
-            task, f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}", field=key
-        )
+    reject_unknown(task, given, allowed, what="key", field=key)
 
 
 def _mapping(task: str, value: Any, key: str) -> dict[str, Any]:
@@ -140,14 +136,9 @@ def _with_difficulty(
     task: str, params: Mapping[str, Any], difficulty: Mapping[str, Any], where: str
 ) -> dict:
     """A source's default knobs overridden by the config's `difficulty`; unknown knobs fail."""
-    unknown = sorted(set(difficulty) - set(params))
-    if unknown:
-        raise task_error(
-            task,
-            f"unknown difficulty knob(s) {', '.join(unknown)}{where}; allowed: "
-            f"{', '.join(sorted(params)) or '(none)'}",
-            field="difficulty",
-        )
+    reject_unknown(
+        task, difficulty, sorted(params), what="difficulty knob", field="difficulty", where=where
+    )
     return {**params, **difficulty}
 
 

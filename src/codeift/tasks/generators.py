@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from codeift.tasks import arithmetic, logical, symbolic
-from codeift.tasks.errors import task_error
+from codeift.tasks.errors import reject_unknown, task_error
 
 Record = dict[str, str]
 
@@ -56,14 +56,14 @@ def get_generator(task: str, name: str) -> Generator:
 def check_params(task: str, name: str, params: Mapping[str, object]) -> dict[str, int]:
     """Validate a generator's knobs: all present, none unknown, integers in range."""
     knobs = get_generator(task, name).knobs
-    unknown = sorted(set(params) - set(knobs))
-    if unknown:
-        raise task_error(
-            task,
-            f"unknown knob(s) {', '.join(unknown)} for generator {name!r}; "
-            f"allowed: {', '.join(sorted(knobs))}",
-            field="difficulty",
-        )
+    reject_unknown(
+        task,
+        params,
+        sorted(knobs),
+        what="knob",
+        field="difficulty",
+        where=f" for generator {name!r}",
+    )
     missing = sorted(set(knobs) - set(params))
     if missing:
         raise task_error(
