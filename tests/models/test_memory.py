@@ -67,3 +67,24 @@ def test_a_request_that_cannot_fit_fails_validation_with_the_numbers() -> None:
 def test_the_shape_guess_is_a_7b_llama() -> None:
     shape = Shape.guess(7e9, "mistral")
     assert 3900 <= shape.hidden <= 4200 and shape.layers == 32
+
+
+def test_fsdp_shards_the_qlora_base_and_the_adapter_like_full_weights() -> None:
+    """The 4-bit weights are stored in the training dtype (bnb_4bit_quant_storage) so that FSDP
+    shards them: on 4 GPUs each holds a quarter of them, and of the adapter's float32 state."""
+    shape = Shape(parameters=7e9, hidden=4096, layers=32, vocab=32000)
+    qlora = TrainSettings(**{**SETTINGS.to_dict(), "peft": {"method": "qlora", "r": 16}})
+    one = sft_memory(7e9, "llama", qlora, gpus=1, strategy="fsdp", shape=shape)
+    four = sft_memory(7e9, "llama", qlora, gpus=4, strategy="fsdp", shape=shape)
+    assert one.weights == pytest.approx(3.85e9)  # 7e9 x 0.55 bytes
+    assert four.weights == pytest.approx(0.9625e9)  # 7e9 x 0.55 / 4
+    # Adapter: 16 x (4 x 2 x 4096 + 3 x (4096 + 8 x 4096 / 3)) x 32 layers = 39,845,888
+    # parameters at 16 bytes (float32 weight, gradient, two AdamW moments).
+    assert one.optimizer == pytest.approx(637_534_208)
+    assert four.optimizer == pytest.approx(159_383_552)
+    assert (one.activations, one.logits) == (four.activations, four.logits)  # per micro-batch
+    assert one.total_gb - four.total_gb == pytest.approx(3.365650656)
+    ddp = sft_memory(7e9, "llama", qlora, gpus=4, strategy="ddp", shape=shape)
+    assert ddp.weights == pytest.approx(3.85e9)  # DDP replicates
+    lora = TrainSettings(**{**SETTINGS.to_dict(), "peft": {"method": "lora", "r": 16}})
+    assert sft_memory(7e9, "llama", lora, 4, "fsdp", shape).weights == pytest.approx(3.5e9)

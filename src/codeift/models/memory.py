@@ -7,12 +7,16 @@ the shape from the usual aspect ratio of decoder LMs (hidden size ~ 128 x layers
 Mistral and Qwen at 7B and 13B) and the vocabulary from the family. It is an estimate: stated
 terms, rounded up, not a measurement.
 
-Terms per GPU (bytes; b = bytes of the training dtype, g = GPUs the job shards over):
-- weights:     N b / g  (FSDP shards them; DDP or one GPU: g = 1), QLoRA: N x 0.55 (NF4 plus
-               its scales), unsharded;
+Terms per GPU (bytes; b = bytes of the training dtype, g = GPUs the job shards over: FSDP
+shards every parameter, frozen or trained, and the gradients and optimizer state of its shard;
+DDP or one GPU: g = 1):
+- weights:     N b / g, the LoRA's frozen base alike; QLoRA: N x 0.55 / g (NF4 plus its scales;
+               the packed 4-bit weights are stored in the training dtype,
+               `bnb_4bit_quant_storage` in codeift.train.lora, so that FSDP shards them too);
 - gradients and AdamW state: full tuning 3 N b / g (TRL keeps them in the model's dtype: the
-               model is loaded in `train.dtype`); LoRA only for the adapter, in float32 (PEFT
-               upcasts it): 16 A bytes, A = r x (inputs + outputs) of every adapted linear;
+               model is loaded in `train.dtype`); LoRA and QLoRA only for the adapter, in float32
+               (PEFT upcasts it): 16 A / g bytes, A = r x (inputs + outputs) of every adapted
+               linear;
 - activations: with gradient checkpointing each layer keeps its input (s h b per sequence) and one
                layer at a time is recomputed (~34 s h b, Korthikanti et al. 2022, attention by
                SDPA: no s^2 term); without it every layer keeps its ~34 s h b;
@@ -118,11 +122,9 @@ def sft_memory(
         weights = parameters * b / shards
         optimizer = 3 * parameters * b / shards
     else:
-        if peft.method == "qlora":
-            weights = parameters * QLORA_BYTES_PER_PARAMETER
-        else:
-            weights = parameters * b / shards
-        optimizer = 16 * shape.adapter_parameters(peft.r)
+        weight_bytes = QLORA_BYTES_PER_PARAMETER if peft.method == "qlora" else b
+        weights = parameters * weight_bytes / shards
+        optimizer = 16 * shape.adapter_parameters(peft.r) / shards
     tokens = settings.per_device_train_batch_size * settings.max_length
     per_layer = LAYER_ACTIVATION_FACTOR * tokens * shape.hidden * b
     if settings.gradient_checkpointing:
