@@ -2,8 +2,11 @@
 # A job's params come only from its own wildcards' slice of the config (see codeift.config).
 
 import functools
+import inspect
 import json
 import os
+
+from snakemake.common import overwrite_function_params
 
 from codeift.config import (
     arm_train,
@@ -82,6 +85,15 @@ wildcard_constraints:
     arm=ARM_PATTERN,
 
 
+def job_function(func):
+    """Declare a per-job function's parameters to Snakemake once. Snakemake reads the signature
+    of every input, params, priority and resource function each time it calls one (per job, per
+    resource: a sweep's dry run reads it tens of thousands of times, bench_dryrun.py); its own
+    wrappers (snakemake.ioutils) hand it the parameters this way instead."""
+    overwrite_function_params(func, inspect.signature(func).parameters)
+    return func
+
+
 def as_json(obj):
     return json.dumps(obj, sort_keys=True)
 
@@ -89,9 +101,10 @@ def as_json(obj):
 def ift_json(key):
     """`ift.KEY` as JSON, returned by a function: Snakemake formats plain string params as
     wildcard patterns, so a judge prompt's `{conversation}` would break the rule."""
-    return lambda wildcards: as_json(config["ift"][key])
+    return job_function(lambda wildcards: as_json(config["ift"][key]))
 
 
+@job_function
 def backbone_source_json(wildcards):
     spec = config["backbones"][wildcards.backbone]
     return as_json(
@@ -102,6 +115,7 @@ def backbone_source_json(wildcards):
     )
 
 
+@job_function
 def backbone_identity_json(wildcards):
     return identity_json_of(wildcards.backbone)
 
@@ -112,6 +126,7 @@ def identity_json_of(backbone):
     return as_json({"name": backbone, "family": spec["family"], "size": spec["size"]})
 
 
+@job_function
 def train_settings_json(wildcards):
     """The arm's SFT settings with `dtype: auto` resolved for the job's machine class (GPU, CPU
     with native bf16, other CPU): a dtype changes the model, so it is part of the params.
@@ -123,15 +138,18 @@ def train_settings_json(wildcards):
     ).to_json()
 
 
+@job_function
 def arm_proportion(wildcards):
     return variant_proportion(wildcards.arm)
 
 
+@job_function
 def arm_replicate(wildcards):
     """0 for an arm's first seed; r for code{p}r{r}, whose mix order and SFT seed move by r."""
     return variant_replicate(wildcards.arm)
 
 
+@job_function
 def train_launch_json(wildcards):
     """GPUs and strategy of the SFT job: a param, since the GPU count sets the global batch."""
     return as_json(train_launch(config, wildcards.backbone))
@@ -144,6 +162,7 @@ def cluster_resources(stage):
     """
 
     def resource(key):
+        @job_function
         def value(wildcards, attempt):
             failure = previous_failure(R, stage, wildcards, attempt)
             return stage_request(stage, wildcards.get("backbone"), attempt, failure)[
@@ -204,6 +223,7 @@ def grouped_resources(stage):
     return {**cluster_resources(stage), GROUP_SLOTS: 1}
 
 
+@job_function
 def train_threads(wildcards):
     return train_of(wildcards.backbone, wildcards.arm).threads
 
@@ -219,10 +239,12 @@ def sft_threads():
     return values.pop() if len(values) == 1 else train_threads
 
 
+@job_function
 def inference_settings_json(wildcards):
     return inference_json_of(wildcards.backbone)
 
 
+@job_function
 def inference_threads(wildcards):
     return inference_of(wildcards.backbone).threads
 
@@ -234,14 +256,17 @@ def generate_threads():
     return values.pop() if len(values) == 1 else inference_threads
 
 
+@job_function
 def task_entry_json(wildcards):
     return as_json(config["tasks"][wildcards.task])
 
 
+@job_function
 def task_seed(wildcards):
     return config["tasks"][wildcards.task].get("seed", config["seed"])
 
 
+@job_function
 def generation_priority(wildcards):
     return cached_priority(wildcards.backbone, wildcards.variant)
 
@@ -249,6 +274,7 @@ def generation_priority(wildcards):
 cached_priority = functools.cache(model_priority)
 
 
+@job_function
 def model_dir(wildcards):
     return f"{R}/{MODEL.format(backbone=wildcards.backbone, variant=wildcards.variant)}"
 
