@@ -129,6 +129,99 @@ rule aggregate:
 """
 
 
+# The same shape with the same Snakemake declarations as the workflow's generate and score rules
+# (log, conda env, group, priority, params, the resource names, a command template with the same
+# fields), every value a constant: what Snakemake itself costs for what the workflow declares.
+# Against it, the workflow's ratio is the cost of its own per-job functions and config checks.
+_GENERATE = """
+rule generate:
+    input:
+        model=lambda wildcards: f"{R}/models/{wildcards.backbone}/{wildcards.variant}",
+        task=f"{R}/tasks/{{task}}.parquet",
+    output:
+        f"{R}/generations/{{backbone}}/{{variant}}/{{task}}.parquet",
+    shell:
+        "touch {output}"
+"""
+_SCORE = """
+rule score:
+    input:
+        f"{R}/generations/{{backbone}}/{{variant}}/{{task}}.parquet",
+    output:
+        f"{R}/scores/{{backbone}}/{{variant}}/{{task}}.parquet",
+    shell:
+        "touch {output}"
+"""
+DECLARED_SNAKEFILE = (
+    TOUCH_SNAKEFILE.replace(
+        _GENERATE,
+        """
+ENGINES = '{"idle_seconds": 60}'
+PLANNED = "a,b"
+
+
+rule generate:
+    input:
+        model=lambda wildcards: f"{R}/models/{wildcards.backbone}/{wildcards.variant}",
+        task=f"{R}/tasks/{{task}}.parquet",
+    output:
+        f"{R}/generations/{{backbone}}/{{variant}}/{{task}}.parquet",
+    log:
+        f"{R}/logs/generate/{{backbone}}/{{variant}}/{{task}}.log",
+    priority: 1
+    group:
+        "generate_{backbone}_{variant}"
+    conda:
+        "env.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        cpus_per_task=8,
+        mem_mb=64000,
+        runtime=30,
+        nodes=1,
+        group_slots=1,
+        engine_slots=1,
+    params:
+        backbone='{"name": "x"}',
+        settings='{"engine": "vllm"}',
+    shell:
+        "touch {output} # {input.model:q} {input.task:q} {output:q} {params.backbone:q}"
+        " {wildcards.variant:q} {params.settings:q} {ENGINES:q} {PLANNED:q} {log:q}"
+""",
+    )
+    .replace(
+        _SCORE,
+        """
+rule score:
+    input:
+        f"{R}/generations/{{backbone}}/{{variant}}/{{task}}.parquet",
+    output:
+        f"{R}/scores/{{backbone}}/{{variant}}/{{task}}.parquet",
+    log:
+        f"{R}/logs/score/{{backbone}}/{{variant}}/{{task}}.log",
+    group:
+        "score_{backbone}_{variant}"
+    conda:
+        "env.yaml"
+    resources:
+        gpu=0,
+        cpus_per_task=1,
+        mem_mb=2000,
+        runtime=15,
+        group_slots=1,
+    params:
+        sandbox="jail",
+    shell:
+        "touch {output} # {input:q} {output:q} {params.sandbox:q} {log:q}"
+""",
+    )
+)
+if _GENERATE not in TOUCH_SNAKEFILE or _SCORE not in TOUCH_SNAKEFILE:
+    raise SystemExit("bench_dryrun: the declared Snakefile no longer replaces the touch rules")
+ENV_YAML = "channels: [conda-forge]\ndependencies: [python=3.11]\n"
+
+
 def sweep_config(backbones: int, proportions: int) -> dict:
     """config/paper.yaml with `backbones` copies of its Llama-2 7B and `proportions` arms."""
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
@@ -178,16 +271,20 @@ def main(argv: list[str]) -> int:
         configfile.write_text(yaml.safe_dump(sweep_config(args.backbones, args.proportions)))
         touch = root / "Snakefile.touch"
         touch.write_text(TOUCH_SNAKEFILE)
-        times: dict[str, list[float]] = {"workflow": [], "touch": []}
-        cpus: dict[str, list[float]] = {"workflow": [], "touch": []}
+        declared = root / "Snakefile.declared"
+        declared.write_text(DECLARED_SNAKEFILE)
+        (root / "env.yaml").write_text(ENV_YAML)
+        snakefiles = {"workflow": REPO / "Snakefile", "declared": declared, "touch": touch}
+        times: dict[str, list[float]] = {name: [] for name in snakefiles}
+        cpus: dict[str, list[float]] = {name: [] for name in snakefiles}
         jobs: dict[str, int] = {}
         for _ in range(args.repeats):
-            for name, snakefile in (("workflow", REPO / "Snakefile"), ("touch", touch)):
+            for name, snakefile in snakefiles.items():
                 (root / name).mkdir(exist_ok=True)
                 seconds, cpu, jobs[name] = dry_run(snakefile, root / name, configfile)
                 times[name].append(seconds)
                 cpus[name].append(cpu)
-    if jobs["workflow"] != jobs["touch"]:
+    if len(set(jobs.values())) != 1:
         raise SystemExit(f"not the same shape: {jobs}")
     best = {name: min(values) for name, values in times.items()}
     best_cpu = {name: min(values) for name, values in cpus.items()}
@@ -199,6 +296,12 @@ def main(argv: list[str]) -> int:
         "workflow_cpu_seconds": round(best_cpu["workflow"], 2),
         "touch_cpu_seconds": round(best_cpu["touch"], 2),
         "cpu_ratio": round(best_cpu["workflow"] / best_cpu["touch"], 3),
+        "declared_seconds": round(best["declared"], 2),
+        "declared_cpu_seconds": round(best_cpu["declared"], 2),
+        # What Snakemake costs for the declarations alone, and what the workflow's own functions
+        # add on top of that.
+        "declared_over_touch_cpu": round(best_cpu["declared"] / best_cpu["touch"], 3),
+        "workflow_over_declared_cpu": round(best_cpu["workflow"] / best_cpu["declared"], 3),
         "runs": {name: [round(v, 2) for v in values] for name, values in times.items()},
         "cpu_runs": {name: [round(v, 2) for v in values] for name, values in cpus.items()},
         "load_average": [round(load, 2) for load in os.getloadavg()],
