@@ -152,10 +152,9 @@ rule score:
     shell:
         "touch {output}"
 """
-DECLARED_SNAKEFILE = (
-    TOUCH_SNAKEFILE.replace(
-        _GENERATE,
-        """
+DECLARED_SNAKEFILE = TOUCH_SNAKEFILE.replace(
+    _GENERATE,
+    """
 ENGINES = '{"idle_seconds": 60}'
 PLANNED = "a,b"
 
@@ -189,10 +188,9 @@ rule generate:
         "touch {output} # {input.model:q} {input.task:q} {output:q} {params.backbone:q}"
         " {wildcards.variant:q} {params.settings:q} {ENGINES:q} {PLANNED:q} {log:q}"
 """,
-    )
-    .replace(
-        _SCORE,
-        """
+).replace(
+    _SCORE,
+    """
 rule score:
     input:
         f"{R}/generations/{{backbone}}/{{variant}}/{{task}}.parquet",
@@ -215,7 +213,6 @@ rule score:
     shell:
         "touch {output} # {input:q} {output:q} {params.sandbox:q} {log:q}"
 """,
-    )
 )
 if _GENERATE not in TOUCH_SNAKEFILE or _SCORE not in TOUCH_SNAKEFILE:
     raise SystemExit("bench_dryrun: the declared Snakefile no longer replaces the touch rules")
