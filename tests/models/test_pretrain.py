@@ -219,6 +219,7 @@ def test_phase_two_from_a_phase_one_checkpoint_is_the_whole_recipe(tmp_path):
         pretrain(other, tmp_path / "other", start_from=tmp_path / "phase1")
 
 
+@pytest.mark.slow  # loads each shipped base and generates 50 held-out lists (8-16 s each)
 @pytest.mark.parametrize("architecture", sorted(RECIPES))
 def test_shipped_base_is_what_its_recipe_makes(architecture):
     """The checkpoint in the repository was built by the recipe the code holds (its

@@ -70,6 +70,7 @@ def _sft_callbacks(env: dict) -> list[str]:
     return run.stdout.split()
 
 
+@pytest.mark.slow  # two fresh processes import TRL and torch (13 s)
 def test_the_step_delay_reaches_sft_only_where_a_test_asks_for_it():
     plain = _sft_callbacks(hooked_env())
     delayed = _sft_callbacks(hooked_env(step_seconds=2))
