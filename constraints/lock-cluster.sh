@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate constraints/cluster.txt: the exact releases pip resolves for a GPU cluster install,
 #   pip install -e ".[cluster]" -c constraints/cluster.txt
+# with the `qlora` extra's bitsandbytes pinned as well (a constraint installs nothing by itself),
 # found by a dry run (package metadata only, nothing the size of a CUDA wheel is downloaded),
 # then checked: a second dry run under the new pins must resolve to exactly those pins.
 #   VLLM  the vllm release to pin (default 0.33.0: 0.34.0 asks for flashinfer-python==0.7.3,
@@ -14,7 +15,7 @@ python=${PYTHON:-python3}
 report=$(mktemp)
 trap 'rm -f "$report" "$report.check"' EXIT
 "$python" -m pip install --dry-run --ignore-installed --quiet --report "$report" \
-	-e ".[cluster]" "vllm==$vllm"
+	-e ".[cluster,qlora]" "vllm==$vllm"
 {
 	echo "# GPU cluster install: pip install -e \".[cluster]\" -c constraints/cluster.txt"
 	echo "# Made by constraints/lock-cluster.sh (vllm==$vllm, $("$python" -c 'import platform; print(platform.python_implementation(), platform.python_version(), platform.system(), platform.machine())'))."
@@ -30,7 +31,7 @@ print("\n".join(f"{name}=={version}" for name, version in pins))
 PY
 } >constraints/cluster.txt.new
 "$python" -m pip install --dry-run --ignore-installed --quiet --report "$report.check" \
-	-e ".[cluster]" -c constraints/cluster.txt.new
+	-e ".[cluster,qlora]" -c constraints/cluster.txt.new
 "$python" - "$report.check" constraints/cluster.txt.new <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))

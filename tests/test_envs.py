@@ -229,7 +229,8 @@ def declared() -> list[str]:
     import tomllib
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    return [*project["dependencies"], *project["optional-dependencies"]["cluster"]]
+    extras = project["optional-dependencies"]
+    return [*project["dependencies"], *extras["cluster"], *extras["qlora"]]
 
 
 def test_the_cluster_pins_meet_every_floor_of_the_package():
